@@ -1,0 +1,1 @@
+//! The classic estimator of drag and diffusion from particle tracks.

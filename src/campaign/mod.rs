@@ -1,0 +1,1 @@
+//! Parameter-space campaigns of PIC runs: plan, run over ranks, resume.

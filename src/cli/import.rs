@@ -1,0 +1,10 @@
+//! `colop import`.
+
+use super::Context;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {}
+
+pub fn run(cmd: Command, _ctx: &Context) -> anyhow::Result<()> {
+    match cmd {}
+}

@@ -1,0 +1,82 @@
+//! The `colop` command line: one file per subcommand, no numerics here.
+
+use crate::dist::Comm;
+use clap::{Parser, Subcommand};
+use std::sync::Arc;
+
+pub mod bench;
+pub mod logging;
+pub mod campaign;
+pub mod compare;
+pub mod eval;
+pub mod import;
+pub mod pic;
+pub mod plot;
+pub mod synth;
+pub mod theory;
+pub mod tracks;
+pub mod train;
+
+/// Learn plasma collision operators from phase-space data.
+#[derive(Parser, Debug)]
+#[command(name = "colop", version, about, long_about = None)]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Less log output (warnings and errors only).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Write synthetic datasets rolled out from a known operator.
+    Synth(synth::Args),
+    /// Import data or operators from other layouts.
+    #[command(subcommand)]
+    Import(import::Command),
+    /// Learn an operator from run files.
+    Train(train::Args),
+    /// Roll a learned operator out against runs and report errors and moments.
+    Eval(eval::Args),
+    /// Draw the figures of a run directory or model.
+    Plot(plot::Args),
+    /// Print solver, adjoint, memory and reduction benchmarks as JSON.
+    Bench(bench::Args),
+    /// Run the built-in 2D electrostatic PIC code.
+    Pic(pic::Args),
+    /// Plan and run parameter-space campaigns of PIC runs.
+    #[command(subcommand)]
+    Campaign(campaign::Command),
+    /// Estimate drag and diffusion from particle tracks.
+    Tracks(tracks::Args),
+    /// Drag and diffusion from electrostatic kinetic theory.
+    Theory(theory::Args),
+    /// Compare learned, track-estimated and theoretical operators.
+    Compare(compare::Args),
+}
+
+/// What every subcommand gets besides its arguments.
+pub struct Context {
+    pub comm: Arc<dyn Comm>,
+}
+
+/// Run the parsed command.
+pub fn run(cli: Cli, ctx: &Context) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Synth(a) => synth::run(a, ctx),
+        Command::Import(c) => import::run(c, ctx),
+        Command::Train(a) => train::run(a, ctx),
+        Command::Eval(a) => eval::run(a, ctx),
+        Command::Plot(a) => plot::run(a, ctx),
+        Command::Bench(a) => bench::run(a, ctx),
+        Command::Pic(a) => pic::run(a, ctx),
+        Command::Campaign(c) => campaign::run(c, ctx),
+        Command::Tracks(a) => tracks::run(a, ctx),
+        Command::Theory(a) => theory::run(a, ctx),
+        Command::Compare(a) => compare::run(a, ctx),
+    }
+}

@@ -1,0 +1,33 @@
+//! Phase-space datasets: one HDF5 file per PIC run (read, validate, write atomically), importers
+//! from other layouts, and the (run, window) samples that training shards across ranks.
+//!
+//! File schema (h5py-readable):
+//! - `/f` `[T, Nx, Ny]` f64, chunked one snapshot per chunk: counts or densities, first index v_x;
+//! - `/t` `[T]` f64: snapshot times in 1/ω_p, strictly increasing;
+//! - attributes `v_range` `[4]` (`vx_min, vx_max, vy_min, vy_max`), `units` (string), `dt`
+//!   (snapshot spacing, 1/ω_p), `n_particles`;
+//! - group `/params`: free-form numeric scalar attributes (ppc, v_th, shape, dx_over_lambda_D, ...);
+//! - optional `/tracks` `[n_dumps, n_tracked, 2]` test-particle velocities at the times `/t`;
+//! - optional group `/diagnostics` of 1-D f64 datasets (energy histories and the like).
+
+use crate::grid::VelocityGrid;
+use ndarray::{Array1, Array3};
+use std::collections::BTreeMap;
+
+/// Everything one run file holds, in memory.
+#[derive(Clone, Debug)]
+pub struct RunData {
+    pub grid: VelocityGrid,
+    /// `[T, Nx, Ny]`.
+    pub f: Array3<f64>,
+    /// `[T]`, 1/ω_p.
+    pub t: Vec<f64>,
+    /// Snapshot spacing, 1/ω_p.
+    pub dt: f64,
+    pub n_particles: f64,
+    pub params: BTreeMap<String, f64>,
+    /// `[n_dumps, n_tracked, 2]` tracked test-particle velocities, if recorded.
+    pub tracks: Option<Array3<f64>>,
+    /// Named 1-D diagnostics (e.g. `energy_total`).
+    pub diagnostics: BTreeMap<String, Array1<f64>>,
+}

@@ -1,0 +1,1 @@
+//! Evaluation: autoregressive rollouts against observed runs, error metrics and moments.

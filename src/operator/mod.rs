@@ -1,0 +1,132 @@
+//! Operator models: map parameters θ (plus run conditioners and time) to coefficient fields on the
+//! velocity grid, and map ∂L/∂fields back to ∂L/∂θ.
+//!
+//! A Fokker–Planck model produces five fields in physical units — A_x, A_y (v_th·ω_p) and D_xx,
+//! D_yy, D_xy (v_th²·ω_p) — indexed by [`fp`]. A kernel model produces the 2k² stencil weights
+//! of the integro-differential operator. The solver never sees θ: it consumes [`Fields`] only, so
+//! every model works with every scheme that accepts its [`Equation`].
+//!
+//! Time dependence is expressed through *time nodes*: the fields at time t are
+//! Σ_s w_s(t)·fields(node s). Time-independent models have one node with weight 1. This lets the
+//! trainer accumulate gradients per node, exactly, whatever the rank count.
+
+use crate::grid::VelocityGrid;
+use ndarray::Array3;
+
+pub mod spec;
+pub use spec::ModelSpec;
+
+/// Coefficient fields `[n_fields, nx, ny]` in physical units (C order).
+pub type Fields = Array3<f64>;
+
+/// Field indices of a Fokker–Planck model.
+pub mod fp {
+    pub const AX: usize = 0;
+    pub const AY: usize = 1;
+    pub const DXX: usize = 2;
+    pub const DYY: usize = 3;
+    pub const DXY: usize = 4;
+    pub const N_FIELDS: usize = 5;
+    pub const NAMES: [&str; N_FIELDS] = ["A_x", "A_y", "D_xx", "D_yy", "D_xy"];
+}
+
+/// Which evolution equation a model's fields drive.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Equation {
+    /// ∂f/∂t = −∂_i(A_i f) + ½ ∂_i∂_j(D_ij f); fields as in [`fp`].
+    FokkerPlanck,
+    /// ∂f/∂t = ∇_v·(K ⋆ f) with a k×k stencil; fields `K_x(l,m)` then `K_y(l,m)`, 2k² in all.
+    Kernel { k: usize, divergence: Divergence },
+}
+
+/// Difference used for the divergence of the kernel operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Divergence {
+    Forward,
+    Backward,
+    Centred,
+}
+
+/// One time node's contribution to the fields at time t.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NodeWeight {
+    pub node: usize,
+    pub weight: f64,
+}
+
+/// Error building or loading a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("model: {0}")]
+    Invalid(String),
+}
+
+/// A parameterised collision operator.
+///
+/// `node_fields` must be a deterministic function of its inputs (same bits in, same bits out), and
+/// `node_fields_vjp` its exact vector–Jacobian product. Both are called concurrently from several
+/// threads, so implementations keep no mutable state.
+pub trait OperatorModel: Send + Sync {
+    /// Short kind name as in the config (`tensor`, `par-perp`, ...).
+    fn kind(&self) -> &str;
+    /// The grid the fields live on.
+    fn grid(&self) -> &VelocityGrid;
+    /// The equation these fields drive.
+    fn equation(&self) -> Equation {
+        Equation::FokkerPlanck
+    }
+    /// Number of fields per cell (5 for Fokker–Planck, 2k² for kernels).
+    fn n_fields(&self) -> usize {
+        match self.equation() {
+            Equation::FokkerPlanck => fp::N_FIELDS,
+            Equation::Kernel { k, .. } => 2 * k * k,
+        }
+    }
+    /// Length of θ.
+    fn n_params(&self) -> usize;
+    /// Initial θ (deterministic for a given seed).
+    fn init_params(&self, seed: u64) -> Vec<f64>;
+    /// Names of the run parameters this model is conditioned on (empty if none).
+    fn conditioners(&self) -> &[String] {
+        &[]
+    }
+    /// Number of time nodes (1 for time-independent models).
+    fn n_time_nodes(&self) -> usize {
+        1
+    }
+    /// Nodes and weights whose combination gives the fields at time `t` (1/ω_p since the run's
+    /// first snapshot). Weights sum to one.
+    fn time_weights(&self, _t: f64) -> Vec<NodeWeight> {
+        vec![NodeWeight { node: 0, weight: 1.0 }]
+    }
+    /// Fields of time node `node` for normalised run conditioners `cond` into `out`
+    /// (`[n_fields, nx, ny]`, overwritten).
+    fn node_fields(&self, theta: &[f64], cond: &[f64], node: usize, out: &mut Fields);
+    /// `d_theta += (∂ node_fields / ∂θ)ᵀ · d_fields`.
+    fn node_fields_vjp(&self, theta: &[f64], cond: &[f64], node: usize, d_fields: &Fields, d_theta: &mut [f64]);
+    /// Regularisation added to the loss (e.g. time smoothness); adds its gradient to `d_theta`.
+    fn penalty(&self, _theta: &[f64], _d_theta: &mut [f64]) -> f64 {
+        0.0
+    }
+    /// Extra named datasets for `model.h5` and plots (e.g. radial profiles), from θ.
+    fn exports(&self, _theta: &[f64], _cond: &[f64]) -> Vec<(String, ndarray::ArrayD<f64>)> {
+        Vec::new()
+    }
+
+    /// Fields at time `t`: the weighted sum of node fields.
+    fn fields_at(&self, theta: &[f64], cond: &[f64], t: f64) -> Fields {
+        let g = self.grid();
+        let mut out = Fields::zeros((self.n_fields(), g.nx, g.ny));
+        let mut tmp = out.clone();
+        for (i, nw) in self.time_weights(t).into_iter().enumerate() {
+            if i == 0 && nw.weight == 1.0 {
+                self.node_fields(theta, cond, nw.node, &mut out);
+            } else {
+                self.node_fields(theta, cond, nw.node, &mut tmp);
+                out.scaled_add(nw.weight, &tmp);
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,1 @@
+//! PNG figures drawn by colop itself: coefficient maps, profiles, loss curves, rollouts.

@@ -1,0 +1,1 @@
+//! Checkpoint schedules for adjoint rollouts: binomial ("revolve") and store-all. Pure logic.

@@ -1,0 +1,175 @@
+//! Explicit solvers for the collision operator's evolution equation and their exact discrete
+//! adjoints.
+//!
+//! A [`Scheme`] advances one state by one step given *prepared* coefficients (the physical
+//! [`Fields`] converted once per step size into whatever the inner loop wants: grid units, scaled
+//! by the step, rates...). Its adjoint is split the same way: `step_vjp` accumulates ∂L/∂prepared
+//! over steps and samples, and `prepare_vjp` maps that back to ∂L/∂fields once. Rollouts over many
+//! steps, with checkpointed recomputation, live in [`rollout`] and [`checkpoint`].
+
+use crate::grid::VelocityGrid;
+use crate::operator::{Equation, Fields};
+use ndarray::{ArrayView3, ArrayViewMut3};
+use serde::{Deserialize, Serialize};
+
+pub mod checkpoint;
+pub mod rollout;
+
+/// Scratch buffers owned by one thread, reused across steps (the solver never allocates per step).
+#[derive(Default, Debug)]
+pub struct StepWorkspace {
+    pub bufs: Vec<Vec<f64>>,
+}
+
+/// One explicit time step and its exact vector–Jacobian products.
+pub trait Scheme: Send + Sync {
+    /// Name as in the config.
+    fn name(&self) -> &'static str;
+    /// The grid it runs on.
+    fn grid(&self) -> &VelocityGrid;
+    /// Number of physical coefficient fields consumed.
+    fn n_fields(&self) -> usize;
+    /// Number of fields of the prepared form.
+    fn n_prepared(&self) -> usize;
+    /// Solver steps per snapshot interval `dt` for these coefficients: the configured count, or
+    /// one chosen from the scheme's stability/positivity bound.
+    fn substeps(&self, coeffs: ArrayView3<f64>, dt: f64) -> usize;
+    /// Physical coefficients → prepared form for steps of length `h` (`out` overwritten,
+    /// shape `[n_prepared, nx, ny]`).
+    fn prepare(&self, coeffs: ArrayView3<f64>, h: f64, out: ArrayViewMut3<f64>);
+    /// `d_coeffs += (∂prepare/∂coeffs)ᵀ d_prepared` at the same `coeffs`, `h`.
+    fn prepare_vjp(&self, coeffs: ArrayView3<f64>, h: f64, d_prepared: ArrayView3<f64>, d_coeffs: ArrayViewMut3<f64>);
+    /// A workspace sized for this scheme.
+    fn workspace(&self) -> StepWorkspace;
+    /// `out = S(prepared, f)`; `f` and `out` are `nx·ny` C-order slices.
+    fn step(&self, prepared: &Fields, f: &[f64], out: &mut [f64], ws: &mut StepWorkspace);
+    /// Adjoint of one step taken from state `f`: `lam_in = (∂S/∂f)ᵀ lam_out` (overwritten) and
+    /// `d_prepared += (∂S/∂prepared)ᵀ lam_out`. Per-step state the adjoint needs (e.g. the clamp's
+    /// active set) is recomputed from `f`, never stored.
+    fn step_vjp(
+        &self,
+        prepared: &Fields,
+        f: &[f64],
+        lam_out: &[f64],
+        lam_in: &mut [f64],
+        d_prepared: &mut Fields,
+        ws: &mut StepWorkspace,
+    );
+}
+
+/// Boundary treatment of the central scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Boundary {
+    /// u = 0 outside the grid, the same stencils everywhere.
+    #[default]
+    Guard,
+    /// Second-order one-sided stencils at the edges.
+    OneSided,
+}
+
+/// Which Fokker–Planck discretisation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SchemeKind {
+    /// The reference code's explicit central-difference step.
+    #[default]
+    Central,
+    /// Finite-volume (jump-rate) form: conserves Σf exactly, positive under its step bound.
+    Conservative,
+}
+
+/// Sub-steps per snapshot interval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Substeps {
+    Fixed(usize),
+    /// `auto`: chosen from the scheme's step bound.
+    Auto(AutoWord),
+}
+
+/// The literal word `auto` in YAML.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoWord {
+    Auto,
+}
+
+impl Default for Substeps {
+    fn default() -> Self {
+        Substeps::Fixed(1)
+    }
+}
+
+/// How many solver states an adjoint rollout may keep per sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Checkpoints {
+    /// At most this many stored states; the rest are recomputed (binomial schedule).
+    Count(usize),
+    /// `auto` (from `memory_budget_mb`) or `all` (store every state, no recomputation).
+    Word(CheckpointWord),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckpointWord {
+    Auto,
+    All,
+}
+
+impl Default for Checkpoints {
+    fn default() -> Self {
+        Checkpoints::Word(CheckpointWord::Auto)
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_budget() -> f64 {
+    256.0
+}
+
+/// The `solver:` section of a config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SolverSpec {
+    /// `central` (reference) or `conservative`.
+    #[serde(default)]
+    pub scheme: SchemeKind,
+    /// `guard` or `one-sided` (central scheme only).
+    #[serde(default)]
+    pub boundary: Boundary,
+    /// f ← max(f, 0) after each step.
+    #[serde(default = "default_true")]
+    pub clamp_nonnegative: bool,
+    /// Solver steps per snapshot interval: a number or `auto`.
+    #[serde(default)]
+    pub substeps: Substeps,
+    /// States kept per sample in adjoint rollouts: a number, `auto` or `all`.
+    #[serde(default)]
+    pub checkpoints: Checkpoints,
+    /// Memory budget for stored states across all samples in flight, MiB (`checkpoints: auto`).
+    #[serde(default = "default_budget")]
+    pub memory_budget_mb: f64,
+}
+
+impl Default for SolverSpec {
+    fn default() -> Self {
+        serde_yaml::from_str("{}").expect("defaults")
+    }
+}
+
+/// Error building a scheme.
+#[derive(Debug, thiserror::Error)]
+pub enum SolverError {
+    #[error("solver: {0}")]
+    Invalid(String),
+}
+
+/// Build the scheme for `spec` and the model's `equation` on `grid`.
+pub fn build(spec: &SolverSpec, equation: &Equation, grid: &VelocityGrid) -> Result<Box<dyn Scheme>, SolverError> {
+    let _ = (spec, equation, grid);
+    Err(SolverError::Invalid("not implemented yet".into()))
+}

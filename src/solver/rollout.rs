@@ -1,0 +1,2 @@
+//! Multi-step rollouts of a [`super::Scheme`]: forward, and adjoint with checkpointed
+//! recomputation.
