@@ -31,3 +31,21 @@ pub struct RunData {
     /// Named 1-D diagnostics (e.g. `energy_total`).
     pub diagnostics: BTreeMap<String, Array1<f64>>,
 }
+
+/// Error reading, validating or writing run data.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{path}: {msg}")]
+    Invalid { path: String, msg: String },
+}
+
+/// Read a whole run file (validated).
+pub fn read_run(path: &std::path::Path) -> Result<RunData, DataError> {
+    Err(DataError::Invalid { path: path.display().to_string(), msg: "not implemented yet".into() })
+}
+
+/// Write a run file atomically.
+pub fn write_run(path: &std::path::Path, run: &RunData) -> Result<(), DataError> {
+    let _ = run;
+    Err(DataError::Invalid { path: path.display().to_string(), msg: "not implemented yet".into() })
+}

@@ -130,3 +130,29 @@ pub trait OperatorModel: Send + Sync {
         out
     }
 }
+
+pub mod angular;
+pub mod kernel;
+pub mod mlp;
+pub mod saved;
+
+/// What a model needs to know besides its spec.
+#[derive(Clone, Debug)]
+pub struct BuildInfo {
+    pub grid: VelocityGrid,
+    /// `(min, max)` of each conditioner over the training runs (for min–max normalisation), in
+    /// the order of `spec.conditioners`.
+    pub cond_ranges: Vec<(f64, f64)>,
+    /// Time span covered by the time nodes, 1/ω_p (longest training run).
+    pub t_span: f64,
+}
+
+/// Build the model described by `spec`.
+pub fn build(spec: &ModelSpec, info: &BuildInfo) -> Result<Box<dyn OperatorModel>, ModelError> {
+    use spec::ModelKind::*;
+    match spec.kind {
+        Mlp | MlpConditioned => mlp::build(spec, info),
+        Kernel => kernel::build(spec, info),
+        _ => Err(ModelError::Invalid(format!("kind {:?} not implemented yet", spec.kind))),
+    }
+}

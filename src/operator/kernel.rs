@@ -1,0 +1,7 @@
+//! kernel models (placeholder).
+
+use super::{BuildInfo, ModelError, ModelSpec, OperatorModel};
+
+pub fn build(_spec: &ModelSpec, _info: &BuildInfo) -> Result<Box<dyn OperatorModel>, ModelError> {
+    Err(ModelError::Invalid("kernel models not implemented yet".into()))
+}
