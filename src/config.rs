@@ -1,2 +1,267 @@
 //! Configuration files: serde structs for the training config (unknown keys rejected with their
 //! path) and validation of impossible settings before any work starts.
+//!
+//! Paths in a config are relative to the directory of the config file; the resolved config written
+//! to a run directory holds them as given and the directory they are resolved against.
+
+use crate::operator::ModelSpec;
+use crate::solver::SolverSpec;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A whole training config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub data: DataSpec,
+    #[serde(default)]
+    pub model: ModelSpec,
+    #[serde(default)]
+    pub solver: SolverSpec,
+    pub train: TrainSpec,
+    /// Directory relative paths are resolved against (filled in when the file is loaded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_dir: Option<PathBuf>,
+}
+
+fn default_i_start() -> usize {
+    5
+}
+
+/// `data:` — which runs train and validate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpec {
+    /// Run files (HDF5) to train on.
+    pub train: Vec<PathBuf>,
+    /// Run files held out for validation (takes precedence over `valid_fraction`).
+    #[serde(default)]
+    pub valid: Vec<PathBuf>,
+    /// Seeded random fraction of the training windows held out for validation (0 = none).
+    #[serde(default)]
+    pub valid_fraction: f64,
+    /// First snapshot used, in each run's own numbering round(t/dt).
+    #[serde(default = "default_i_start")]
+    pub i_start: usize,
+}
+
+/// Loss between predicted and observed snapshots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossKind {
+    /// Mean absolute error.
+    #[default]
+    Mae,
+    /// Mean squared error.
+    Mse,
+}
+
+/// Which predicted snapshots enter the loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossMode {
+    /// Mean over all K predicted snapshots.
+    #[default]
+    Accumulated,
+    /// The last predicted snapshot only.
+    Last,
+}
+
+/// Rollout length of a stage: a number of snapshot intervals, or `all` (each run from `i_start`
+/// to its end as one sample).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Unroll {
+    Intervals(usize),
+    Whole(AllWord),
+}
+
+/// The literal word `all`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AllWord {
+    All,
+}
+
+/// One curriculum stage.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    pub unroll: Unroll,
+    pub epochs: usize,
+    /// Learning rate; defaults to the previous stage's (1e-3 for the first).
+    #[serde(default)]
+    pub lr: Option<f64>,
+}
+
+fn default_seed() -> u64 {
+    42
+}
+fn default_log_every() -> usize {
+    10
+}
+
+/// `train:` — optimisation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSpec {
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    #[serde(default)]
+    pub loss: LossKind,
+    #[serde(default)]
+    pub loss_mode: LossMode,
+    pub stages: Vec<Stage>,
+    /// Global mini-batch size in samples (omit for full batch).
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    /// Write `checkpoint.h5` every this many epochs (0 = only on SIGTERM/SIGUSR1).
+    #[serde(default)]
+    pub checkpoint_every: usize,
+    /// Log a progress line every this many epochs when not on a terminal.
+    #[serde(default = "default_log_every")]
+    pub log_every: usize,
+}
+
+/// Why a config cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {msg}")]
+    Parse { path: String, msg: String },
+    #[error("{path}: {key}: {msg}")]
+    Invalid { path: String, key: String, msg: String },
+}
+
+/// Parse YAML into `T`, rejecting unknown keys with the key's path in the message.
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Result<T, ConfigError> {
+    serde_yaml::from_str(text).map_err(|e| ConfigError::Parse { path: path.display().to_string(), msg: e.to_string() })
+}
+
+/// Read and parse a YAML file into `T`.
+pub fn load_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: path.display().to_string(), source: e })?;
+    parse_yaml(&text, path)
+}
+
+impl TrainConfig {
+    /// Load, resolve paths against the file's directory, and validate.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let mut cfg: TrainConfig = load_yaml(path)?;
+        if cfg.base_dir.is_none() {
+            let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            cfg.base_dir = Some(if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir });
+        }
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// A path of the config resolved against its base directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        match &self.base_dir {
+            Some(b) if p.is_relative() => b.join(p),
+            _ => p.to_path_buf(),
+        }
+    }
+
+    pub fn train_files(&self) -> Vec<PathBuf> {
+        self.data.train.iter().map(|p| self.resolve(p)).collect()
+    }
+
+    pub fn valid_files(&self) -> Vec<PathBuf> {
+        self.data.valid.iter().map(|p| self.resolve(p)).collect()
+    }
+
+    /// Learning rate of stage `i` (inherited from earlier stages when omitted).
+    pub fn stage_lr(&self, i: usize) -> f64 {
+        self.train.stages[..=i].iter().rev().find_map(|s| s.lr).unwrap_or(1e-3)
+    }
+
+    /// Checks that need no data: every impossible setting named by its key.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key: &str, msg: String| ConfigError::Invalid { path: path.display().to_string(), key: key.into(), msg };
+        if self.data.train.is_empty() {
+            return Err(bad("data.train", "needs at least one run file".into()));
+        }
+        let vf = self.data.valid_fraction;
+        if !(0.0..1.0).contains(&vf) {
+            return Err(bad("data.valid_fraction", format!("must be in [0, 1), got {vf}")));
+        }
+        if self.train.stages.is_empty() {
+            return Err(bad("train.stages", "needs at least one stage".into()));
+        }
+        for (i, s) in self.train.stages.iter().enumerate() {
+            if let Unroll::Intervals(0) = s.unroll {
+                return Err(bad(&format!("train.stages[{i}].unroll"), "must be ≥ 1 or `all`".into()));
+            }
+            if let Some(lr) = s.lr {
+                if !(lr > 0.0 && lr.is_finite()) {
+                    return Err(bad(&format!("train.stages[{i}].lr"), format!("must be a positive number, got {lr}")));
+                }
+            }
+        }
+        if self.train.batch_size == Some(0) {
+            return Err(bad("train.batch_size", "must be ≥ 1 (omit it for full batch)".into()));
+        }
+        if let crate::solver::Substeps::Fixed(0) = self.solver.substeps {
+            return Err(bad("solver.substeps", "must be ≥ 1 or `auto`".into()));
+        }
+        if let crate::solver::Checkpoints::Count(0) = self.solver.checkpoints {
+            return Err(bad("solver.checkpoints", "must be ≥ 1, `auto` or `all`".into()));
+        }
+        if !(self.solver.memory_budget_mb > 0.0) {
+            return Err(bad("solver.memory_budget_mb", "must be positive".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "
+data: { train: [a.h5, b.h5], valid_fraction: 0.05 }
+model: { kind: par-perp, n_radial: 26 }
+solver: { scheme: central, boundary: guard, clamp_nonnegative: true, substeps: 1 }
+train:
+  seed: 42
+  stages: [ {unroll: 1, epochs: 10, lr: 1.0e-3}, {unroll: 10, epochs: 5}, {unroll: all, epochs: 2, lr: 1.0e-4} ]
+";
+
+    #[test]
+    fn parses_and_inherits_lr() {
+        let cfg: TrainConfig = parse_yaml(GOOD, Path::new("c.yaml")).unwrap();
+        cfg.validate(Path::new("c.yaml")).unwrap();
+        assert_eq!(cfg.data.i_start, 5);
+        assert_eq!(cfg.stage_lr(1), 1e-3);
+        assert_eq!(cfg.stage_lr(2), 1e-4);
+        assert_eq!(cfg.train.stages[2].unroll, Unroll::Whole(AllWord::All));
+    }
+
+    #[test]
+    fn unknown_key_names_its_path() {
+        let text = GOOD.replace("n_radial: 26", "n_radial: 26, n_radiall: 3");
+        let e = parse_yaml::<TrainConfig>(&text, Path::new("c.yaml")).unwrap_err().to_string();
+        assert!(e.contains("c.yaml") && e.contains("model") && e.contains("n_radiall"), "{e}");
+        let text = GOOD.replace("seed: 42", "seed: 42\n  sede: 1");
+        let e = parse_yaml::<TrainConfig>(&text, Path::new("c.yaml")).unwrap_err().to_string();
+        assert!(e.contains("train") && e.contains("sede"), "{e}");
+    }
+
+    #[test]
+    fn impossible_settings() {
+        for (from, to, key) in [
+            ("lr: 1.0e-3", "lr: -1.0", "train.stages[0].lr"),
+            ("[a.h5, b.h5]", "[]", "data.train"),
+            ("valid_fraction: 0.05", "valid_fraction: 1.5", "data.valid_fraction"),
+            ("{unroll: 1,", "{unroll: 0,", "train.stages[0].unroll"),
+            ("substeps: 1", "substeps: 0", "solver.substeps"),
+        ] {
+            let cfg: TrainConfig = parse_yaml(&GOOD.replace(from, to), Path::new("c.yaml")).unwrap();
+            let e = cfg.validate(Path::new("c.yaml")).unwrap_err().to_string();
+            assert!(e.contains(key), "{e} should name {key}");
+        }
+    }
+}

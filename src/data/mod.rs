@@ -49,3 +49,28 @@ pub fn write_run(path: &std::path::Path, run: &RunData) -> Result<(), DataError>
     let _ = run;
     Err(DataError::Invalid { path: path.display().to_string(), msg: "not implemented yet".into() })
 }
+
+/// Placeholder reader (replaced by the data module's implementation).
+pub struct RunFile {
+    run: RunData,
+}
+impl RunFile {
+    pub fn open(path: &std::path::Path) -> Result<Self, DataError> {
+        Ok(Self { run: read_run(path)? })
+    }
+    pub fn times(&self) -> &[f64] {
+        &self.run.t
+    }
+    pub fn dt(&self) -> f64 {
+        self.run.dt
+    }
+    pub fn grid(&self) -> &VelocityGrid {
+        &self.run.grid
+    }
+    pub fn params(&self) -> &BTreeMap<String, f64> {
+        &self.run.params
+    }
+    pub fn read_snapshots(&self, range: std::ops::Range<usize>) -> Result<Array3<f64>, DataError> {
+        Ok(self.run.f.slice(ndarray::s![range, .., ..]).to_owned())
+    }
+}

@@ -23,6 +23,12 @@ impl ExactSum {
             *a += b;
         }
     }
+    /// Add `x` exactly to the elements starting at `offset`.
+    pub fn add_at(&mut self, offset: usize, x: &[f64]) {
+        for (a, b) in self.acc[offset..offset + x.len()].iter_mut().zip(x) {
+            *a += b;
+        }
+    }
     /// Reset to zero, keeping the length.
     pub fn clear(&mut self) {
         self.acc.iter_mut().for_each(|a| *a = 0.0);

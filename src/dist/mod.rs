@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 pub mod exact;
+pub mod signals;
 pub use exact::ExactSum;
 
 /// What the training loop needs from a group of cooperating processes. A single process is a

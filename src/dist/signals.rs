@@ -1,0 +1,4 @@
+//! Signals (placeholder).
+pub fn stop_requested() -> bool {
+    false
+}

@@ -1,0 +1,348 @@
+//! One pass over a rank's shard: per-sample rollouts with adjoints, block sums in sample order,
+//! and the exact accumulation that makes the global gradient independent of the rank count.
+//!
+//! The gradient is accumulated at the level of *slot fields*: for each conditioning context
+//! (one per run for conditioned models, else one) and each time node, ∂L/∂fields `[n_fields, nx, ny]`.
+//! After the exact allreduce every rank maps the slot gradients to ∂L/∂θ with the model's VJP in a
+//! fixed order, so θ stays bitwise identical everywhere.
+
+use crate::config::{LossKind, LossMode};
+use crate::dist::ExactSum;
+use crate::operator::{Fields, OperatorModel};
+use crate::solver::rollout::{self, RolloutWorkspace};
+use crate::solver::Scheme;
+use ndarray::{Array3, ArrayView2};
+use rayon::prelude::*;
+
+/// A (run, window) sample: from snapshot row `start` roll `intervals` snapshot intervals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sample {
+    pub run: usize,
+    pub start: usize,
+    pub intervals: usize,
+}
+
+/// The snapshots of one run that this rank holds, normalised by the run's particle count.
+#[derive(Clone, Debug)]
+pub struct RunSlice {
+    /// Row of the first held snapshot in the run file.
+    pub first: usize,
+    /// `[held, nx, ny]`.
+    pub f: Array3<f64>,
+    /// Times of all snapshots of the run (1/ω_p).
+    pub t: Vec<f64>,
+    /// Snapshot spacing.
+    pub dt: f64,
+    /// Conditioning context of the run.
+    pub ctx: usize,
+}
+
+impl RunSlice {
+    /// Snapshot row `row` of the run, flattened.
+    pub fn snapshot(&self, row: usize) -> &[f64] {
+        let i = row - self.first;
+        let n = self.f.shape()[1] * self.f.shape()[2];
+        let all = self.f.as_slice().expect("standard layout");
+        &all[i * n..(i + 1) * n]
+    }
+    /// Time since the run's first snapshot at the middle of interval `row → row + 1`.
+    pub fn t_mid(&self, row: usize) -> f64 {
+        0.5 * (self.t[row] + self.t[row + 1]) - self.t[0]
+    }
+}
+
+/// What stays fixed during a stage.
+pub struct Problem<'a> {
+    pub model: &'a dyn OperatorModel,
+    pub scheme: &'a dyn Scheme,
+    pub loss: LossKind,
+    pub mode: LossMode,
+    /// Normalised conditioner vector of each context.
+    pub cond: Vec<Vec<f64>>,
+    /// States stored per sample in adjoint rollouts.
+    pub checkpoints: usize,
+}
+
+/// Coefficients derived from θ for one epoch, shared by all samples.
+pub struct EpochCoeffs {
+    /// `[ctx * n_nodes + node]`, physical units.
+    pub node_fields: Vec<Fields>,
+    /// Per run: solver steps per snapshot interval.
+    pub substeps: Vec<usize>,
+    /// Per run: prepared coefficients for static models (`None` for time-dependent models).
+    pub prepared: Vec<Option<Fields>>,
+    /// Per run and interval row: prepared coefficients of time-dependent models (held runs only).
+    pub prepared_t: Vec<Vec<Fields>>,
+}
+
+impl<'a> Problem<'a> {
+    pub fn n_ctx(&self) -> usize {
+        self.cond.len()
+    }
+    fn n_nodes(&self) -> usize {
+        self.model.n_time_nodes()
+    }
+    /// Length of one context's gradient block (all nodes).
+    pub fn ctx_len(&self) -> usize {
+        let g = self.model.grid();
+        self.n_nodes() * self.model.n_fields() * g.n_cells()
+    }
+    /// Length of the exact accumulator: all contexts plus the loss.
+    pub fn acc_len(&self) -> usize {
+        self.n_ctx() * self.ctx_len() + 1
+    }
+
+    fn fields_shape(&self) -> (usize, usize, usize) {
+        let g = self.model.grid();
+        (self.model.n_fields(), g.nx, g.ny)
+    }
+
+    /// Fields of context `ctx` at time `t` from the epoch's node fields.
+    fn fields_at(&self, c: &EpochCoeffs, ctx: usize, t: f64, out: &mut Fields) {
+        out.fill(0.0);
+        let nn = self.n_nodes();
+        for nw in self.model.time_weights(t) {
+            out.scaled_add(nw.weight, &c.node_fields[ctx * nn + nw.node]);
+        }
+    }
+
+    /// Evaluate the model for this epoch. `runs[r] = Some(slice)` for runs this rank holds;
+    /// `run_meta[r] = (ctx, dt)` for every run (so substeps agree on all ranks).
+    pub fn coefficients(&self, theta: &[f64], run_meta: &[(usize, f64)], runs: &[Option<RunSlice>]) -> EpochCoeffs {
+        let nn = self.n_nodes();
+        let shape = self.fields_shape();
+        let node_fields: Vec<Fields> = (0..self.n_ctx() * nn)
+            .into_par_iter()
+            .map(|slot| {
+                let mut f = Fields::zeros(shape);
+                self.model.node_fields(theta, &self.cond[slot / nn], slot % nn, &mut f);
+                f
+            })
+            .collect();
+        let substeps: Vec<usize> = run_meta
+            .iter()
+            .map(|&(ctx, dt)| (0..nn).map(|n| self.scheme.substeps(node_fields[ctx * nn + n].view(), dt)).max().unwrap_or(1))
+            .collect();
+        let g = self.model.grid();
+        let pshape = (self.scheme.n_prepared(), g.nx, g.ny);
+        let mut prepared = vec![None; run_meta.len()];
+        let mut prepared_t = vec![Vec::new(); run_meta.len()];
+        for (r, slice) in runs.iter().enumerate() {
+            let Some(slice) = slice else { continue };
+            let (ctx, dt) = run_meta[r];
+            let h = dt / substeps[r] as f64;
+            if nn == 1 {
+                let mut p = Fields::zeros(pshape);
+                self.scheme.prepare(node_fields[ctx].view(), h, p.view_mut());
+                prepared[r] = Some(p);
+            } else {
+                let rows = slice.t.len() - 1;
+                let tmp_coeffs = EpochCoeffs { node_fields: node_fields.clone(), substeps: vec![], prepared: vec![], prepared_t: vec![] };
+                prepared_t[r] = (0..rows)
+                    .into_par_iter()
+                    .map(|row| {
+                        let mut f = Fields::zeros(shape);
+                        self.fields_at(&tmp_coeffs, ctx, slice.t_mid(row), &mut f);
+                        let mut p = Fields::zeros(pshape);
+                        self.scheme.prepare(f.view(), h, p.view_mut());
+                        p
+                    })
+                    .collect();
+            }
+        }
+        EpochCoeffs { node_fields, substeps, prepared, prepared_t }
+    }
+
+    /// Weight of snapshot k (1-based) of a sample with `k_max` intervals in a batch of `batch` samples.
+    fn snapshot_weight(&self, k: usize, k_max: usize, batch: usize) -> f64 {
+        let n = self.model.grid().n_cells() as f64;
+        match self.mode {
+            LossMode::Accumulated => 1.0 / (batch as f64 * n * k_max as f64),
+            LossMode::Last => {
+                if k == k_max {
+                    1.0 / (batch as f64 * n)
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+
+    /// Loss and ∂L/∂(context fields) of one sample. Returns `(loss, gradient [n_nodes, n_fields, nx, ny])`.
+    fn sample_gradient(
+        &self,
+        c: &EpochCoeffs,
+        runs: &[Option<RunSlice>],
+        s: Sample,
+        batch: usize,
+        ws: &mut RolloutWorkspace,
+    ) -> (f64, Vec<f64>) {
+        let slice = runs[s.run].as_ref().expect("rank holds the runs of its samples");
+        let k_max = s.intervals;
+        let nn = self.n_nodes();
+        let shape = self.fields_shape();
+        let g = self.model.grid();
+        let pshape = (self.scheme.n_prepared(), g.nx, g.ny);
+        let h = slice.dt / c.substeps[s.run] as f64;
+        let (prepared, grad_slot, n_slots): (Vec<&Fields>, Vec<usize>, usize) = if nn == 1 {
+            let p = c.prepared[s.run].as_ref().expect("prepared");
+            (vec![p; k_max], vec![0; k_max], 1)
+        } else {
+            let pt = &c.prepared_t[s.run];
+            ((0..k_max).map(|k| &pt[s.start + k]).collect(), (0..k_max).collect(), k_max)
+        };
+        let mut d_prepared = vec![Fields::zeros(pshape); n_slots];
+        let loss_kind = self.loss;
+        let mut loss = |k: usize, state: &[f64], lam: &mut [f64]| -> f64 {
+            let w = self.snapshot_weight(k, k_max, batch);
+            if w == 0.0 {
+                return 0.0;
+            }
+            crate::train::loss::add_loss(loss_kind, state, slice.snapshot(s.start + k), w, lam)
+        };
+        let stats = rollout::gradient(
+            self.scheme,
+            &prepared,
+            &grad_slot,
+            c.substeps[s.run],
+            slice.snapshot(s.start),
+            self.checkpoints,
+            &mut loss,
+            &mut d_prepared,
+            ws,
+        );
+        let mut grad = vec![0.0; self.ctx_len()];
+        let flen = shape.0 * shape.1 * shape.2;
+        if nn == 1 {
+            let mut d = Fields::zeros(shape);
+            self.scheme.prepare_vjp(c.node_fields[slice.ctx].view(), h, d_prepared[0].view(), d.view_mut());
+            grad[..flen].copy_from_slice(d.as_slice().expect("standard layout"));
+        } else {
+            let mut f = Fields::zeros(shape);
+            let mut d = Fields::zeros(shape);
+            for (k, dp) in d_prepared.iter().enumerate() {
+                let t = slice.t_mid(s.start + k);
+                self.fields_at(c, slice.ctx, t, &mut f);
+                d.fill(0.0);
+                self.scheme.prepare_vjp(f.view(), h, dp.view(), d.view_mut());
+                let ds = d.as_slice().expect("standard layout");
+                for nw in self.model.time_weights(t) {
+                    let dst = &mut grad[nw.node * flen..(nw.node + 1) * flen];
+                    for (a, b) in dst.iter_mut().zip(ds) {
+                        *a += nw.weight * b;
+                    }
+                }
+            }
+        }
+        (stats.loss, grad)
+    }
+
+    /// Loss of one sample without gradient.
+    fn sample_loss(&self, c: &EpochCoeffs, runs: &[Option<RunSlice>], s: Sample, batch: usize, ws: &mut RolloutWorkspace) -> f64 {
+        let slice = runs[s.run].as_ref().expect("rank holds the runs of its samples");
+        let k_max = s.intervals;
+        let prepared: Vec<&Fields> = if self.n_nodes() == 1 {
+            vec![c.prepared[s.run].as_ref().expect("prepared"); k_max]
+        } else {
+            (0..k_max).map(|k| &c.prepared_t[s.run][s.start + k]).collect()
+        };
+        let mut total = 0.0;
+        rollout::forward(self.scheme, &prepared, c.substeps[s.run], slice.snapshot(s.start), ws, |k, state| {
+            let w = self.snapshot_weight(k, k_max, batch);
+            if w != 0.0 {
+                total += crate::train::loss::loss_value(self.loss, state, slice.snapshot(s.start + k), w);
+            }
+        });
+        total
+    }
+
+    /// Accumulate the loss and slot gradients of `samples` (this rank's part of a batch of
+    /// `batch` samples; `first_index` is the global index of `samples[0]`) into `acc`, summing
+    /// blocks of `block` consecutive global indices in f64 before each exact addition.
+    pub fn accumulate_gradient(
+        &self,
+        c: &EpochCoeffs,
+        runs: &[Option<RunSlice>],
+        samples: &[Sample],
+        first_index: usize,
+        batch: usize,
+        block: usize,
+        acc: &mut ExactSum,
+    ) {
+        let ctx_len = self.ctx_len();
+        let loss_at = acc.len() - 1;
+        // Bound memory: at most this many per-sample gradients alive at once.
+        let group = (block * 4 * rayon::current_num_threads()).max(block);
+        let mut i = 0;
+        while i < samples.len() {
+            // Groups end on block boundaries of the global numbering.
+            let g_end = {
+                let gi = first_index + i + group;
+                (gi - gi % block).max(first_index + i + 1).min(first_index + samples.len()) - first_index
+            };
+            let part = &samples[i..g_end];
+            let results: Vec<(f64, Vec<f64>)> = part
+                .par_iter()
+                .map_init(RolloutWorkspace::default, |ws, &s| self.sample_gradient(c, runs, s, batch, ws))
+                .collect();
+            let mut j = 0;
+            while j < part.len() {
+                let gidx = first_index + i + j;
+                let b_end = (gidx / block + 1) * block;
+                let n_in = (b_end - gidx).min(part.len() - j);
+                let mut loss = 0.0;
+                let mut sums: Vec<(usize, Vec<f64>)> = Vec::new();
+                for (s, (l, gvec)) in part[j..j + n_in].iter().zip(&results[j..j + n_in]) {
+                    loss += l;
+                    let ctx = runs[s.run].as_ref().expect("held").ctx;
+                    match sums.iter_mut().find(|(c, _)| *c == ctx) {
+                        Some((_, v)) => v.iter_mut().zip(gvec).for_each(|(a, b)| *a += b),
+                        None => sums.push((ctx, gvec.clone())),
+                    }
+                }
+                for (ctx, v) in &sums {
+                    acc.add_at(ctx * ctx_len, v);
+                }
+                acc.add_at(loss_at, &[loss]);
+                j += n_in;
+            }
+            i = g_end;
+        }
+    }
+
+    /// Sum of the losses of `samples` (forward only), exact.
+    pub fn accumulate_loss(&self, c: &EpochCoeffs, runs: &[Option<RunSlice>], samples: &[Sample], batch: usize, acc: &mut ExactSum) {
+        let losses: Vec<f64> = samples
+            .par_iter()
+            .map_init(RolloutWorkspace::default, |ws, &s| self.sample_loss(c, runs, s, batch, ws))
+            .collect();
+        for l in losses {
+            acc.add_at(0, &[l]);
+        }
+    }
+
+    /// ∂L/∂θ from the reduced slot gradients (every rank, fixed order), plus the model's penalty.
+    /// Returns the penalty value.
+    pub fn theta_gradient(&self, theta: &[f64], slots: &[f64], d_theta: &mut [f64]) -> f64 {
+        let nn = self.n_nodes();
+        let shape = self.fields_shape();
+        let flen = shape.0 * shape.1 * shape.2;
+        let ctx_len = self.ctx_len();
+        for ctx in 0..self.n_ctx() {
+            for node in 0..nn {
+                let off = ctx * ctx_len + node * flen;
+                let d = &slots[off..off + flen];
+                if d.iter().all(|v| *v == 0.0) {
+                    continue;
+                }
+                let df = ArrayView2::from_shape((shape.0, shape.1 * shape.2), d)
+                    .expect("shape")
+                    .to_owned()
+                    .into_shape_with_order(shape)
+                    .expect("shape");
+                self.model.node_fields_vjp(theta, &self.cond[ctx], node, &df, d_theta);
+            }
+        }
+        self.model.penalty(theta, d_theta)
+    }
+}

@@ -1,0 +1,132 @@
+//! Resumable training state (`checkpoint.h5`): parameters, Adam moments, position in the
+//! curriculum and the best models so far. Written atomically by rank 0.
+
+use crate::train::adam::Adam;
+use hdf5::types::VarLenUnicode;
+use ndarray::Array1;
+use std::path::Path;
+
+/// Best model of one stage: its selection loss and parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Best {
+    pub loss: f64,
+    pub epoch: usize,
+    pub theta: Vec<f64>,
+}
+
+/// Everything needed to continue training bit for bit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainState {
+    pub theta: Vec<f64>,
+    pub adam: Adam,
+    /// Stage and epoch to run next.
+    pub stage: usize,
+    pub epoch: usize,
+    /// Best model per stage (`None` for stages not started).
+    pub best: Vec<Option<Best>>,
+    /// Wall-clock seconds spent before this checkpoint.
+    pub seconds: f64,
+    pub seed: u64,
+}
+
+fn h5err(path: &Path, e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{}: {e}", path.display())
+}
+
+impl TrainState {
+    /// Write atomically.
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        crate::io::write_atomic(path, |tmp| -> anyhow::Result<()> {
+            let f = hdf5::File::create(tmp).map_err(|e| h5err(path, e))?;
+            let w = |name: &str, v: &[f64]| -> hdf5::Result<()> {
+                f.new_dataset_builder().with_data(&Array1::from(v.to_vec())).create(name).map(|_| ())
+            };
+            w("theta", &self.theta).map_err(|e| h5err(path, e))?;
+            w("adam_m", &self.adam.m).map_err(|e| h5err(path, e))?;
+            w("adam_v", &self.adam.v).map_err(|e| h5err(path, e))?;
+            let scalars: [(&str, u64); 4] =
+                [("adam_step", self.adam.step), ("stage", self.stage as u64), ("epoch", self.epoch as u64), ("seed", self.seed)];
+            for (k, v) in scalars {
+                f.new_attr::<u64>().shape(()).create(k).and_then(|a| a.write_scalar(&v)).map_err(|e| h5err(path, e))?;
+            }
+            f.new_attr::<f64>().shape(()).create("seconds").and_then(|a| a.write_scalar(&self.seconds)).map_err(|e| h5err(path, e))?;
+            let g = f.create_group("best").map_err(|e| h5err(path, e))?;
+            for (i, b) in self.best.iter().enumerate() {
+                if let Some(b) = b {
+                    let ds = g
+                        .new_dataset_builder()
+                        .with_data(&Array1::from(b.theta.clone()))
+                        .create(format!("stage{i}").as_str())
+                        .map_err(|e| h5err(path, e))?;
+                    ds.new_attr::<f64>().shape(()).create("loss").and_then(|a| a.write_scalar(&b.loss)).map_err(|e| h5err(path, e))?;
+                    ds.new_attr::<u64>()
+                        .shape(())
+                        .create("epoch")
+                        .and_then(|a| a.write_scalar(&(b.epoch as u64)))
+                        .map_err(|e| h5err(path, e))?;
+                }
+            }
+            let note: VarLenUnicode = "colop training checkpoint".parse().expect("ascii");
+            f.new_attr::<VarLenUnicode>().shape(()).create("format").and_then(|a| a.write_scalar(&note)).map_err(|e| h5err(path, e))?;
+            f.flush().map_err(|e| h5err(path, e))?;
+            Ok(())
+        })
+    }
+
+    /// Read and check against the expected parameter count and number of stages.
+    pub fn load(path: &Path, n_params: usize, n_stages: usize) -> anyhow::Result<Self> {
+        let f = hdf5::File::open(path).map_err(|e| h5err(path, format!("not a readable checkpoint ({e})")))?;
+        let r = |name: &str| -> anyhow::Result<Vec<f64>> {
+            let v: Vec<f64> = f.dataset(name).and_then(|d| d.read_raw()).map_err(|e| h5err(path, format!("dataset `{name}`: {e}")))?;
+            anyhow::ensure!(v.len() == n_params, "{}: dataset `{name}` has {} values, the model has {n_params} parameters", path.display(), v.len());
+            Ok(v)
+        };
+        let u = |name: &str| -> anyhow::Result<u64> { f.attr(name).and_then(|a| a.read_scalar()).map_err(|e| h5err(path, format!("attribute `{name}`: {e}"))) };
+        let mut adam = Adam::new(n_params);
+        adam.m = r("adam_m")?;
+        adam.v = r("adam_v")?;
+        adam.step = u("adam_step")?;
+        let theta = r("theta")?;
+        let stage = u("stage")? as usize;
+        anyhow::ensure!(stage <= n_stages, "{}: checkpoint is at stage {stage}, the config has {n_stages}", path.display());
+        let mut best = vec![None; n_stages];
+        if let Ok(g) = f.group("best") {
+            for (i, slot) in best.iter_mut().enumerate() {
+                if let Ok(ds) = g.dataset(&format!("stage{i}")) {
+                    let theta: Vec<f64> = ds.read_raw().map_err(|e| h5err(path, e))?;
+                    anyhow::ensure!(theta.len() == n_params, "{}: best/stage{i} has the wrong length", path.display());
+                    let loss: f64 = ds.attr("loss").and_then(|a| a.read_scalar()).map_err(|e| h5err(path, e))?;
+                    let epoch: u64 = ds.attr("epoch").and_then(|a| a.read_scalar()).map_err(|e| h5err(path, e))?;
+                    *slot = Some(Best { loss, epoch: epoch as usize, theta });
+                }
+            }
+        }
+        let seconds: f64 = f.attr("seconds").and_then(|a| a.read_scalar()).unwrap_or(0.0);
+        Ok(TrainState { theta, adam, stage, epoch: u("epoch")? as usize, best, seconds, seed: u("seed")? })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("checkpoint.h5");
+        let mut adam = Adam::new(3);
+        adam.update(&mut vec![0.0; 3], &[1.0, 2.0, 3.0], 0.1);
+        let s = TrainState {
+            theta: vec![0.1, 0.2, f64::MIN_POSITIVE],
+            adam,
+            stage: 1,
+            epoch: 7,
+            best: vec![Some(Best { loss: 0.5, epoch: 3, theta: vec![1.0, 2.0, 3.0] }), None],
+            seconds: 12.5,
+            seed: 42,
+        };
+        s.save(&p).unwrap();
+        assert_eq!(TrainState::load(&p, 3, 2).unwrap(), s);
+        assert!(TrainState::load(&p, 4, 2).unwrap_err().to_string().contains("theta"));
+    }
+}
