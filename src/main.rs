@@ -7,12 +7,23 @@ fn main() {
     let cli = Cli::parse();
     let comm = colop::dist::init();
     colop::cli::logging::init(cli.verbose, cli.quiet, comm.rank());
-    let ctx = Context { comm };
-    if let Err(e) = cli::run(cli, &ctx) {
-        // One line: the outermost context first, causes after it.
-        let msg = format!("{e:#}");
-        tracing::error!("{msg}");
-        eprintln!("colop: error: {msg}");
-        std::process::exit(1);
+    colop::dist::signals::install();
+    let ctx = Context { comm: comm.clone() };
+    match cli::run(cli, &ctx) {
+        Ok(()) => comm.finish(),
+        Err(e) => {
+            if e.downcast_ref::<colop::train::Interrupted>().is_some() {
+                tracing::warn!("{e}");
+                comm.finish();
+                std::process::exit(colop::train::EXIT_CHECKPOINTED);
+            }
+            // One line: the outermost context first, causes after it.
+            let msg = format!("{e:#}");
+            eprintln!("colop: error (rank {}): {msg}", comm.rank());
+            if comm.size() > 1 {
+                comm.abort(1);
+            }
+            std::process::exit(1);
+        }
     }
 }

@@ -1,2 +1,408 @@
 //! Synthetic datasets rolled out from a known operator: the quickstart's data and the tests'
 //! ground truth.
+//!
+//! The truth is integrated with the conservative scheme and many sub-steps (at least the scheme's
+//! positivity bound); optional sampling noise draws N particles per snapshot (multinomial counts,
+//! seeded). Operators: `lenard-bernstein` (A = −ν v, D = 2ν v_th² I), `radial` (A_∥, D_∥, D_⊥ as
+//! formulas of `v` = |v|, the run's `/params` and `t`; `a_par: stationary` makes a unit Maxwellian
+//! stationary: A_∥ = ½[dD_∥/dv + (D_∥ − D_⊥)/v] − D_∥v/2), or any `model.h5`; an optional
+//! `time_factor` formula of `t` multiplies A and D (time-dependent truth).
+
+use crate::config::{load_yaml, ConfigError};
+use crate::data::RunData;
+use crate::grid::VelocityGrid;
+use crate::operator::angular::{self, Polar};
+use crate::operator::{fp, Fields};
+use crate::solver::{self, SchemeKind, SolverSpec, Substeps};
+use anyhow::Context as _;
+use exmex::prelude::*;
+use ndarray::{Array1, Array3};
+use rand::SeedableRng;
+use rand_distr::Distribution;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Grid of a synthetic dataset.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GridSpec {
+    /// Cells per axis.
+    pub n: usize,
+    /// Half-width of the grid, v_th: cells cover [−v_max, v_max]².
+    pub v_max: f64,
+}
+
+/// The known operator.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "kebab-case")]
+pub enum TruthSpec {
+    /// A = −ν v, D = 2ν v_th² I.
+    LenardBernstein { nu: f64, #[serde(default = "one")] v_th: f64 },
+    /// Radial profiles as formulas of `v` (and run parameters); `a_par` may be `stationary`.
+    Radial { a_par: String, d_par: String, d_perp: String },
+    /// A `model.h5` (its reference fields).
+    Model { path: PathBuf },
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// One component of an initial distribution.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "kebab-case")]
+pub enum Initial {
+    /// Gaussian blob at `centre` with standard deviation `sigma`.
+    Normal { centre: [f64; 2], sigma: f64, #[serde(default = "one")] weight: f64 },
+    /// Ring of `radius` and Gaussian radial `width`.
+    Ring { radius: f64, width: f64, #[serde(default = "one")] weight: f64 },
+    /// Maxwellian of thermal speed `v_th` (default 1) drifting at `drift` (default 0).
+    Maxwellian { #[serde(default = "one")] v_th: f64, #[serde(default)] drift: [f64; 2], #[serde(default = "one")] weight: f64 },
+}
+
+/// One synthetic run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    /// Output file stem.
+    pub name: String,
+    /// Sum of components.
+    pub initial: Vec<Initial>,
+    /// Written to `/params`; also variables of the operator formulas.
+    #[serde(default)]
+    pub params: BTreeMap<String, f64>,
+}
+
+/// Multinomial sampling noise.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoiseSpec {
+    pub particles: u64,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_snapshots() -> usize {
+    96
+}
+fn default_substeps() -> usize {
+    100
+}
+fn default_particles() -> f64 {
+    3e5
+}
+
+/// `colop synth` config.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SynthConfig {
+    pub grid: GridSpec,
+    pub operator: TruthSpec,
+    /// Formula of `t` (1/ω_p) multiplying A and D, e.g. `1 + 0.5*t/95`.
+    #[serde(default)]
+    pub time_factor: Option<String>,
+    #[serde(default = "default_snapshots")]
+    pub snapshots: usize,
+    /// Snapshot spacing, 1/ω_p.
+    #[serde(default = "one")]
+    pub dt: f64,
+    /// Minimum sub-steps per snapshot of the truth solver (raised to the positivity bound).
+    #[serde(default = "default_substeps")]
+    pub substeps: usize,
+    /// Total count of noise-free histograms (ignored with `noise`).
+    #[serde(default = "default_particles")]
+    pub n_particles: f64,
+    #[serde(default)]
+    pub noise: Option<NoiseSpec>,
+    pub runs: Vec<RunSpec>,
+}
+
+/// A parsed formula with its variable names.
+struct Formula {
+    text: String,
+    expr: FlatEx<f64>,
+}
+
+impl Formula {
+    fn parse(text: &str, key: &str) -> anyhow::Result<Self> {
+        let expr = exmex::parse::<f64>(text).map_err(|e| anyhow::anyhow!("operator.{key}: cannot parse `{text}`: {e}"))?;
+        Ok(Self { text: text.to_string(), expr })
+    }
+    fn eval(&self, vars: &BTreeMap<String, f64>, key: &str) -> anyhow::Result<f64> {
+        let vals = self
+            .expr
+            .var_names()
+            .iter()
+            .map(|n| vars.get(n).copied().with_context(|| format!("operator.{key}: `{}` uses unknown variable `{n}`", self.text)))
+            .collect::<anyhow::Result<Vec<f64>>>()?;
+        let v = self.expr.eval(&vals).map_err(|e| anyhow::anyhow!("operator.{key}: {e}"))?;
+        anyhow::ensure!(v.is_finite(), "operator.{key}: `{}` is not finite at {vars:?}", self.text);
+        Ok(v)
+    }
+}
+
+impl SynthConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let cfg: Self = load_yaml(path)?;
+        let bad = |key: &str, msg: &str| ConfigError::Invalid { path: path.display().to_string(), key: key.into(), msg: msg.into() };
+        if cfg.snapshots < 2 {
+            return Err(bad("snapshots", "needs at least 2"));
+        }
+        if !(cfg.dt > 0.0 && cfg.dt.is_finite()) {
+            return Err(bad("dt", "must be positive"));
+        }
+        if cfg.substeps == 0 {
+            return Err(bad("substeps", "must be ≥ 1"));
+        }
+        if cfg.runs.is_empty() {
+            return Err(bad("runs", "needs at least one run"));
+        }
+        if cfg.noise.as_ref().is_some_and(|n| n.particles == 0) {
+            return Err(bad("noise.particles", "must be ≥ 1"));
+        }
+        for (i, r) in cfg.runs.iter().enumerate() {
+            if r.initial.is_empty() {
+                return Err(bad(&format!("runs[{i}].initial"), "needs at least one component"));
+            }
+        }
+        Ok(cfg)
+    }
+
+    pub fn grid(&self) -> anyhow::Result<VelocityGrid> {
+        anyhow::ensure!(self.grid.v_max > 0.0, "grid.v_max must be positive");
+        Ok(VelocityGrid::square(self.grid.n, self.grid.v_max).context("grid")?)
+    }
+}
+
+/// The operator's fields for a run with parameters `params`.
+pub fn truth_fields(spec: &TruthSpec, grid: &VelocityGrid, params: &BTreeMap<String, f64>) -> anyhow::Result<Fields> {
+    let polar = Polar::new(grid);
+    let n = grid.n_cells();
+    let mut out = Fields::zeros((fp::N_FIELDS, grid.nx, grid.ny));
+    match spec {
+        TruthSpec::LenardBernstein { nu, v_th } => {
+            let (mut a, mut d) = (vec![0.0; n], vec![0.0; n]);
+            for c in 0..n {
+                a[c] = -nu * polar.speed[c];
+                d[c] = 2.0 * nu * v_th * v_th;
+            }
+            angular::to_cartesian(&polar, &a, &d, &d, out.as_slice_mut().expect("layout"));
+        }
+        TruthSpec::Radial { a_par, d_par, d_perp } => {
+            let fd = Formula::parse(d_par, "d_par")?;
+            let fq = Formula::parse(d_perp, "d_perp")?;
+            let fa = if a_par.trim() == "stationary" { None } else { Some(Formula::parse(a_par, "a_par")?) };
+            let mut vars = params.clone();
+            let mut at = |key: &str, f: &Formula, v: f64| -> anyhow::Result<f64> {
+                vars.insert("v".into(), v);
+                f.eval(&vars, key)
+            };
+            let (mut a, mut dp, mut dq) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+            for c in 0..n {
+                let v = polar.speed[c];
+                dp[c] = at("d_par", &fd, v)?;
+                dq[c] = at("d_perp", &fq, v)?;
+                a[c] = match &fa {
+                    Some(f) => at("a_par", f, v)?,
+                    None => {
+                        let h = 1e-5;
+                        let lo = (v - h).max(0.0);
+                        let deriv = (at("d_par", &fd, v + h)? - at("d_par", &fd, lo)?) / (v + h - lo);
+                        let shear = if v > 1e-12 { (dp[c] - dq[c]) / v } else { 0.0 };
+                        0.5 * (deriv + shear) - 0.5 * dp[c] * v
+                    }
+                };
+            }
+            angular::to_cartesian(&polar, &a, &dp, &dq, out.as_slice_mut().expect("layout"));
+        }
+        TruthSpec::Model { path } => {
+            let m = crate::operator::saved::read_model(path)?;
+            anyhow::ensure!(m.grid.compatible(grid), "operator.path: {} has a different grid than `grid`", path.display());
+            anyhow::ensure!(m.fields.shape()[0] == fp::N_FIELDS, "operator.path: {} is not a Fokker–Planck model", path.display());
+            out = m.fields;
+        }
+    }
+    Ok(out)
+}
+
+/// Initial distribution on the grid (cell-centre values, unnormalised).
+pub fn initial_density(init: &[Initial], grid: &VelocityGrid) -> anyhow::Result<Array3<f64>> {
+    let mut f: Array3<f64> = Array3::zeros((1, grid.nx, grid.ny));
+    for (k, c) in init.iter().enumerate() {
+        for i in 0..grid.nx {
+            for j in 0..grid.ny {
+                let (vx, vy) = (grid.vx(i), grid.vy(j));
+                let val = match *c {
+                    Initial::Normal { centre, sigma, weight } => {
+                        anyhow::ensure!(sigma > 0.0, "initial[{k}].sigma must be positive");
+                        let r2 = (vx - centre[0]).powi(2) + (vy - centre[1]).powi(2);
+                        weight * (-r2 / (2.0 * sigma * sigma)).exp() / (2.0 * std::f64::consts::PI * sigma * sigma)
+                    }
+                    Initial::Ring { radius, width, weight } => {
+                        anyhow::ensure!(width > 0.0 && radius >= 0.0, "initial[{k}]: ring needs radius ≥ 0 and width > 0");
+                        let r = vx.hypot(vy);
+                        weight * (-(r - radius).powi(2) / (2.0 * width * width)).exp()
+                    }
+                    Initial::Maxwellian { v_th, drift, weight } => {
+                        anyhow::ensure!(v_th > 0.0, "initial[{k}].v_th must be positive");
+                        let r2 = (vx - drift[0]).powi(2) + (vy - drift[1]).powi(2);
+                        weight * (-r2 / (2.0 * v_th * v_th)).exp() / (2.0 * std::f64::consts::PI * v_th * v_th)
+                    }
+                };
+                f[[0, i, j]] += val;
+            }
+        }
+    }
+    let total = f.sum();
+    anyhow::ensure!(total > 0.0 && total.is_finite(), "initial distribution has no mass on the grid");
+    Ok(f)
+}
+
+/// Draw `n` particles from the distribution `p` (≥ 0): multinomial counts by conditional binomials.
+pub fn multinomial(p: &[f64], n: u64, rng: &mut rand_chacha::ChaCha8Rng) -> Vec<f64> {
+    let mut rest: f64 = p.iter().sum();
+    let mut left = n;
+    let mut out = vec![0.0; p.len()];
+    for (o, &pc) in out.iter_mut().zip(p) {
+        if left == 0 || rest <= 0.0 {
+            break;
+        }
+        let q = (pc / rest).clamp(0.0, 1.0);
+        let k = if q >= 1.0 { left } else { rand_distr::Binomial::new(left, q).map(|b| b.sample(rng)).unwrap_or(0) };
+        *o = k as f64;
+        left -= k;
+        rest -= pc;
+    }
+    out
+}
+
+/// Generate one run.
+pub fn generate_run(cfg: &SynthConfig, run: &RunSpec, run_index: usize) -> anyhow::Result<RunData> {
+    let grid = cfg.grid()?;
+    let base = truth_fields(&cfg.operator, &grid, &run.params).with_context(|| format!("run {}", run.name))?;
+    let time_factor = cfg.time_factor.as_deref().map(|t| Formula::parse(t, "time_factor")).transpose()?;
+    let spec = SolverSpec { scheme: SchemeKind::Conservative, clamp_nonnegative: false, substeps: Substeps::Auto(solver::AutoWord::Auto), ..SolverSpec::default() };
+    let scheme = solver::build(&spec, &crate::operator::Equation::FokkerPlanck, &grid)?;
+    let max_factor = match &time_factor {
+        None => 1.0,
+        Some(f) => {
+            let mut m: f64 = 0.0;
+            for k in 0..=cfg.snapshots {
+                let mut vars = run.params.clone();
+                vars.insert("t".into(), k as f64 * cfg.dt);
+                let v = f.eval(&vars, "time_factor")?;
+                anyhow::ensure!(v >= 0.0, "time_factor: must be ≥ 0, got {v} at t = {}", k as f64 * cfg.dt);
+                m = m.max(v);
+            }
+            m
+        }
+    };
+    let bound = scheme.substeps((&base * max_factor).view(), cfg.dt);
+    let substeps = cfg.substeps.max(bound);
+    let h = cfg.dt / substeps as f64;
+    let f0 = initial_density(&run.initial, &grid)?;
+    let total0 = f0.sum();
+    let scale = cfg.n_particles / total0;
+    let n = grid.n_cells();
+    let mut f: Vec<f64> = f0.iter().map(|v| v * scale).collect();
+    let mut g = vec![0.0; n];
+    let mut ws = scheme.workspace();
+    let mut out = Array3::zeros((cfg.snapshots, grid.nx, grid.ny));
+    let mut prepared = Fields::zeros((scheme.n_prepared(), grid.nx, grid.ny));
+    let mut coeffs = base.clone();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.noise.as_ref().map_or(0, |n| n.seed) ^ ((run_index as u64 + 1) << 32));
+    let mut record = |k: usize, f: &[f64], out: &mut Array3<f64>| {
+        let snap: Vec<f64> = match &cfg.noise {
+            Some(nz) => multinomial(f, nz.particles, &mut rng),
+            None => f.to_vec(),
+        };
+        out.index_axis_mut(ndarray::Axis(0), k).as_slice_mut().expect("layout").copy_from_slice(&snap);
+    };
+    record(0, &f, &mut out);
+    if time_factor.is_none() {
+        scheme.prepare(base.view(), h, prepared.view_mut());
+    }
+    for k in 1..cfg.snapshots {
+        for s in 0..substeps {
+            if let Some(tf) = &time_factor {
+                let mut vars = run.params.clone();
+                vars.insert("t".into(), ((k - 1) as f64 + (s as f64 + 0.5) / substeps as f64) * cfg.dt);
+                let fac = tf.eval(&vars, "time_factor")?;
+                coeffs.assign(&base);
+                coeffs *= fac;
+                scheme.prepare(coeffs.view(), h, prepared.view_mut());
+            }
+            scheme.step(&prepared, &f, &mut g, &mut ws);
+            std::mem::swap(&mut f, &mut g);
+        }
+        record(k, &f, &mut out);
+    }
+    let mut params = run.params.clone();
+    params.insert("synthetic".into(), 1.0);
+    params.insert("truth_substeps".into(), substeps as f64);
+    let n_particles = cfg.noise.as_ref().map_or(cfg.n_particles, |n| n.particles as f64);
+    let mut diagnostics = BTreeMap::new();
+    diagnostics.insert("total".into(), Array1::from_iter(out.outer_iter().map(|s| s.sum())));
+    Ok(RunData {
+        grid,
+        f: out,
+        t: (0..cfg.snapshots).map(|k| k as f64 * cfg.dt).collect(),
+        dt: cfg.dt,
+        n_particles,
+        params,
+        tracks: None,
+        diagnostics,
+    })
+}
+
+/// Generate every run of `cfg` into `out_dir`, returning the written paths.
+pub fn generate(cfg: &SynthConfig, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out_dir).with_context(|| out_dir.display().to_string())?;
+    let mut written = Vec::new();
+    for (i, run) in cfg.runs.iter().enumerate() {
+        let data = generate_run(cfg, run, i)?;
+        let path = out_dir.join(format!("{}.h5", run.name));
+        crate::data::write_run(&path, &data)?;
+        tracing::info!("wrote {} ({} snapshots, truth sub-steps {})", path.display(), data.t.len(), data.params["truth_substeps"]);
+        written.push(path);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multinomial_preserves_count_and_mean() {
+        let p = vec![0.1, 0.0, 0.3, 0.6];
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let c = multinomial(&p, 100_000, &mut rng);
+        assert_eq!(c.iter().sum::<f64>(), 100_000.0);
+        assert_eq!(c[1], 0.0);
+        assert!((c[3] / 1e5 - 0.6).abs() < 0.01, "{c:?}");
+    }
+
+    #[test]
+    fn stationary_drag_matches_formula() {
+        let grid = VelocityGrid::square(11, 4.0).unwrap();
+        let spec = TruthSpec::Radial {
+            a_par: "stationary".into(),
+            d_par: "0.016*(1+v^2/4)^(-1.5)".into(),
+            d_perp: "0.016*(1+v^2/4)^(-0.5)".into(),
+        };
+        let f = truth_fields(&spec, &grid, &BTreeMap::new()).unwrap();
+        // Closed form: A_par = -3 d0 v/8 (1+v²/4)^(-5/2) - d0 v/8 (1+v²/4)^(-3/2) - d0 v/2 (1+v²/4)^(-3/2).
+        let d0 = 0.016;
+        for (i, j) in [(7, 5), (9, 2), (10, 10)] {
+            let (vx, vy) = (grid.vx(i), grid.vy(j));
+            let v = vx.hypot(vy);
+            let u = 1.0 + v * v / 4.0;
+            let a = -3.0 * d0 * v / 8.0 * u.powf(-2.5) - d0 * v / 8.0 * u.powf(-1.5) - d0 * v / 2.0 * u.powf(-1.5);
+            assert!((f[[fp::AX, i, j]] - a * vx / v).abs() < 1e-8, "{} vs {}", f[[fp::AX, i, j]], a * vx / v);
+        }
+        let bad = TruthSpec::Radial { a_par: "stationary".into(), d_par: "q*v".into(), d_perp: "1".into() };
+        assert!(truth_fields(&bad, &grid, &BTreeMap::new()).unwrap_err().to_string().contains("unknown variable `q`"));
+    }
+}

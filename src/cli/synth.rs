@@ -1,11 +1,26 @@
-//! `colop synth`.
+//! `colop synth`: write synthetic datasets rolled out from a known operator.
 
 use super::Context;
+use crate::synth::{generate, SynthConfig};
+use std::path::PathBuf;
 
 /// Options of `colop synth`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Synthesis config (YAML): grid, operator, initial distributions, snapshots, noise.
+    pub config: PathBuf,
+    /// Directory for the run files (one `<name>.h5` per run).
+    #[arg(long, short)]
+    pub out: PathBuf,
+}
 
-pub fn run(_args: Args, _ctx: &Context) -> anyhow::Result<()> {
-    anyhow::bail!("colop synth is not available yet")
+pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
+    let cfg = SynthConfig::load(&args.config)?;
+    if ctx.comm.rank() != 0 {
+        return Ok(());
+    }
+    for p in generate(&cfg, &args.out)? {
+        println!("{}", p.display());
+    }
+    Ok(())
 }

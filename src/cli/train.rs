@@ -1,11 +1,85 @@
-//! `colop train`.
+//! `colop train`: learn an operator from run files.
 
 use super::Context;
+use crate::config::TrainConfig;
+use crate::operator::saved::{write_model, SavedModel};
+use anyhow::Context as _;
+use std::path::PathBuf;
 
 /// Options of `colop train`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Training config (YAML). Optional with --resume, which reuses the run directory's config.yaml.
+    pub config: Option<PathBuf>,
+    /// Run directory to write (config.yaml, metrics.jsonl, model.h5, checkpoint.h5, plots/).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in this directory from its checkpoint.h5 (any rank count).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Threads per rank (default: RAYON_NUM_THREADS or every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Skip the figures.
+    #[arg(long)]
+    pub no_plots: bool,
+}
 
-pub fn run(_args: Args, _ctx: &Context) -> anyhow::Result<()> {
-    anyhow::bail!("colop train is not available yet")
+/// Set the rayon pool size once per process.
+pub fn init_threads(threads: Option<usize>) -> anyhow::Result<()> {
+    if let Some(n) = threads {
+        anyhow::ensure!(n >= 1, "--threads must be ≥ 1");
+        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("thread pool")?;
+    }
+    Ok(())
+}
+
+pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
+    init_threads(args.threads)?;
+    let (cfg_path, out, ckpt) = match (&args.resume, &args.config) {
+        (Some(dir), cfg) => {
+            let ckpt = dir.join("checkpoint.h5");
+            anyhow::ensure!(ckpt.is_file(), "{}: no checkpoint.h5 to resume from", dir.display());
+            (cfg.clone().unwrap_or_else(|| dir.join("config.yaml")), dir.clone(), Some(ckpt))
+        }
+        (None, Some(cfg)) => {
+            let out = args.out.clone().context("--out DIR is required (where the run directory goes)")?;
+            (cfg.clone(), out, None)
+        }
+        (None, None) => anyhow::bail!("give a config file, or --resume RUN_DIR"),
+    };
+    if let (Some(o), Some(_)) = (&args.out, &args.resume) {
+        anyhow::ensure!(o == &out, "--out and --resume name different directories");
+    }
+    let cfg = TrainConfig::load(&cfg_path)?;
+    let outcome = crate::train::train(&cfg, &out, ckpt.as_deref(), ctx.comm.as_ref())?;
+    if ctx.comm.rank() == 0 {
+        let model = outcome.model.as_ref();
+        let cond: Vec<f64> = vec![0.0; outcome.cond_ranges.len()];
+        let fields = model.fields_at(&outcome.theta, &cond, 0.0);
+        let saved = SavedModel {
+            spec: cfg.model.clone(),
+            solver: cfg.solver.clone(),
+            grid: model.grid().clone(),
+            theta: outcome.theta.clone(),
+            fields,
+            cond_ranges: outcome.cond_ranges.clone(),
+            t_span: outcome.t_span,
+            exports: model.exports(&outcome.theta, &cond),
+            notes: vec![
+                ("source".into(), "colop train".into()),
+                ("best_stage".into(), outcome.best_stage.to_string()),
+                ("best_loss".into(), format!("{:e}", outcome.best_loss)),
+                ("version".into(), env!("CARGO_PKG_VERSION").into()),
+            ],
+        };
+        let model_path = out.join("model.h5");
+        write_model(&model_path, &saved)?;
+        if !args.no_plots {
+            crate::cli::plot::run_dir_figures(&out)?;
+        }
+        println!("model: {}", model_path.display());
+        println!("best: stage {} loss {:.6e}", outcome.best_stage, outcome.best_loss);
+    }
+    Ok(())
 }

@@ -2,3 +2,4 @@
 pub fn stop_requested() -> bool {
     false
 }
+pub fn install() {}

@@ -138,3 +138,17 @@ impl Default for ModelSpec {
         serde_yaml::from_str("{}").expect("defaults")
     }
 }
+
+impl ModelSpec {
+    /// Whether the kind has time nodes.
+    pub fn kind_is_time_dependent(&self) -> bool {
+        matches!(self.kind, ModelKind::TensorTime | ModelKind::ParPerpTime)
+    }
+    /// The equation the kind's fields drive.
+    pub fn equation(&self) -> crate::operator::Equation {
+        match self.kind {
+            ModelKind::Kernel => crate::operator::Equation::Kernel { k: self.stencil, divergence: self.divergence },
+            _ => crate::operator::Equation::FokkerPlanck,
+        }
+    }
+}
