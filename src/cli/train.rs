@@ -20,6 +20,10 @@ pub struct Args {
     /// Threads per rank (default: RAYON_NUM_THREADS or every core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Stop after this many epochs of this invocation, as on SIGTERM: write checkpoint.h5 and
+    /// exit with code 75 (for time-sliced jobs and tests).
+    #[arg(long)]
+    pub stop_after: Option<usize>,
     /// Skip the figures.
     #[arg(long)]
     pub no_plots: bool,
@@ -52,7 +56,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         anyhow::ensure!(o == &out, "--out and --resume name different directories");
     }
     let cfg = TrainConfig::load(&cfg_path)?;
-    let outcome = crate::train::train(&cfg, &out, ckpt.as_deref(), ctx.comm.as_ref())?;
+    let outcome = crate::train::train(&cfg, &out, ckpt.as_deref(), args.stop_after, ctx.comm.as_ref())?;
     if ctx.comm.rank() == 0 {
         let model = outcome.model.as_ref();
         let cond: Vec<f64> = vec![0.0; outcome.cond_ranges.len()];

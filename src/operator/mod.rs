@@ -132,6 +132,7 @@ pub trait OperatorModel: Send + Sync {
 }
 
 pub mod angular;
+pub mod import;
 pub mod kernel;
 pub mod mlp;
 pub mod saved;

@@ -287,8 +287,9 @@ impl Progress {
     }
 }
 
-/// Train as configured, writing into `out` (rank 0). `resume` continues from a checkpoint.
-pub fn train(cfg: &TrainConfig, out: &Path, resume: Option<&Path>, comm: &dyn Comm) -> anyhow::Result<Outcome> {
+/// Train as configured, writing into `out` (rank 0). `resume` continues from a checkpoint;
+/// `stop_after` ends this invocation after that many epochs as a signal would.
+pub fn train(cfg: &TrainConfig, out: &Path, resume: Option<&Path>, stop_after: Option<usize>, comm: &dyn Comm) -> anyhow::Result<Outcome> {
     let setup = Setup::new(cfg)?;
     let rank0 = comm.rank() == 0;
     let n_stages = cfg.train.stages.len();
@@ -331,6 +332,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: Option<&Path>, comm: &dyn Co
     }
     let t_start = Instant::now() - std::time::Duration::from_secs_f64(st.seconds);
     let mut last_data: Option<StageData> = None;
+    let mut epochs_run = 0usize;
     while st.stage < n_stages {
         let stage = st.stage;
         let spec = &cfg.train.stages[stage];
@@ -442,7 +444,8 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: Option<&Path>, comm: &dyn Co
                 append_metrics(&metrics_path, &m)?;
             }
             progress.epoch(&m, spec.epochs);
-            let stop = mx[2] > 0.0;
+            epochs_run += 1;
+            let stop = mx[2] > 0.0 || stop_after.is_some_and(|n| epochs_run >= n && st.stage < n_stages);
             let periodic = cfg.train.checkpoint_every > 0 && (epoch + 1) % cfg.train.checkpoint_every == 0;
             if (stop || periodic) && rank0 {
                 st.save(&ckpt_path)?;

@@ -1,0 +1,151 @@
+//! End-to-end tests of the `colop` binary on tiny data: synth → train → eval, determinism
+//! across thread counts, resume, and one-line errors that leave no partial files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn colop(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_colop"));
+    c.args(args).env_remove("RUST_LOG");
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c.output().expect("run colop")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "colop failed: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fail(out: &Output) -> String {
+    assert!(!out.status.success(), "colop should have failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let line = err.lines().rfind(|l| l.contains("error")).unwrap_or_default().to_string();
+    assert!(!err.contains("panicked"), "panic instead of an error: {err}");
+    line
+}
+
+const SYNTH: &str = "
+grid: { n: 15, v_max: 4.0 }
+operator: { kind: radial, d_par: \"0.05*(1+v^2/4)^(-1.5)\", d_perp: \"0.05*(1+v^2/4)^(-0.5)\", a_par: stationary }
+snapshots: 16
+dt: 1.0
+substeps: 20
+runs:
+  - { name: blob, initial: [ { kind: normal, centre: [-1.0, 0.5], sigma: 0.6 } ] }
+  - { name: ring, initial: [ { kind: ring, radius: 1.5, width: 0.3 } ] }
+";
+
+fn train_yaml(model: &str, extra: &str) -> String {
+    format!(
+        "data: {{ train: [data/blob.h5], valid: [data/ring.h5], i_start: 2 }}
+model: {{ kind: {model} }}
+solver: {{ scheme: central, substeps: 1 }}
+train:
+  seed: 7
+  checkpoint_every: 3
+  stages: [ {{unroll: 1, epochs: 6, lr: 1.0e-2}}, {{unroll: 3, epochs: 4}} ]
+{extra}"
+    )
+}
+
+fn setup(dir: &Path) {
+    std::fs::write(dir.join("synth.yaml"), SYNTH).unwrap();
+    ok(&colop(&["synth", dir.join("synth.yaml").to_str().unwrap(), "--out", dir.join("data").to_str().unwrap()], &[]));
+}
+
+fn read_model_bytes(run: &Path) -> Vec<f64> {
+    let f = hdf5::File::open(run.join("model.h5")).unwrap();
+    let mut v: Vec<f64> = f.dataset("theta").unwrap().read_raw().unwrap();
+    v.extend(f.dataset("A").unwrap().read_raw::<f64>().unwrap());
+    v.extend(f.dataset("D").unwrap().read_raw::<f64>().unwrap());
+    v
+}
+
+#[test]
+fn synth_train_eval_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d);
+    std::fs::write(d.join("train.yaml"), train_yaml("par-perp", "")).unwrap();
+    let run = d.join("run");
+    ok(&colop(&["train", d.join("train.yaml").to_str().unwrap(), "--out", run.to_str().unwrap(), "--no-plots"], &[]));
+    for f in ["config.yaml", "metrics.jsonl", "model.h5", "checkpoint.h5"] {
+        assert!(run.join(f).is_file(), "missing {f}");
+    }
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 10);
+    for key in ["stage", "epoch", "unroll", "train_loss", "valid_loss", "lr", "seconds", "compute_s", "comm_s"] {
+        assert!(lines[0].get(key).is_some(), "metrics lack {key}");
+    }
+    let first = lines[0]["train_loss"].as_f64().unwrap();
+    let last_stage0 = lines[5]["train_loss"].as_f64().unwrap();
+    assert!(last_stage0 < first, "training did not reduce the loss: {first} → {last_stage0}");
+    let out = d.join("eval.json");
+    ok(&colop(
+        &["eval", run.to_str().unwrap(), "--data", d.join("data/ring.h5").to_str().unwrap(), "--i-start", "2", "--out", out.to_str().unwrap()],
+        &[],
+    ));
+    let ev: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let r = &ev["runs"][0];
+    assert_eq!(r["steps"].as_u64().unwrap(), 13);
+    let l1 = r["mean_l1_norm"].as_f64().unwrap();
+    assert!(l1.is_finite() && l1 > 0.0 && l1 < 1.0, "{l1}");
+}
+
+#[test]
+fn bitwise_identical_for_one_and_two_threads_and_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d);
+    std::fs::write(d.join("train.yaml"), train_yaml("tensor", "")).unwrap();
+    let cfg = d.join("train.yaml");
+    let mut models = Vec::new();
+    for threads in ["1", "2"] {
+        let run = d.join(format!("run{threads}"));
+        ok(&colop(&["train", cfg.to_str().unwrap(), "--out", run.to_str().unwrap(), "--threads", threads, "--no-plots"], &[]));
+        models.push(read_model_bytes(&run));
+    }
+    assert_eq!(models[0], models[1], "1 and 2 threads differ");
+    // Stopped after 4 epochs (as on SIGTERM: checkpoint written, exit code 75), resumed with
+    // another thread count: the same model bit for bit.
+    let run = d.join("run-resume");
+    let out = colop(&["train", cfg.to_str().unwrap(), "--out", run.to_str().unwrap(), "--stop-after", "4", "--no-plots"], &[]);
+    assert_eq!(out.status.code(), Some(75), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(run.join("checkpoint.h5").is_file() && !run.join("model.h5").exists());
+    ok(&colop(&["train", "--resume", run.to_str().unwrap(), "--threads", "2", "--no-plots"], &[]));
+    assert_eq!(read_model_bytes(&run), models[0], "resumed run differs");
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 10, "metrics after resume: {metrics}");
+}
+
+#[test]
+fn bad_inputs_give_one_line_errors_and_no_partial_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d);
+    let cases: Vec<(String, &str)> = vec![
+        (train_yaml("par-perp", "").replace("seed: 7", "seed: 7\n  sedd: 1"), "sedd"),
+        (train_yaml("par-perp", "").replace("lr: 1.0e-2", "lr: -1.0"), "lr"),
+        (train_yaml("par-perp", "").replace("unroll: 3", "unroll: 300"), "unroll 300"),
+        (train_yaml("par-perp", "").replace("data/blob.h5", "data/missing.h5"), "missing.h5"),
+        (train_yaml("no-such-kind", ""), "no-such-kind"),
+    ];
+    for (i, (yaml, needle)) in cases.iter().enumerate() {
+        let cfg = d.join(format!("bad{i}.yaml"));
+        std::fs::write(&cfg, yaml).unwrap();
+        let run = d.join(format!("bad-run{i}"));
+        let line = fail(&colop(&["train", cfg.to_str().unwrap(), "--out", run.to_str().unwrap()], &[]));
+        assert!(line.contains(needle), "case {i}: `{line}` should mention `{needle}`");
+        assert!(!run.join("model.h5").exists());
+    }
+    // A corrupt data file.
+    std::fs::write(d.join("data/corrupt.h5"), b"\x89HDF\r\n\x1a\n garbage").unwrap();
+    std::fs::write(d.join("c.yaml"), train_yaml("par-perp", "").replace("data/blob.h5", "data/corrupt.h5")).unwrap();
+    let line = fail(&colop(&["train", d.join("c.yaml").to_str().unwrap(), "--out", d.join("c-run").to_str().unwrap()], &[]));
+    assert!(line.contains("corrupt.h5"), "{line}");
+    let leftovers: Vec<PathBuf> = std::fs::read_dir(d.join("data")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().contains(".tmp")).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
