@@ -1,11 +1,135 @@
-//! `colop bench`.
+//! `colop bench`: solver, training-epoch, memory and reduction benchmarks, printed as JSON.
+//!
+//! These are measurements, not tests: run them on an otherwise idle machine.
 
 use super::Context;
+use crate::config::{LossKind, LossMode};
+use crate::dist::ExactSum;
+use crate::grid::VelocityGrid;
+use crate::operator::spec::ModelKind;
+use crate::operator::{self, BuildInfo, ModelSpec};
+use crate::solver::{self, SolverSpec};
+use crate::synth::{generate_run, Initial, RunSpec, SynthConfig};
+use crate::train::engine::{Problem, RunSlice, Sample};
+use std::time::Instant;
 
 /// Options of `colop bench`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = What::All)]
+    pub what: What,
+    /// Repetitions (the best time is reported).
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+    /// Threads (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Write the JSON here as well as to stdout.
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+}
 
-pub fn run(_args: Args, _ctx: &Context) -> anyhow::Result<()> {
-    anyhow::bail!("colop bench is not available yet")
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum What {
+    /// Training epochs: forward + adjoint + model VJP + exact reduction per epoch.
+    Epoch,
+    /// Peak memory and time of gradients for long rollouts, store-all vs checkpointed.
+    Memory,
+    /// Exact reduction cost and allreduce time.
+    Reduction,
+    All,
+}
+
+/// The reference benchmark's data: one 51×51 run of 96 snapshots, noise-free.
+fn reference_run() -> anyhow::Result<(VelocityGrid, RunSlice)> {
+    let cfg: SynthConfig = serde_yaml::from_str(
+        "grid: {n: 51, v_max: 5.0}
+operator: {kind: radial, d_par: \"0.016*(1+v^2/4)^(-1.5)\", d_perp: \"0.016*(1+v^2/4)^(-0.5)\", a_par: stationary}
+snapshots: 96
+substeps: 20
+runs: []",
+    )?;
+    let run = RunSpec { name: "bench".into(), initial: vec![Initial::Normal { centre: [-2.0, 0.0], sigma: 0.4, weight: 1.0 }], params: Default::default() };
+    let data = generate_run(&cfg, &run, 0)?;
+    let total = data.f.index_axis(ndarray::Axis(0), 5).sum();
+    let f = data.f.mapv(|v| v / total);
+    Ok((data.grid.clone(), RunSlice { first: 0, f, t: data.t.clone(), dt: data.dt, ctx: 0 }))
+}
+
+/// Seconds per training epoch and cell-steps/s for `windows` windows of `unroll` intervals.
+pub fn epoch_benchmark(kind: ModelKind, solver_spec: &SolverSpec, unroll: usize, windows: usize, reps: usize) -> anyhow::Result<serde_json::Value> {
+    let (grid, slice) = reference_run()?;
+    let spec = ModelSpec { kind, ..ModelSpec::default() };
+    let info = BuildInfo { grid: grid.clone(), cond_ranges: vec![], t_span: 95.0 };
+    let model = operator::build(&spec, &info)?;
+    let scheme = solver::build(solver_spec, &model.equation(), &grid)?;
+    let rows = slice.t.len();
+    let max_windows = rows - 5 - unroll;
+    let windows = windows.min(max_windows);
+    let samples: Vec<Sample> = (0..windows).map(|i| Sample { run: 0, start: 5 + i, intervals: unroll }).collect();
+    let runs = vec![Some(slice)];
+    let mut theta = model.init_params(1);
+    let problem = Problem { model: model.as_ref(), scheme: scheme.as_ref(), loss: LossKind::Mae, mode: LossMode::Accumulated, cond: vec![vec![]], checkpoints: unroll + 1 };
+    let block = crate::train::dataset::block_size(samples.len());
+    let mut adam = crate::train::adam::Adam::new(theta.len());
+    let mut best = f64::INFINITY;
+    let mut split = (0.0, 0.0, 0.0);
+    for _ in 0..reps.max(1) {
+        let t0 = Instant::now();
+        let coeffs = problem.coefficients(&theta, &[(0, 1.0)], &runs);
+        let t1 = Instant::now();
+        let mut acc = ExactSum::new(problem.acc_len());
+        problem.accumulate_gradient(&coeffs, &runs, &samples, 0, samples.len(), block, &mut acc);
+        let t2 = Instant::now();
+        let g = acc.to_f64();
+        let mut d = vec![0.0; theta.len()];
+        problem.theta_gradient(&theta, &g[..g.len() - 1], &mut d);
+        adam.update(&mut theta, &d, 1e-3);
+        let t3 = Instant::now();
+        let total = (t3 - t0).as_secs_f64();
+        if total < best {
+            best = total;
+            split = ((t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64(), (t3 - t2).as_secs_f64());
+        }
+    }
+    let substeps = scheme.substeps(model.fields_at(&theta, &[], 0.0).view(), 1.0);
+    let cell_steps = (windows * unroll * substeps * grid.n_cells()) as f64;
+    Ok(serde_json::json!({
+        "model": format!("{kind:?}"),
+        "scheme": scheme.name(),
+        "grid": [grid.nx, grid.ny],
+        "windows": windows,
+        "unroll": unroll,
+        "substeps": substeps,
+        "threads": rayon::current_num_threads(),
+        "seconds_per_epoch": best,
+        "fields_s": split.0,
+        "rollouts_and_adjoint_s": split.1,
+        "vjp_reduce_update_s": split.2,
+        "cell_steps_per_s_forward_adjoint": cell_steps / split.1,
+        "cell_steps_per_s_epoch": cell_steps / best,
+    }))
+}
+
+pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
+    crate::cli::train::init_threads(args.threads)?;
+    let mut out = serde_json::Map::new();
+    let central = SolverSpec::default();
+    if matches!(args.what, What::Epoch | What::All) {
+        let mut v = Vec::new();
+        for kind in [ModelKind::Tensor, ModelKind::ParPerp] {
+            for (unroll, windows) in [(1, 90), (10, 90)] {
+                v.push(epoch_benchmark(kind, &central, unroll, windows, args.reps)?);
+            }
+        }
+        out.insert("epoch".into(), serde_json::Value::Array(v));
+    }
+    let _ = ctx;
+    let json = serde_json::to_string_pretty(&serde_json::Value::Object(out))?;
+    if let Some(p) = &args.out {
+        crate::io::write_bytes_atomic(p, json.as_bytes())?;
+    }
+    println!("{json}");
+    Ok(())
 }

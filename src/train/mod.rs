@@ -209,6 +209,7 @@ fn load_stage(cfg: &TrainConfig, setup: &Setup, stage: usize, comm: &dyn Comm) -
             None => None,
         });
     }
+    tracing::info!("stage {stage}: this rank holds {} training and {} validation windows", held.len() - mine_valid.len(), mine_valid.len());
     let run_meta = runs.iter().enumerate().map(|(r, ri)| (ctx_of(r), ri.dt)).collect();
     let cond = if conditioned { runs.iter().map(|r| setup.cond_of(r)).collect() } else { vec![Vec::new()] };
     Ok(StageData { train, valid, slices, run_meta, cond })

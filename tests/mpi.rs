@@ -1,0 +1,119 @@
+//! MPI tests: the real binary under `mpirun -n 1/2/3/4` (oversubscribed). Identical models for
+//! every rank count, resume across rank counts, a failing rank ends the job, every rank busy.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn mpirun(n: usize, args: &[&str]) -> Output {
+    Command::new("mpirun")
+        .args(["-n", &n.to_string(), "--oversubscribe", "--bind-to", "none"])
+        .arg(env!("CARGO_BIN_EXE_colop"))
+        .args(args)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("RAYON_NUM_THREADS", "1")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("mpirun not found: install openmpi-bin (scripts/setup.sh does)")
+}
+
+fn colop(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_colop")).args(args).output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "failed: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+const SYNTH: &str = "
+grid: { n: 13, v_max: 4.0 }
+operator: { kind: radial, d_par: \"0.05*(1+v^2/4)^(-1.5)\", d_perp: \"0.05*(1+v^2/4)^(-0.5)\", a_par: stationary }
+snapshots: 14
+substeps: 20
+runs:
+  - { name: a, initial: [ { kind: normal, centre: [-1.0, 0.5], sigma: 0.6 } ], params: { p: 1.0 } }
+  - { name: b, initial: [ { kind: ring, radius: 1.5, width: 0.3 } ], params: { p: 2.0 } }
+  - { name: c, initial: [ { kind: normal, centre: [1.0, 1.0], sigma: 0.5 } ], params: { p: 3.0 } }
+";
+
+fn train_yaml(model: &str) -> String {
+    format!(
+        "data: {{ train: [data/a.h5, data/b.h5, data/c.h5], valid_fraction: 0.1, i_start: 2 }}
+model: {{ kind: {model} }}
+train:
+  seed: 3
+  stages: [ {{unroll: 1, epochs: 4, lr: 1.0e-2}}, {{unroll: 3, epochs: 3}} ]
+"
+    )
+}
+
+fn model_values(run: &Path) -> Vec<f64> {
+    let f = hdf5::File::open(run.join("model.h5")).unwrap();
+    let mut v: Vec<f64> = f.dataset("theta").unwrap().read_raw().unwrap();
+    v.extend(f.dataset("A").unwrap().read_raw::<f64>().unwrap());
+    v.extend(f.dataset("D").unwrap().read_raw::<f64>().unwrap());
+    v
+}
+
+fn setup(d: &Path) {
+    std::fs::write(d.join("synth.yaml"), SYNTH).unwrap();
+    ok(&colop(&["synth", d.join("synth.yaml").to_str().unwrap(), "--out", d.join("data").to_str().unwrap()]));
+}
+
+#[test]
+fn identical_models_for_1_2_3_4_ranks_and_resume_across_rank_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d);
+    std::fs::write(d.join("t.yaml"), train_yaml("tensor")).unwrap();
+    let cfg = d.join("t.yaml");
+    let mut reference = None;
+    for n in 1..=4 {
+        let run = d.join(format!("run{n}"));
+        let log = ok(&mpirun(n, &["train", cfg.to_str().unwrap(), "--out", run.to_str().unwrap(), "--no-plots"]));
+        // Every rank holds training windows (3 runs on 4 ranks keep all 4 busy).
+        for r in 0..n {
+            let line = log.lines().find(|l| l.contains(&format!("[rank {r}]")) && l.contains("this rank holds")).unwrap_or_else(|| panic!("no shard line for rank {r}:\n{log}"));
+            assert!(!line.contains("holds 0 training"), "{line}");
+        }
+        let v = model_values(&run);
+        match &reference {
+            None => reference = Some(v),
+            Some(r) => assert!(r == &v, "{n} ranks differ from 1 rank"),
+        }
+    }
+    // Stop after 3 epochs on 3 ranks, resume on 2: the same model.
+    let run = d.join("resumed");
+    let out = mpirun(3, &["train", cfg.to_str().unwrap(), "--out", run.to_str().unwrap(), "--stop-after", "3", "--no-plots"]);
+    assert_eq!(out.status.code(), Some(75), "{}", String::from_utf8_lossy(&out.stderr));
+    ok(&mpirun(2, &["train", "--resume", run.to_str().unwrap(), "--no-plots"]));
+    assert!(reference.as_ref().unwrap() == &model_values(&run), "resumed run differs");
+}
+
+#[test]
+fn a_failing_rank_ends_every_rank_with_its_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d);
+    // Poison the last snapshot of the last run: only the last rank reads it.
+    let p = d.join("data/c.h5");
+    {
+        let f = hdf5::File::open_rw(&p).unwrap();
+        let ds = f.dataset("f").unwrap();
+        let mut all: ndarray::Array3<f64> = ds.read().unwrap();
+        let last = all.shape()[0] - 1;
+        all[[last, 6, 6]] = f64::NAN;
+        ds.write(&all).unwrap();
+    }
+    std::fs::write(d.join("t.yaml"), train_yaml("par-perp")).unwrap();
+    let t0 = Instant::now();
+    let out = mpirun(4, &["train", d.join("t.yaml").to_str().unwrap(), "--out", d.join("run").to_str().unwrap()]);
+    let took = t0.elapsed();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("c.h5") && (err.contains("non-finite") || err.contains("NaN")), "{err}");
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    assert!(!d.join("run/model.h5").exists());
+}
