@@ -12,8 +12,15 @@ use crate::operator::{Equation, Fields};
 use ndarray::{ArrayView3, ArrayViewMut3};
 use serde::{Deserialize, Serialize};
 
+pub mod bench;
+pub mod central;
 pub mod checkpoint;
+pub mod conservative;
 pub mod rollout;
+pub mod stencil;
+
+pub use central::Central;
+pub use conservative::Conservative;
 
 /// Scratch buffers owned by one thread, reused across steps (the solver never allocates per step).
 #[derive(Default, Debug)]
@@ -170,6 +177,22 @@ pub enum SolverError {
 
 /// Build the scheme for `spec` and the model's `equation` on `grid`.
 pub fn build(spec: &SolverSpec, equation: &Equation, grid: &VelocityGrid) -> Result<Box<dyn Scheme>, SolverError> {
-    let _ = (spec, equation, grid);
-    Err(SolverError::Invalid("not implemented yet".into()))
+    if spec.substeps == Substeps::Fixed(0) {
+        return Err(SolverError::Invalid("substeps must be at least 1 (or `auto`)".into()));
+    }
+    match equation {
+        Equation::FokkerPlanck => Ok(match spec.scheme {
+            SchemeKind::Central => Box::new(Central::new(grid, spec.boundary, spec.clamp_nonnegative, spec.substeps)),
+            SchemeKind::Conservative => {
+                if spec.boundary != Boundary::Guard {
+                    return Err(SolverError::Invalid(
+                        "boundary: one-sided applies to the central scheme only (conservative has zero boundary flux)"
+                            .into(),
+                    ));
+                }
+                Box::new(Conservative::new(grid, spec.clamp_nonnegative, spec.substeps))
+            }
+        }),
+        Equation::Kernel { .. } => Err(SolverError::Invalid("the kernel equation has no scheme yet".into())),
+    }
 }
