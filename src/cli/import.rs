@@ -1,10 +1,42 @@
-//! `colop import`.
+//! `colop import`: bring data and operators from other layouts into colop's files.
 
 use super::Context;
+use std::path::PathBuf;
 
 #[derive(clap::Subcommand, Debug)]
-pub enum Command {}
+pub enum Command {
+    /// Convert folders of NNNNNN.npy histograms plus args.yaml (the reference code's layout) into
+    /// one run file <out>/<folder name>.h5 each.
+    NpyFolder(NpyFolderArgs),
+}
 
-pub fn run(cmd: Command, _ctx: &Context) -> anyhow::Result<()> {
-    match cmd {}
+/// Options of `colop import npy-folder`.
+#[derive(clap::Args, Debug)]
+pub struct NpyFolderArgs {
+    /// Folders to import. Each holds NNNNNN.npy files (2-D float64 count histograms, first index
+    /// v_x) and args.yaml with dt, i_start, i_end (-1 = all), v_range, v_range_units, n_bins;
+    /// other numeric keys of args.yaml become run parameters.
+    #[arg(required = true)]
+    pub folders: Vec<PathBuf>,
+    /// Directory for the .h5 files (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
+    match cmd {
+        Command::NpyFolder(args) => npy_folder(args, ctx),
+    }
+}
+
+fn npy_folder(args: NpyFolderArgs, ctx: &Context) -> anyhow::Result<()> {
+    if ctx.comm.rank() != 0 {
+        return Ok(());
+    }
+    for folder in &args.folders {
+        let out = crate::data::import_npy_folder(folder, &args.out)?;
+        tracing::info!("imported {} -> {}", folder.display(), out.display());
+        println!("{}", out.display());
+    }
+    Ok(())
 }

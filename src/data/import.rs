@@ -1,0 +1,223 @@
+//! Importers from other layouts into run files. The reference code's layout is a folder of
+//! `NNNNNN.npy` count histograms (2-D float64, C order, first index v_x) plus `args.yaml`.
+//!
+//! `args.yaml` keys used: `dt` (snapshot spacing, > 0), `i_start`, `i_end` (the file indices to
+//! import, inclusive; `i_end: -1` = up to the last file), `v_range` `[xmin, xmax, ymin, ymax]`,
+//! `v_range_units`, `n_bins` (one number for a square grid, or `[nx, ny]`). Every other key with
+//! a numeric scalar value goes into `/params`. File index *i* has time *i*·dt. Indices below the
+//! first file are simply absent (folders often start at `000005.npy`); a missing index between
+//! two present ones is an error, since windows assume equally spaced snapshots.
+
+use super::{validate, write_run, DataError, RunData};
+use crate::grid::VelocityGrid;
+use ndarray::{Array2, Array3, Axis};
+use serde_yaml::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The keys of `args.yaml` that describe the layout rather than the run.
+const LAYOUT_KEYS: [&str; 6] = ["dt", "i_start", "i_end", "v_range", "v_range_units", "n_bins"];
+
+/// What `args.yaml` says about a folder.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NpyFolderArgs {
+    pub dt: f64,
+    pub i_start: u64,
+    /// `None` for `i_end: -1` (all files).
+    pub i_end: Option<u64>,
+    pub v_range: [f64; 4],
+    pub units: String,
+    pub n_bins: (usize, usize),
+    /// Other numeric scalar keys.
+    pub params: BTreeMap<String, f64>,
+}
+
+fn key_err(path: &Path, key: &str, msg: impl Into<String>) -> DataError {
+    DataError::item(path, format!("key {key}"), msg)
+}
+
+fn number(path: &Path, key: &str, v: &Value) -> Result<f64, DataError> {
+    v.as_f64().ok_or_else(|| key_err(path, key, format!("expected a number, found {}", describe(v))))
+}
+
+fn integer(path: &Path, key: &str, v: &Value) -> Result<i64, DataError> {
+    v.as_i64().ok_or_else(|| key_err(path, key, format!("expected an integer, found {}", describe(v))))
+}
+
+fn describe(v: &Value) -> String {
+    serde_yaml::to_string(v).map(|s| super::one_line(&s)).unwrap_or_else(|_| "an unprintable value".into())
+}
+
+impl NpyFolderArgs {
+    /// Parse and check `args.yaml` at `path`.
+    pub fn read(path: &Path) -> Result<Self, DataError> {
+        let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+        let doc: Value =
+            serde_yaml::from_str(&text).map_err(|e| DataError::invalid(path, format!("not valid YAML ({e})")))?;
+        let map = doc.as_mapping().ok_or_else(|| DataError::invalid(path, "expected a mapping of keys"))?;
+        let get = |key: &str| map.get(key).ok_or_else(|| key_err(path, key, "missing"));
+
+        let dt = number(path, "dt", get("dt")?)?;
+        if !(dt.is_finite() && dt > 0.0) {
+            return Err(key_err(path, "dt", format!("{dt} must be finite and > 0")));
+        }
+        let i_start = integer(path, "i_start", get("i_start")?)?;
+        let i_start = u64::try_from(i_start).map_err(|_| key_err(path, "i_start", format!("{i_start} must be ≥ 0")))?;
+        let i_end = match integer(path, "i_end", get("i_end")?)? {
+            -1 => None,
+            e if e >= 0 && e as u64 >= i_start => Some(e as u64),
+            e => return Err(key_err(path, "i_end", format!("{e} must be -1 (all) or ≥ i_start = {i_start}"))),
+        };
+        let v_range: Vec<f64> = match get("v_range")? {
+            Value::Sequence(items) => items.iter().map(|v| number(path, "v_range", v)).collect::<Result<_, _>>()?,
+            other => return Err(key_err(path, "v_range", format!("expected [xmin, xmax, ymin, ymax], found {}", describe(other)))),
+        };
+        let v_range: [f64; 4] = v_range
+            .as_slice()
+            .try_into()
+            .map_err(|_| key_err(path, "v_range", format!("has {} values, expected [xmin, xmax, ymin, ymax]", v_range.len())))?;
+        let units = match get("v_range_units")? {
+            Value::String(s) => s.clone(),
+            other => return Err(key_err(path, "v_range_units", format!("expected a string, found {}", describe(other)))),
+        };
+        let bins = |v: &Value| -> Result<usize, DataError> {
+            let n = integer(path, "n_bins", v)?;
+            usize::try_from(n).map_err(|_| key_err(path, "n_bins", format!("{n} must be positive")))
+        };
+        let n_bins = match get("n_bins")? {
+            Value::Sequence(items) if items.len() == 2 => (bins(&items[0])?, bins(&items[1])?),
+            Value::Sequence(items) => return Err(key_err(path, "n_bins", format!("has {} values, expected n or [nx, ny]", items.len()))),
+            v => {
+                let n = bins(v)?;
+                (n, n)
+            }
+        };
+        VelocityGrid::new(n_bins.0, n_bins.1, v_range, units.clone())
+            .map_err(|e| key_err(path, "v_range/n_bins", e.to_string()))?;
+
+        let mut params = BTreeMap::new();
+        for (key, value) in map {
+            let (Some(key), Some(x)) = (key.as_str(), value.as_f64()) else { continue };
+            if LAYOUT_KEYS.contains(&key) {
+                continue;
+            }
+            if !x.is_finite() {
+                return Err(key_err(path, key, format!("{x} is not finite")));
+            }
+            validate::param(path, key, x)?;
+            params.insert(key.to_string(), x);
+        }
+        Ok(Self { dt, i_start, i_end, v_range, units, n_bins, params })
+    }
+}
+
+/// The `NNNNNN.npy` files of `folder` within `[i_start, i_end]`, sorted by index, checked for
+/// gaps and duplicates.
+fn snapshot_files(folder: &Path, args: &NpyFolderArgs, args_path: &Path) -> Result<Vec<(u64, PathBuf)>, DataError> {
+    let entries = std::fs::read_dir(folder).map_err(|e| DataError::io(folder, e))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| DataError::io(folder, e))?.path();
+        let Some(stem) = path.extension().filter(|e| *e == "npy").and(path.file_stem()).and_then(|s| s.to_str()) else {
+            continue;
+        };
+        if stem.is_empty() || !stem.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(index) = stem.parse::<u64>() else { continue };
+        if index >= args.i_start && args.i_end.is_none_or(|end| index <= end) {
+            files.push((index, path));
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        let range = match args.i_end {
+            Some(end) => format!("{}..={end}", args.i_start),
+            None => format!("≥ {}", args.i_start),
+        };
+        return Err(DataError::invalid(folder, format!("no NNNNNN.npy files with index {range} (from {})", args_path.display())));
+    }
+    if files.len() < 2 {
+        return Err(DataError::invalid(folder, format!("only {} snapshot file; at least 2 are needed", files.len())));
+    }
+    for pair in files.windows(2) {
+        let ((a, pa), (b, pb)) = (&pair[0], &pair[1]);
+        if a == b {
+            return Err(DataError::invalid(folder, format!("{} and {} have the same index {a}", pa.display(), pb.display())));
+        }
+        if b - a > 1 {
+            return Err(DataError::invalid(
+                folder,
+                format!("snapshot {:06}.npy is missing between {} and {}", a + 1, name(pa), name(pb)),
+            ));
+        }
+    }
+    if let Some(end) = args.i_end {
+        let last = files[files.len() - 1].0;
+        if last < end {
+            tracing::warn!("{}: files end at index {last}, before i_end = {end}", folder.display());
+        }
+    }
+    Ok(files)
+}
+
+fn name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// One histogram: a 2-D float64 array of the grid's shape, finite and non-negative.
+fn read_histogram(path: &Path, n_bins: (usize, usize)) -> Result<Array2<f64>, DataError> {
+    let h: Array2<f64> = ndarray_npy::read_npy(path)
+        .map_err(|e| DataError::invalid(path, format!("cannot read as a 2-D float64 .npy array ({e})")))?;
+    if h.dim() != n_bins {
+        return Err(DataError::invalid(
+            path,
+            format!("shape {:?} differs from n_bins = [{}, {}] in args.yaml", h.shape(), n_bins.0, n_bins.1),
+        ));
+    }
+    if let Some(((i, j), v)) = validate::first_bad_value(h.view()) {
+        return Err(DataError::invalid(path, format!("cell ({i}, {j}) = {v} must be finite and ≥ 0")));
+    }
+    Ok(h)
+}
+
+/// Import one folder of the reference layout into `<out_dir>/<folder name>.h5` (written
+/// atomically) and return that path. Values are copied bit for bit; `/t` holds index × dt.
+pub fn import_npy_folder(folder: &Path, out_dir: &Path) -> Result<PathBuf, DataError> {
+    if !folder.is_dir() {
+        return Err(DataError::invalid(folder, "not a folder"));
+    }
+    let folder_name = std::path::absolute(folder)
+        .ok()
+        .and_then(|p| p.components().next_back().map(|c| c.as_os_str().to_string_lossy().into_owned()))
+        .filter(|n| !n.is_empty() && n != "." && n != "..")
+        .ok_or_else(|| DataError::invalid(folder, "cannot name the output after this folder"))?;
+    let args_path = folder.join("args.yaml");
+    let args = NpyFolderArgs::read(&args_path)?;
+    let files = snapshot_files(folder, &args, &args_path)?;
+
+    let (nx, ny) = args.n_bins;
+    let mut f = Array3::<f64>::zeros((files.len(), nx, ny));
+    for ((_, path), mut slot) in files.iter().zip(f.axis_iter_mut(Axis(0))) {
+        slot.assign(&read_histogram(path, args.n_bins)?);
+    }
+    let n_particles = super::particle_count(f.index_axis(Axis(0), 0));
+    if n_particles <= 0.0 {
+        return Err(DataError::invalid(&files[0].1, "first snapshot is empty (Σ counts = 0)"));
+    }
+    let grid = VelocityGrid::new(nx, ny, args.v_range, args.units.clone())
+        .map_err(|e| key_err(&args_path, "v_range/n_bins", e.to_string()))?;
+    let run = RunData {
+        grid,
+        f,
+        t: files.iter().map(|(i, _)| *i as f64 * args.dt).collect(),
+        dt: args.dt,
+        n_particles,
+        params: args.params,
+        tracks: None,
+        diagnostics: BTreeMap::new(),
+    };
+    let out = out_dir.join(format!("{folder_name}.h5"));
+    write_run(&out, &run)?;
+    Ok(out)
+}

@@ -1,0 +1,131 @@
+//! The validation rules of a run file, shared by the reader, the writer and the importers.
+
+use super::{DataError, RunData};
+use crate::grid::VelocityGrid;
+use ndarray::{ArrayView2, ArrayView3};
+use std::path::Path;
+
+/// Relative tolerance of the snapshot spacing against `dt`.
+pub(crate) const SPACING_RTOL: f64 = 1e-6;
+
+/// The velocity grid from the `v_range` and `units` attributes and the shape of `/f`.
+pub(crate) fn grid(path: &Path, v_range: &[f64], units: &str, nx: usize, ny: usize) -> Result<VelocityGrid, DataError> {
+    let v_range: [f64; 4] = v_range
+        .try_into()
+        .map_err(|_| DataError::item(path, "attribute v_range", format!("has {} values, expected 4", v_range.len())))?;
+    let [x0, x1, y0, y1] = v_range;
+    if !v_range.iter().all(|v| v.is_finite()) || x0 >= x1 || y0 >= y1 {
+        return Err(DataError::item(
+            path,
+            "attribute v_range",
+            format!("{v_range:?} must be finite with vx_min < vx_max and vy_min < vy_max"),
+        ));
+    }
+    VelocityGrid::new(nx, ny, v_range, units).map_err(|e| DataError::item(path, "/f", e.to_string()))
+}
+
+/// The snapshot spacing: finite and positive.
+pub(crate) fn dt(path: &Path, dt: f64) -> Result<(), DataError> {
+    if dt.is_finite() && dt > 0.0 {
+        Ok(())
+    } else {
+        Err(DataError::item(path, "attribute dt", format!("{dt} must be finite and > 0")))
+    }
+}
+
+/// The particle count attribute: finite and positive.
+pub(crate) fn n_particles(path: &Path, n: f64) -> Result<(), DataError> {
+    if n.is_finite() && n > 0.0 {
+        Ok(())
+    } else {
+        Err(DataError::item(path, "attribute n_particles", format!("{n} must be finite and > 0")))
+    }
+}
+
+/// Snapshot times: `n_snapshots ≥ 2` of them, finite, strictly increasing, spaced by `dt`.
+pub(crate) fn times(path: &Path, t: &[f64], n_snapshots: usize, dt: f64) -> Result<(), DataError> {
+    let bad = |msg: String| Err(DataError::item(path, "/t", msg));
+    if t.len() != n_snapshots {
+        return bad(format!("has {} times but /f has {n_snapshots} snapshots", t.len()));
+    }
+    if n_snapshots < 2 {
+        return bad(format!("{n_snapshots} snapshot(s); at least 2 are needed"));
+    }
+    if let Some(k) = t.iter().position(|x| !x.is_finite()) {
+        return bad(format!("time {k} is {}, not finite", t[k]));
+    }
+    for k in 1..t.len() {
+        let step = t[k] - t[k - 1];
+        if step <= 0.0 {
+            return bad(format!("not increasing at snapshot {k}: t = {} after {}", t[k], t[k - 1]));
+        }
+        if (step - dt).abs() > SPACING_RTOL * dt {
+            return bad(format!(
+                "snapshots {} and {k} are {step} apart but dt = {dt} (a missing snapshot?)",
+                k - 1
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Values of snapshots `first..first + f.len_of(0)`: finite and non-negative.
+pub(crate) fn snapshots(path: &Path, f: ArrayView3<f64>, first: usize, t: &[f64]) -> Result<(), DataError> {
+    for (k, snap) in f.outer_iter().enumerate() {
+        if let Some(((i, j), v)) = first_bad_value(snap) {
+            let index = first + k;
+            let time = t.get(index).map(|t| format!(" (t = {t})")).unwrap_or_default();
+            let what = if v.is_finite() { "negative" } else { "not finite" };
+            return Err(DataError::item(
+                path,
+                "/f",
+                format!("snapshot {index}{time}: cell ({i}, {j}) = {v} is {what}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The first value (C order) that is not finite or is negative, with its cell.
+pub(crate) fn first_bad_value(snapshot: ArrayView2<f64>) -> Option<((usize, usize), f64)> {
+    snapshot.indexed_iter().find(|(_, v)| !(v.is_finite() && **v >= 0.0)).map(|(ij, v)| (ij, *v))
+}
+
+/// A `/params` entry: a usable name and a finite value.
+pub(crate) fn param(path: &Path, name: &str, value: f64) -> Result<(), DataError> {
+    if name.is_empty() || name.contains('/') {
+        return Err(DataError::item(path, "/params", format!("invalid parameter name {name:?}")));
+    }
+    if !value.is_finite() {
+        return Err(DataError::item(path, format!("/params/{name}"), format!("{value} is not finite")));
+    }
+    Ok(())
+}
+
+/// Everything the reader checks, on in-memory data about to be written to `path`.
+pub(crate) fn run_data(path: &Path, run: &RunData) -> Result<(), DataError> {
+    let (n_snapshots, nx, ny) = run.f.dim();
+    let g = &run.grid;
+    grid(path, &g.v_range, &g.units, g.nx, g.ny)?;
+    if (nx, ny) != (g.nx, g.ny) {
+        return Err(DataError::item(path, "/f", format!("snapshots are {nx}×{ny} but the grid is {}×{}", g.nx, g.ny)));
+    }
+    dt(path, run.dt)?;
+    n_particles(path, run.n_particles)?;
+    times(path, &run.t, n_snapshots, run.dt)?;
+    snapshots(path, run.f.view(), 0, &run.t)?;
+    for (name, value) in &run.params {
+        param(path, name, *value)?;
+    }
+    if let Some(tracks) = &run.tracks {
+        if tracks.len_of(ndarray::Axis(2)) != 2 {
+            return Err(DataError::item(path, "/tracks", format!("shape {:?}, expected [n_dumps, n_tracked, 2]", tracks.shape())));
+        }
+    }
+    for name in run.diagnostics.keys() {
+        if name.is_empty() || name.contains('/') {
+            return Err(DataError::item(path, "/diagnostics", format!("invalid dataset name {name:?}")));
+        }
+    }
+    Ok(())
+}
