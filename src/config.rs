@@ -4,6 +4,7 @@
 //! Paths in a config are relative to the directory of the config file; the resolved config written
 //! to a run directory holds them as given and the directory they are resolved against.
 
+pub use crate::data::Unroll;
 use crate::operator::ModelSpec;
 use crate::solver::SolverSpec;
 use serde::{Deserialize, Serialize};
@@ -65,22 +66,6 @@ pub enum LossMode {
     Accumulated,
     /// The last predicted snapshot only.
     Last,
-}
-
-/// Rollout length of a stage: a number of snapshot intervals, or `all` (each run from `i_start`
-/// to its end as one sample).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Unroll {
-    Intervals(usize),
-    Whole(AllWord),
-}
-
-/// The literal word `all`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AllWord {
-    All,
 }
 
 /// One curriculum stage.
@@ -192,9 +177,6 @@ impl TrainConfig {
             return Err(bad("train.stages", "needs at least one stage".into()));
         }
         for (i, s) in self.train.stages.iter().enumerate() {
-            if let Unroll::Intervals(0) = s.unroll {
-                return Err(bad(&format!("train.stages[{i}].unroll"), "must be ≥ 1 or `all`".into()));
-            }
             if let Some(lr) = s.lr {
                 if !(lr > 0.0 && lr.is_finite()) {
                     return Err(bad(&format!("train.stages[{i}].lr"), format!("must be a positive number, got {lr}")));
@@ -237,7 +219,7 @@ train:
         assert_eq!(cfg.data.i_start, 5);
         assert_eq!(cfg.stage_lr(1), 1e-3);
         assert_eq!(cfg.stage_lr(2), 1e-4);
-        assert_eq!(cfg.train.stages[2].unroll, Unroll::Whole(AllWord::All));
+        assert_eq!(cfg.train.stages[2].unroll, Unroll::All);
     }
 
     #[test]
@@ -251,12 +233,17 @@ train:
     }
 
     #[test]
+    fn zero_unroll_is_rejected_while_parsing() {
+        let e = parse_yaml::<TrainConfig>(&GOOD.replace("{unroll: 1,", "{unroll: 0,"), Path::new("c.yaml")).unwrap_err().to_string();
+        assert!(e.contains("unroll") && e.contains("c.yaml"), "{e}");
+    }
+
+    #[test]
     fn impossible_settings() {
         for (from, to, key) in [
             ("lr: 1.0e-3", "lr: -1.0", "train.stages[0].lr"),
             ("[a.h5, b.h5]", "[]", "data.train"),
             ("valid_fraction: 0.05", "valid_fraction: 1.5", "data.valid_fraction"),
-            ("{unroll: 1,", "{unroll: 0,", "train.stages[0].unroll"),
             ("substeps: 1", "substeps: 0", "solver.substeps"),
         ] {
             let cfg: TrainConfig = parse_yaml(&GOOD.replace(from, to), Path::new("c.yaml")).unwrap();

@@ -130,28 +130,3 @@ pub fn particle_count(snapshot: ArrayView2<f64>) -> f64 {
 pub fn normalise<D: ndarray::Dimension>(f: &mut ndarray::Array<f64, D>, norm: f64) {
     f.mapv_inplace(|x| x / norm);
 }
-
-/// Placeholder reader (replaced by the data module's implementation).
-pub struct RunFile {
-    run: RunData,
-}
-impl RunFile {
-    pub fn open(path: &std::path::Path) -> Result<Self, DataError> {
-        Ok(Self { run: read_run(path)? })
-    }
-    pub fn times(&self) -> &[f64] {
-        &self.run.t
-    }
-    pub fn dt(&self) -> f64 {
-        self.run.dt
-    }
-    pub fn grid(&self) -> &VelocityGrid {
-        &self.run.grid
-    }
-    pub fn params(&self) -> &BTreeMap<String, f64> {
-        &self.run.params
-    }
-    pub fn read_snapshots(&self, range: std::ops::Range<usize>) -> Result<Array3<f64>, DataError> {
-        Ok(self.run.f.slice(ndarray::s![range, .., ..]).to_owned())
-    }
-}

@@ -177,9 +177,9 @@ impl Rollable {
 /// Roll `op` out over one run file.
 pub fn evaluate_run(op: &Rollable, path: &Path, i_start: usize, n_frames: usize) -> anyhow::Result<RunEval> {
     let info = crate::train::dataset::RunInfo::open(path, i_start)?;
-    anyhow::ensure!(info.grid.compatible(&op.grid), "{}: grid differs from the model's", path.display());
+    anyhow::ensure!(info.grid().compatible(&op.grid), "{}: grid differs from the model's", path.display());
     let slice = info.read_slice(info.first_row..info.rows(), 0)?;
-    let cond = op.cond_for(&info.params)?;
+    let cond = op.cond_for(info.params())?;
     let g = &op.grid;
     let n = g.n_cells();
     let steps = info.usable_intervals();
@@ -189,9 +189,9 @@ pub fn evaluate_run(op: &Rollable, path: &Path, i_start: usize, n_frames: usize)
     let mut prepared = Fields::zeros((op.scheme.n_prepared(), g.nx, g.ny));
     let static_model = op.model.as_ref().is_none_or(|m| m.n_time_nodes() == 1);
     let f0 = op.fields(&cond, 0.0);
-    let mut substeps = op.scheme.substeps(f0.view(), info.dt);
+    let mut substeps = op.scheme.substeps(f0.view(), info.dt());
     if static_model {
-        op.scheme.prepare(f0.view(), info.dt / substeps as f64, prepared.view_mut());
+        op.scheme.prepare(f0.view(), info.dt() / substeps as f64, prepared.view_mut());
     }
     let frame_at: Vec<usize> = (1..=n_frames).map(|i| (i * steps).div_ceil(n_frames)).collect();
     let mut errs = Vec::with_capacity(steps);
@@ -200,8 +200,8 @@ pub fn evaluate_run(op: &Rollable, path: &Path, i_start: usize, n_frames: usize)
         let row = info.first_row + k;
         if !static_model {
             let fk = op.fields(&cond, slice.t_mid(row));
-            substeps = op.scheme.substeps(fk.view(), info.dt);
-            op.scheme.prepare(fk.view(), info.dt / substeps as f64, prepared.view_mut());
+            substeps = op.scheme.substeps(fk.view(), info.dt());
+            op.scheme.prepare(fk.view(), info.dt() / substeps as f64, prepared.view_mut());
         }
         for _ in 0..substeps {
             op.scheme.step(&prepared, &f, &mut next, &mut ws);
@@ -212,9 +212,9 @@ pub fn evaluate_run(op: &Rollable, path: &Path, i_start: usize, n_frames: usize)
         errs.push(StepErrors::of(&f, obs));
         mp.push(Moments::of(&f, g));
         mo.push(Moments::of(obs, g));
-        ts.push(info.t[row + 1]);
+        ts.push(info.t()[row + 1]);
         if frame_at.contains(&(k + 1)) {
-            frames.push((info.t[row + 1], f.clone(), obs.to_vec()));
+            frames.push((info.t()[row + 1], f.clone(), obs.to_vec()));
         }
     }
     let mean = |sel: fn(&StepErrors) -> f64| errs.iter().map(sel).sum::<f64>() / errs.len().max(1) as f64;

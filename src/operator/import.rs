@@ -34,7 +34,7 @@ pub fn grid_units_to_fields(a: &Array3<f64>, d: &Array3<f64>, grid: &VelocityGri
 pub fn import_operator(a_path: &Path, d_path: &Path, like: &Path) -> anyhow::Result<SavedModel> {
     let a: Array3<f64> = ndarray_npy::read_npy(a_path).with_context(|| format!("{}: not a 3-D f64 .npy array", a_path.display()))?;
     let d: Array3<f64> = ndarray_npy::read_npy(d_path).with_context(|| format!("{}: not a 3-D f64 .npy array", d_path.display()))?;
-    let grid = crate::data::RunFile::open(like)?.grid().clone();
+    let grid = crate::data::RunFile::open(like)?.meta.grid;
     let fields = grid_units_to_fields(&a, &d, &grid).with_context(|| format!("{} / {}", a_path.display(), d_path.display()))?;
     Ok(SavedModel {
         spec: ModelSpec { kind: ModelKind::Tensor, ..ModelSpec::default() },

@@ -14,13 +14,7 @@ use crate::solver::Scheme;
 use ndarray::{Array3, ArrayView2};
 use rayon::prelude::*;
 
-/// A (run, window) sample: from snapshot row `start` roll `intervals` snapshot intervals.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Sample {
-    pub run: usize,
-    pub start: usize,
-    pub intervals: usize,
-}
+pub use crate::data::Sample;
 
 /// The snapshots of one run that this rank holds, normalised by the run's particle count.
 #[derive(Clone, Debug)]

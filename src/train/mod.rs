@@ -12,16 +12,15 @@ pub mod engine;
 pub mod loss;
 pub mod state;
 
-use crate::config::{TrainConfig, Unroll};
+use crate::config::TrainConfig;
 use crate::dist::{Comm, ExactSum};
 use crate::operator::{self, BuildInfo, OperatorModel};
 use crate::solver::{self, Scheme};
 use adam::Adam;
 use anyhow::Context as _;
-use dataset::{block_size, enumerate_windows, needed_rows, shard, RunInfo};
+use crate::data::windows::{self, shard, snapshot_ranges};
+use dataset::{block_size, RunInfo};
 use engine::{Problem, RunSlice, Sample};
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use state::{Best, TrainState};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -84,16 +83,16 @@ impl Setup {
         let open = |p: &PathBuf| RunInfo::open(p, i_start);
         let train_runs = cfg.train_files().iter().map(open).collect::<anyhow::Result<Vec<_>>>()?;
         let valid_runs = cfg.valid_files().iter().map(open).collect::<anyhow::Result<Vec<_>>>()?;
-        let grid = train_runs[0].grid.clone();
+        let grid = train_runs[0].grid().clone();
         for r in train_runs.iter().chain(&valid_runs) {
             anyhow::ensure!(
-                r.grid.compatible(&grid),
+                r.grid().compatible(&grid),
                 "{}: velocity grid {}×{} over {:?} differs from {} ({}×{} over {:?})",
-                r.path.display(),
-                r.grid.nx,
-                r.grid.ny,
-                r.grid.v_range,
-                train_runs[0].path.display(),
+                r.path().display(),
+                r.grid().nx,
+                r.grid().ny,
+                r.grid().v_range,
+                train_runs[0].path().display(),
                 grid.nx,
                 grid.ny,
                 grid.v_range
@@ -104,16 +103,16 @@ impl Setup {
             let mut lo = f64::INFINITY;
             let mut hi = f64::NEG_INFINITY;
             for r in &train_runs {
-                let v = *r.params.get(name).with_context(|| format!("{}: /params has no `{name}` (model.conditioners)", r.path.display()))?;
+                let v = *r.params().get(name).with_context(|| format!("{}: /params has no `{name}` (model.conditioners)", r.path().display()))?;
                 lo = lo.min(v);
                 hi = hi.max(v);
             }
             for r in &valid_runs {
-                anyhow::ensure!(r.params.contains_key(name), "{}: /params has no `{name}` (model.conditioners)", r.path.display());
+                anyhow::ensure!(r.params().contains_key(name), "{}: /params has no `{name}` (model.conditioners)", r.path().display());
             }
             cond_ranges.push((name.clone(), lo, hi));
         }
-        let t_span = train_runs.iter().map(|r| r.t[r.t.len() - 1] - r.t[0]).fold(0.0, f64::max);
+        let t_span = train_runs.iter().map(|r| r.t()[r.rows() - 1] - r.t()[0]).fold(0.0, f64::max);
         let info = BuildInfo { grid: grid.clone(), cond_ranges: cond_ranges.iter().map(|c| (c.1, c.2)).collect(), t_span };
         let model = operator::build(&cfg.model, &info).context("model")?;
         let scheme = solver::build(&cfg.solver, &model.equation(), &grid).context("solver")?;
@@ -125,7 +124,7 @@ impl Setup {
         self.cond_ranges
             .iter()
             .map(|(name, lo, hi)| {
-                let v = run.params[name];
+                let v = run.params()[name];
                 if hi > lo {
                     2.0 * (v - lo) / (hi - lo) - 1.0
                 } else {
@@ -150,67 +149,47 @@ struct StageData {
     cond: Vec<Vec<f64>>,
 }
 
-fn stage_label(u: Unroll) -> String {
-    match u {
-        Unroll::Intervals(k) => k.to_string(),
-        Unroll::Whole(_) => "all".into(),
-    }
-}
-
-fn cost(samples: &[Sample]) -> Vec<f64> {
-    samples.iter().map(|s| s.intervals as f64).collect()
+/// Cost of a sample for sharding: its snapshot intervals (solver steps are proportional).
+fn cost(s: &Sample) -> u64 {
+    s.intervals as u64
 }
 
 fn load_stage(cfg: &TrainConfig, setup: &Setup, stage: usize, comm: &dyn Comm) -> anyhow::Result<StageData> {
     let unroll = cfg.train.stages[stage].unroll;
     let runs = setup.all_runs();
     let n_train_runs = setup.train_runs.len();
-    let all = enumerate_windows(&setup.train_runs, unroll)?;
-    let (mut train, mut valid) = (Vec::new(), Vec::new());
-    if !setup.valid_runs.is_empty() {
-        train = all;
-        valid = enumerate_windows(&setup.valid_runs, unroll)?
+    let i_start = cfg.data.i_start;
+    let all = windows::enumerate(setup.train_runs.iter().map(|r| &r.file.meta), i_start, unroll)?;
+    let (train, valid) = if !setup.valid_runs.is_empty() {
+        let valid = windows::enumerate(setup.valid_runs.iter().map(|r| &r.file.meta), i_start, unroll)?
             .into_iter()
             .map(|s| Sample { run: s.run + n_train_runs, ..s })
             .collect();
-    } else if cfg.data.valid_fraction > 0.0 && all.len() > 1 {
-        let n_valid = ((all.len() as f64 * cfg.data.valid_fraction).round() as usize).clamp(1, all.len() - 1);
-        let mut idx: Vec<usize> = (0..all.len()).collect();
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.train.seed ^ 0x7661_6c69_6400 ^ ((stage as u64) << 32));
-        idx.shuffle(&mut rng);
-        let mut is_valid = vec![false; all.len()];
-        idx[..n_valid].iter().for_each(|&i| is_valid[i] = true);
-        for (i, s) in all.into_iter().enumerate() {
-            if is_valid[i] {
-                valid.push(s)
-            } else {
-                train.push(s)
-            }
-        }
+        (all, valid)
     } else {
-        train = all;
-    }
+        windows::split_validation(&all, cfg.data.valid_fraction, cfg.train.seed)?
+    };
     let (rank, size) = (comm.rank(), comm.size());
     let mine_train: Vec<Sample> = if cfg.train.batch_size.is_some() {
         train.clone()
     } else {
-        train[shard(&cost(&train), size, block_size(train.len()))[rank].clone()].to_vec()
+        train[shard(&train, cost, size, block_size(train.len()))[rank].clone()].to_vec()
     };
-    let mine_valid = if valid.is_empty() { Vec::new() } else { valid[shard(&cost(&valid), size, 1)[rank].clone()].to_vec() };
+    let mine_valid = if valid.is_empty() { Vec::new() } else { valid[shard(&valid, cost, size, 1)[rank].clone()].to_vec() };
     let mut held: Vec<Sample> = mine_train;
     held.extend_from_slice(&mine_valid);
-    let rows = needed_rows(runs.len(), &held);
+    let rows = snapshot_ranges(&held);
     let conditioned = !setup.cond_ranges.is_empty();
     let ctx_of = |r: usize| if conditioned { r } else { 0 };
     let mut slices = Vec::with_capacity(runs.len());
-    for (r, rows) in rows.into_iter().enumerate() {
-        slices.push(match rows {
-            Some(range) => Some(runs[r].read_slice(range, ctx_of(r))?),
+    for (r, run) in runs.iter().enumerate() {
+        slices.push(match rows.get(&r) {
+            Some(range) => Some(run.read_slice(range.clone(), ctx_of(r))?),
             None => None,
         });
     }
     tracing::info!("stage {stage}: this rank holds {} training and {} validation windows", held.len() - mine_valid.len(), mine_valid.len());
-    let run_meta = runs.iter().enumerate().map(|(r, ri)| (ctx_of(r), ri.dt)).collect();
+    let run_meta = runs.iter().enumerate().map(|(r, ri)| (ctx_of(r), ri.dt())).collect();
     let cond = if conditioned { runs.iter().map(|r| setup.cond_of(r)).collect() } else { vec![Vec::new()] };
     Ok(StageData { train, valid, slices, run_meta, cond })
 }
@@ -343,7 +322,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: Option<&Path>, stop_after: O
         let max_k = data.train.iter().chain(&data.valid).map(|s| s.intervals).max().unwrap_or(1);
         tracing::info!(
             "stage {stage}: unroll {}, {} epochs, lr {lr:e}, {} training and {} validation windows",
-            stage_label(spec.unroll),
+            spec.unroll.to_string(),
             spec.epochs,
             data.train.len(),
             data.valid.len()
@@ -354,15 +333,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: Option<&Path>, stop_after: O
             let mut compute = 0.0;
             let mut comm_s = 0.0;
             let mut train_loss_sum = 0.0;
-            let batches: Vec<Vec<usize>> = match cfg.train.batch_size {
-                None => vec![(0..data.train.len()).collect()],
-                Some(bs) => {
-                    let mut idx: Vec<usize> = (0..data.train.len()).collect();
-                    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.train.seed ^ ((stage as u64) << 40) ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-                    idx.shuffle(&mut rng);
-                    idx.chunks(bs).map(|c| c.to_vec()).collect()
-                }
-            };
+            let batches = windows::batches(data.train.len(), cfg.train.batch_size.unwrap_or(0), cfg.train.seed, stage, epoch);
             let mut valid_loss = None;
             let mut substeps = 1;
             let theta_before = st.theta.clone();
@@ -375,17 +346,17 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: Option<&Path>, stop_after: O
                 let n = batch_samples.len();
                 let block = block_size(n);
                 let range = if cfg.train.batch_size.is_some() {
-                    shard(&cost(&batch_samples), comm.size(), block)[comm.rank()].clone()
+                    shard(&batch_samples, cost, comm.size(), block)[comm.rank()].clone()
                 } else {
                     // Full batch: this rank holds exactly its shard.
-                    shard(&cost(&data.train), comm.size(), block)[comm.rank()].clone()
+                    shard(&data.train, cost, comm.size(), block)[comm.rank()].clone()
                 };
                 let mut acc = ExactSum::new(problem.acc_len());
                 problem.accumulate_gradient(coeffs, &data.slices, &batch_samples[range.clone()], range.start, n, block, &mut acc);
                 let mut vacc = ExactSum::new(1);
                 let do_valid = bi == 0 && !data.valid.is_empty();
                 if do_valid {
-                    let vr = shard(&cost(&data.valid), comm.size(), 1)[comm.rank()].clone();
+                    let vr = shard(&data.valid, cost, comm.size(), 1)[comm.rank()].clone();
                     problem.accumulate_loss(coeffs, &data.slices, &data.valid[vr], data.valid.len(), &mut vacc);
                 }
                 compute += t0.elapsed().as_secs_f64();
@@ -425,7 +396,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: Option<&Path>, stop_after: O
             let m = EpochMetrics {
                 stage,
                 epoch,
-                unroll: stage_label(spec.unroll),
+                unroll: spec.unroll.to_string(),
                 train_loss,
                 valid_loss,
                 lr,
@@ -475,7 +446,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: Option<&Path>, stop_after: O
         let (problem, coeffs) = setup_problem_coeffs(&setup, &data, cfg, max_k, &b.theta);
         let (samples, n) = if data.valid.is_empty() { (&data.train, data.train.len()) } else { (&data.valid, data.valid.len()) };
         let blk = if data.valid.is_empty() { block_size(n) } else { 1 };
-        let r = shard(&cost(samples), comm.size(), blk)[comm.rank()].clone();
+        let r = shard(samples, cost, comm.size(), blk)[comm.rank()].clone();
         let mut acc = ExactSum::new(1);
         problem.accumulate_loss(&coeffs, &data.slices, &samples[r], n, &mut acc);
         comm.allreduce_exact(&mut acc);
