@@ -58,6 +58,7 @@ fn grids() -> [VelocityGrid; 2] {
 
 #[test]
 fn vjp_matches_finite_differences_and_jvp_transpose() {
+    let (mut worst_fd, mut worst_transpose) = (0.0f64, 0.0f64);
     for grid in grids() {
         for kind in FP_KINDS {
             for nonneg in [false, true] {
@@ -87,16 +88,19 @@ fn vjp_matches_finite_differences_and_jvp_transpose() {
                         let exact = dot(&grad, &u);
                         let rel = (fd - exact).abs() / exact.abs().max(1e-300);
                         assert!(rel <= 1e-6, "{yaml} node {node}: fd {fd} vs vjp {exact} (rel {rel:.2e})");
+                        worst_fd = worst_fd.max(rel);
                         // Transpose identity ⟨J u, w⟩ = ⟨u, Jᵀ w⟩.
                         let ju = m.node_fields_jvp(&theta, &[], node, &u).expect("models provide a JVP");
                         let lhs = dot(ju.as_slice().unwrap(), w.as_slice().unwrap());
                         let rel = (lhs - exact).abs() / exact.abs();
                         assert!(rel <= 1e-12, "{yaml} node {node}: <Ju,w> {lhs} vs <u,J^T w> {exact} (rel {rel:.2e})");
+                        worst_transpose = worst_transpose.max(rel);
                     }
                 }
             }
         }
     }
+    eprintln!("worst relative error: finite differences {worst_fd:.1e}, transpose {worst_transpose:.1e}");
 }
 
 #[test]

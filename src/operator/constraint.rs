@@ -35,8 +35,8 @@ pub struct Softplus {
 }
 
 impl Softplus {
-    pub fn new(ranges: Vec<Range<usize>>) -> Self {
-        Self { ranges }
+    pub fn new(ranges: impl IntoIterator<Item = Range<usize>>) -> Self {
+        Self { ranges: ranges.into_iter().collect() }
     }
 
     /// The constrained ranges.

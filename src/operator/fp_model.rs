@@ -33,8 +33,8 @@ pub trait CoefficientMap: Send + Sync {
     fn apply(&self, q: &[f64], out: &mut [f64]);
     /// `d_q += Mᵀ d_out`.
     fn apply_transpose(&self, d_out: &[f64], d_q: &mut [f64]);
-    /// Coefficient ranges whose non-negativity makes D_xx, D_yy non-negative.
-    fn diffusion_ranges(&self) -> Vec<Range<usize>>;
+    /// The coefficients whose non-negativity makes D_xx, D_yy non-negative.
+    fn diffusion_range(&self) -> Range<usize>;
     /// Initial coefficients (A = 0, diagonal D = [`INITIAL_DIFFUSION`]).
     fn initial_coefficients(&self) -> Vec<f64>;
     /// Extra named arrays computed from the coefficients (e.g. radial profiles).
@@ -56,7 +56,7 @@ pub struct FpModel<M> {
 impl<M: CoefficientMap> FpModel<M> {
     /// `nonnegative_d` puts a softplus in front of the map's diffusion coefficients.
     pub fn new(kind: &'static str, grid: VelocityGrid, map: M, nonnegative_d: bool) -> Self {
-        let positive = nonnegative_d.then(|| Softplus::new(map.diffusion_ranges()));
+        let positive = nonnegative_d.then(|| Softplus::new([map.diffusion_range()]));
         Self { kind, grid, map, positive }
     }
 

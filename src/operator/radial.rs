@@ -116,10 +116,10 @@ impl CoefficientMap for RadialMap {
         let (qp, qq) = rest.split_at_mut(n);
         self.interpolate_transpose(&ga, self.a_scale, qa);
         self.interpolate_transpose(&gp, self.d_scale, qp);
-        self.interpolate_transpose(&gq, self.d_scale, &mut qq[..n]);
+        self.interpolate_transpose(&gq, self.d_scale, qq);
     }
-    fn diffusion_ranges(&self) -> Vec<Range<usize>> {
-        vec![self.n_nodes..3 * self.n_nodes]
+    fn diffusion_range(&self) -> Range<usize> {
+        self.n_nodes..3 * self.n_nodes
     }
     fn initial_coefficients(&self) -> Vec<f64> {
         let mut q = vec![INITIAL_DIFFUSION; 3 * self.n_nodes];

@@ -82,7 +82,7 @@ pub fn mirror_map(grid: &VelocityGrid) -> Result<SignedGather, ModelError> {
     };
     let h = grid.dvx();
     let (h1, h2) = (h, h * h);
-    let map = SignedGather::new(N_FIELDS * cells, n_ax + n_dxx + n_dxy, vec![n_ax..n_ax + n_dxx], |out| {
+    let map = SignedGather::new(N_FIELDS * cells, n_ax + n_dxx + n_dxy, n_ax..n_ax + n_dxx, |out| {
         let (field, cell) = (out / cells, out % cells);
         let ((a, sa), (b, sb)) = (fold(cell / n, n), fold(cell % n, n));
         match field {

@@ -27,18 +27,18 @@ pub struct SignedGather {
     source: Vec<usize>,
     weight: Vec<f64>,
     n_coefficients: usize,
-    diffusion: Vec<Range<usize>>,
+    diffusion: Range<usize>,
     initial: Vec<f64>,
 }
 
 impl SignedGather {
     /// A gather with `n_out` outputs; `entry(k)` gives output k's `(source, weight)` or `None`
-    /// for a structural zero. `diffusion` lists the coefficient ranges of D_xx/D_yy, set to
+    /// for a structural zero. `diffusion` is the coefficient range of D_xx/D_yy, set to
     /// [`INITIAL_DIFFUSION`] initially (everything else starts at zero).
     pub fn new(
         n_out: usize,
         n_coefficients: usize,
-        diffusion: Vec<Range<usize>>,
+        diffusion: Range<usize>,
         entry: impl Fn(usize) -> Option<(usize, f64)>,
     ) -> Self {
         let (mut source, mut weight) = (Vec::with_capacity(n_out), Vec::with_capacity(n_out));
@@ -49,9 +49,7 @@ impl SignedGather {
             weight.push(w);
         }
         let mut initial = vec![0.0; n_coefficients];
-        for r in &diffusion {
-            initial[r.clone()].fill(INITIAL_DIFFUSION);
-        }
+        initial[diffusion.clone()].fill(INITIAL_DIFFUSION);
         Self { source, weight, n_coefficients, diffusion, initial }
     }
 
@@ -95,7 +93,7 @@ impl CoefficientMap for SignedGather {
             }
         }
     }
-    fn diffusion_ranges(&self) -> Vec<Range<usize>> {
+    fn diffusion_range(&self) -> Range<usize> {
         self.diffusion.clone()
     }
     fn initial_coefficients(&self) -> Vec<f64> {
@@ -107,7 +105,7 @@ impl CoefficientMap for SignedGather {
 pub fn free_tensor_map(grid: &VelocityGrid) -> SignedGather {
     let n = grid.n_cells();
     let scales = grid_unit_scales(grid);
-    SignedGather::new(N_FIELDS * n, N_FIELDS * n, vec![DXX * n..(DYY + 1) * n], |k| Some((k, scales[k / n])))
+    SignedGather::new(N_FIELDS * n, N_FIELDS * n, DXX * n..(DYY + 1) * n, |k| Some((k, scales[k / n])))
 }
 
 /// The `tensor` model.
