@@ -515,3 +515,28 @@ fn validate_rejects_unused_and_impossible_options() {
         assert_eq!(parsed, kind);
     }
 }
+
+/// Cost of one node_fields + node_fields_vjp on the 51×51 grid of the benchmarks (run with
+/// `--ignored --nocapture`; prints, asserts nothing about time).
+#[test]
+#[ignore]
+fn cost_per_call_51x51() {
+    let grid = VelocityGrid::square(51, 5.0).unwrap();
+    for kind in FP_KINDS {
+        for nonneg in [false, true] {
+            let m = model(&format!("{{kind: {kind}, nonnegative_d: {nonneg}}}"), &grid);
+            let theta = test_theta(m.as_ref(), 1);
+            let w = Fields::from_shape_vec((5, 51, 51), noise(2, 5 * 51 * 51)).unwrap();
+            let mut grad = vec![0.0; m.n_params()];
+            let reps = 200;
+            let start = std::time::Instant::now();
+            for _ in 0..reps {
+                let f = fields_of(m.as_ref(), &theta, 0);
+                m.node_fields_vjp(&theta, &[], 0, &w, &mut grad);
+                std::hint::black_box(&f);
+            }
+            let us = start.elapsed().as_secs_f64() / reps as f64 * 1e6;
+            eprintln!("{kind:14} nonneg={nonneg:5} params={:6} fields+vjp {us:7.1} µs", m.n_params());
+        }
+    }
+}

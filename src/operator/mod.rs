@@ -9,6 +9,11 @@
 //! Time dependence is expressed through *time nodes*: the fields at time t are
 //! Σ_s w_s(t)·fields(node s). Time-independent models have one node with weight 1. This lets the
 //! trainer accumulate gradients per node, exactly, whatever the rank count.
+//!
+//! Node-based Fokker–Planck models are compositions ([`fp_model`]): parameters θ → optional
+//! softplus on the diffusion coefficients ([`constraint`]) → a linear coefficient map (free
+//! [`tensor`], mirror-symmetric [`symmetry`], isotropic [`radial`]) → fields; [`time`] puts any
+//! time-independent model on time nodes.
 
 use crate::grid::VelocityGrid;
 use ndarray::Array3;

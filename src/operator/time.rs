@@ -25,7 +25,7 @@ pub struct TimeNodes {
 
 impl TimeNodes {
     /// Wrap `inner` (which must have a single time node) with the spec's `n_t`, `smooth_d1`,
-    /// `smooth_d2` and the build info's `t_span`.
+    /// `smooth_d2` and the build info's `t_span`; the wrapper's kind is the spec's.
     pub fn new(spec: &ModelSpec, info: &BuildInfo, inner: Box<dyn OperatorModel>) -> Result<Self, ModelError> {
         if inner.n_time_nodes() != 1 {
             return Err(ModelError::Invalid(format!("time nodes need a time-independent inner model, {} is not", inner.kind())));
@@ -44,12 +44,8 @@ impl TimeNodes {
                 return Err(ModelError::BadOption { key, msg: format!("must be finite and >= 0, got {w}") });
             }
         }
-        let kind = match inner.kind() {
-            "tensor" => "tensor-time",
-            "par-perp" => "par-perp-time",
-            _ => "time-nodes",
-        };
-        Ok(Self { kind, inner, n_t: spec.n_t, t_span: info.t_span, smooth_d1: spec.smooth_d1, smooth_d2: spec.smooth_d2 })
+        Ok(Self {
+            kind: spec.kind.name(), inner, n_t: spec.n_t, t_span: info.t_span, smooth_d1: spec.smooth_d1, smooth_d2: spec.smooth_d2 })
     }
 
     /// The wrapped model.
