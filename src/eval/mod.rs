@@ -122,7 +122,7 @@ impl Rollable {
     /// From a saved model. Static, unconditioned models use the stored fields; time-dependent or
     /// conditioned ones are rebuilt from θ.
     pub fn new(saved: &SavedModel, overrides: Vec<(String, f64)>) -> anyhow::Result<Self> {
-        let dynamic = saved.spec.kind_is_time_dependent() || !saved.cond_ranges.is_empty();
+        let dynamic = saved.spec.kind.is_time_dependent() || !saved.cond_ranges.is_empty();
         let model = if dynamic {
             anyhow::ensure!(!saved.theta.is_empty(), "model has no parameters to rebuild its time or parameter dependence");
             let info = BuildInfo { grid: saved.grid.clone(), cond_ranges: saved.cond_ranges.iter().map(|c| (c.1, c.2)).collect(), t_span: saved.t_span };

@@ -9,6 +9,11 @@
 //! Time dependence is expressed through *time nodes*: the fields at time t are
 //! Σ_s w_s(t)·fields(node s). Time-independent models have one node with weight 1. This lets the
 //! trainer accumulate gradients per node, exactly, whatever the rank count.
+//!
+//! Node-based Fokker–Planck models are compositions ([`fp_model`]): parameters θ → optional
+//! softplus on the diffusion coefficients ([`constraint`]) → a linear coefficient map (free
+//! [`tensor`], mirror-symmetric [`symmetry`], isotropic [`radial`]) → fields; [`time`] puts any
+//! time-independent model on time nodes.
 
 use crate::grid::VelocityGrid;
 use ndarray::Array3;
@@ -60,6 +65,9 @@ pub struct NodeWeight {
 pub enum ModelError {
     #[error("model: {0}")]
     Invalid(String),
+    /// A `model:` option that is unused by the chosen kind, impossible, or does not fit the data.
+    #[error("model.{key}: {msg}")]
+    BadOption { key: &'static str, msg: String },
 }
 
 /// A parameterised collision operator.
@@ -105,6 +113,11 @@ pub trait OperatorModel: Send + Sync {
     fn node_fields(&self, theta: &[f64], cond: &[f64], node: usize, out: &mut Fields);
     /// `d_theta += (∂ node_fields / ∂θ)ᵀ · d_fields`.
     fn node_fields_vjp(&self, theta: &[f64], cond: &[f64], node: usize, d_fields: &Fields, d_theta: &mut [f64]);
+    /// Jacobian–vector product `(∂ node_fields / ∂θ) · d_theta`, for models that provide one
+    /// (used by transpose tests and diagnostics); `None` otherwise.
+    fn node_fields_jvp(&self, _theta: &[f64], _cond: &[f64], _node: usize, _d_theta: &[f64]) -> Option<Fields> {
+        None
+    }
     /// Regularisation added to the loss (e.g. time smoothness); adds its gradient to `d_theta`.
     fn penalty(&self, _theta: &[f64], _d_theta: &mut [f64]) -> f64 {
         0.0
@@ -132,10 +145,16 @@ pub trait OperatorModel: Send + Sync {
 }
 
 pub mod angular;
+pub mod constraint;
+pub mod fp_model;
 pub mod import;
 pub mod kernel;
 pub mod mlp;
+pub mod radial;
 pub mod saved;
+pub mod symmetry;
+pub mod tensor;
+pub mod time;
 
 /// What a model needs to know besides its spec.
 #[derive(Clone, Debug)]
@@ -148,12 +167,17 @@ pub struct BuildInfo {
     pub t_span: f64,
 }
 
-/// Build the model described by `spec`.
+/// Build the model described by `spec` (validated first, see [`ModelSpec::validate`]).
 pub fn build(spec: &ModelSpec, info: &BuildInfo) -> Result<Box<dyn OperatorModel>, ModelError> {
     use spec::ModelKind::*;
-    match spec.kind {
-        Mlp | MlpConditioned => mlp::build(spec, info),
-        Kernel => kernel::build(spec, info),
-        _ => Err(ModelError::Invalid(format!("kind {:?} not implemented yet", spec.kind))),
-    }
+    spec.validate()?;
+    Ok(match spec.kind {
+        Tensor => Box::new(tensor::build(spec, info)?),
+        TensorSym => Box::new(symmetry::build(spec, info)?),
+        ParPerp => Box::new(radial::build(spec, info)?),
+        TensorTime => Box::new(time::TimeNodes::new(spec, info, Box::new(tensor::build(spec, info)?))?),
+        ParPerpTime => Box::new(time::TimeNodes::new(spec, info, Box::new(radial::build(spec, info)?))?),
+        Mlp | MlpConditioned => mlp::build(spec, info)?,
+        Kernel => kernel::build(spec, info)?,
+    })
 }

@@ -4,7 +4,7 @@
 //! rejected by serde, and options that the chosen kind does not use are rejected by
 //! [`ModelSpec::validate`].
 
-use crate::operator::Divergence;
+use crate::operator::{Divergence, ModelError};
 use serde::{Deserialize, Serialize};
 
 /// Model kinds.
@@ -140,15 +140,144 @@ impl Default for ModelSpec {
 }
 
 impl ModelSpec {
-    /// Whether the kind has time nodes.
-    pub fn kind_is_time_dependent(&self) -> bool {
-        matches!(self.kind, ModelKind::TensorTime | ModelKind::ParPerpTime)
-    }
     /// The equation the kind's fields drive.
     pub fn equation(&self) -> crate::operator::Equation {
         match self.kind {
             ModelKind::Kernel => crate::operator::Equation::Kernel { k: self.stencil, divergence: self.divergence },
             _ => crate::operator::Equation::FokkerPlanck,
         }
+    }
+}
+
+impl ModelKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [ModelKind; 8] = [
+        ModelKind::Tensor,
+        ModelKind::TensorSym,
+        ModelKind::ParPerp,
+        ModelKind::TensorTime,
+        ModelKind::ParPerpTime,
+        ModelKind::Mlp,
+        ModelKind::MlpConditioned,
+        ModelKind::Kernel,
+    ];
+
+    /// The name used in configs (`par-perp`, `tensor-time`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Tensor => "tensor",
+            ModelKind::TensorSym => "tensor-sym",
+            ModelKind::ParPerp => "par-perp",
+            ModelKind::TensorTime => "tensor-time",
+            ModelKind::ParPerpTime => "par-perp-time",
+            ModelKind::Mlp => "mlp",
+            ModelKind::MlpConditioned => "mlp-conditioned",
+            ModelKind::Kernel => "kernel",
+        }
+    }
+
+    /// Kinds whose fields drive the Fokker–Planck equation (everything but `kernel`).
+    pub fn is_fokker_planck(self) -> bool {
+        self != ModelKind::Kernel
+    }
+    /// Kinds with coefficients on time nodes.
+    pub fn is_time_dependent(self) -> bool {
+        matches!(self, ModelKind::TensorTime | ModelKind::ParPerpTime)
+    }
+    /// Kinds parameterised by radial nodes.
+    pub fn is_radial(self) -> bool {
+        matches!(self, ModelKind::ParPerp | ModelKind::ParPerpTime)
+    }
+    /// Kinds built from multilayer perceptrons.
+    pub fn is_mlp(self) -> bool {
+        matches!(self, ModelKind::Mlp | ModelKind::MlpConditioned)
+    }
+}
+
+impl ModelSpec {
+    /// Reject options the chosen kind does not use (when set to anything but their default) and
+    /// impossible values; the error names the offending key (`model.<key>`).
+    ///
+    /// Grid-dependent checks (square grid for `tensor-sym`, time span for time kinds) happen when
+    /// the model is built.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let kind = self.kind;
+        let default = ModelSpec::default();
+        let bad = |key: &'static str, msg: String| Err(ModelError::BadOption { key, msg });
+        let unused = |key: &'static str, set: bool, used: &dyn Fn(ModelKind) -> bool| -> Result<(), ModelError> {
+            if set && !used(kind) {
+                let users: Vec<&str> = ModelKind::ALL.iter().filter(|k| used(**k)).map(|k| k.name()).collect();
+                return bad(key, format!("not used by kind {} (only by {})", kind.name(), users.join(", ")));
+            }
+            Ok(())
+        };
+        let mlp_net = |k: ModelKind| k.is_mlp() || (k == ModelKind::Kernel && self.kernel_param == KernelParam::Mlp);
+
+        unused("n_radial", self.n_radial.is_some(), &ModelKind::is_radial)?;
+        unused("v_radial_max", self.v_radial_max.is_some(), &ModelKind::is_radial)?;
+        unused("nonnegative_d", self.nonnegative_d, &ModelKind::is_fokker_planck)?;
+        unused("n_t", self.n_t != default.n_t, &ModelKind::is_time_dependent)?;
+        unused("smooth_d1", self.smooth_d1 != default.smooth_d1, &ModelKind::is_time_dependent)?;
+        unused("smooth_d2", self.smooth_d2 != default.smooth_d2, &ModelKind::is_time_dependent)?;
+        unused("symmetry", self.symmetry != default.symmetry, &|k| k.is_mlp() || k == ModelKind::Kernel)?;
+        unused("width", self.width != default.width, &mlp_net)?;
+        unused("depth", self.depth != default.depth, &mlp_net)?;
+        unused("activation", self.activation != default.activation, &mlp_net)?;
+        unused("conditioners", !self.conditioners.is_empty(), &|k| k == ModelKind::MlpConditioned)?;
+        unused("stencil", self.stencil != default.stencil, &|k| k == ModelKind::Kernel)?;
+        unused("divergence", self.divergence != default.divergence, &|k| k == ModelKind::Kernel)?;
+        unused("kernel_param", self.kernel_param != default.kernel_param, &|k| k == ModelKind::Kernel)?;
+
+        if let Some(n) = self.n_radial {
+            if n < 2 {
+                return bad("n_radial", format!("needs at least 2 radial nodes, got {n}"));
+            }
+        }
+        if let Some(v) = self.v_radial_max {
+            if !(v.is_finite() && v > 0.0) {
+                return bad("v_radial_max", format!("must be finite and > 0, got {v}"));
+            }
+        }
+        if self.n_t < 1 {
+            return bad("n_t", "needs at least 1 time node, got 0".into());
+        }
+        for (key, w, min_nodes) in [("smooth_d1", self.smooth_d1, 2), ("smooth_d2", self.smooth_d2, 3)] {
+            if !(w.is_finite() && w >= 0.0) {
+                return bad(key, format!("must be finite and >= 0, got {w}"));
+            }
+            if w > 0.0 && self.n_t < min_nodes {
+                return bad(key, format!("needs n_t >= {min_nodes} to act on, n_t is {}", self.n_t));
+            }
+        }
+        let symmetry_ok = match kind {
+            ModelKind::Mlp | ModelKind::MlpConditioned => self.symmetry != Symmetry::Transposed,
+            ModelKind::Kernel => matches!(self.symmetry, Symmetry::None | Symmetry::Transposed),
+            _ => true,
+        };
+        if !symmetry_ok {
+            let allowed = if kind == ModelKind::Kernel { "none, transposed" } else { "none, mirror, isotropic" };
+            return bad("symmetry", format!("{:?} is not available for kind {} (use {allowed})", self.symmetry, kind.name()));
+        }
+        if self.width < 1 {
+            return bad("width", "must be at least 1".into());
+        }
+        if self.depth < 1 {
+            return bad("depth", "must be at least 1".into());
+        }
+        if kind == ModelKind::MlpConditioned && self.conditioners.is_empty() {
+            return bad("conditioners", "kind mlp-conditioned needs at least one run parameter name".into());
+        }
+        for (i, name) in self.conditioners.iter().enumerate() {
+            if name.trim().is_empty() {
+                return bad("conditioners", format!("entry {i} is empty"));
+            }
+            if self.conditioners[..i].contains(name) {
+                return bad("conditioners", format!("{name:?} is listed twice"));
+            }
+        }
+        if self.stencil % 2 == 0 {
+            return bad("stencil", format!("must be odd and >= 1, got {}", self.stencil));
+        }
+        Ok(())
     }
 }

@@ -1,0 +1,114 @@
+//! The `tensor` model (free A [2,Nx,Ny] and D [3,Nx,Ny], one grid-unit coefficient per field
+//! value) and [`SignedGather`], the linear map it shares with the mirror-symmetric model.
+
+use super::fp::{AX, AY, DXX, DXY, DYY, N_FIELDS};
+use super::fp_model::{CoefficientMap, FpModel, INITIAL_DIFFUSION};
+use super::{BuildInfo, ModelError, ModelSpec};
+use crate::grid::VelocityGrid;
+use std::ops::Range;
+
+/// Grid-unit → physical factor of each field: Δv_x, Δv_y, Δv_x², Δv_y², Δv_xΔv_y.
+pub fn grid_unit_scales(grid: &VelocityGrid) -> [f64; N_FIELDS] {
+    let (hx, hy) = (grid.dvx(), grid.dvy());
+    let mut s = [0.0; N_FIELDS];
+    s[AX] = hx;
+    s[AY] = hy;
+    s[DXX] = hx * hx;
+    s[DYY] = hy * hy;
+    s[DXY] = hx * hy;
+    s
+}
+
+/// `out[k] = weight[k] · q[source[k]]` (a zero weight gives a zero output): every field value is
+/// a signed, scaled copy of one coefficient. Its transpose scatters back in output order, so
+/// results are deterministic.
+#[derive(Clone, Debug)]
+pub struct SignedGather {
+    source: Vec<usize>,
+    weight: Vec<f64>,
+    n_coefficients: usize,
+    diffusion: Range<usize>,
+    initial: Vec<f64>,
+}
+
+impl SignedGather {
+    /// A gather with `n_out` outputs; `entry(k)` gives output k's `(source, weight)` or `None`
+    /// for a structural zero. `diffusion` is the coefficient range of D_xx/D_yy, set to
+    /// [`INITIAL_DIFFUSION`] initially (everything else starts at zero).
+    pub fn new(
+        n_out: usize,
+        n_coefficients: usize,
+        diffusion: Range<usize>,
+        entry: impl Fn(usize) -> Option<(usize, f64)>,
+    ) -> Self {
+        let (mut source, mut weight) = (Vec::with_capacity(n_out), Vec::with_capacity(n_out));
+        for k in 0..n_out {
+            let (s, w) = entry(k).unwrap_or((0, 0.0));
+            assert!(s < n_coefficients, "gather source {s} out of range {n_coefficients}");
+            source.push(s);
+            weight.push(w);
+        }
+        let mut initial = vec![0.0; n_coefficients];
+        initial[diffusion.clone()].fill(INITIAL_DIFFUSION);
+        Self { source, weight, n_coefficients, diffusion, initial }
+    }
+
+    /// For each coefficient, the first output that copies it with a positive weight (its
+    /// representative cell), or `None` if it is never used that way.
+    pub fn representatives(&self) -> Vec<Option<usize>> {
+        let mut rep = vec![None; self.n_coefficients];
+        for (k, (&s, &w)) in self.source.iter().zip(&self.weight).enumerate() {
+            if w > 0.0 && rep[s].is_none() {
+                rep[s] = Some(k);
+            }
+        }
+        rep
+    }
+
+    /// Coefficients read off fields at the representative outputs (a left inverse of
+    /// [`CoefficientMap::apply`] on fields in the map's range).
+    pub fn restrict(&self, fields: &[f64]) -> Vec<f64> {
+        self.representatives()
+            .into_iter()
+            .map(|r| r.map_or(0.0, |k| fields[k] / self.weight[k]))
+            .collect()
+    }
+}
+
+impl CoefficientMap for SignedGather {
+    fn n_coefficients(&self) -> usize {
+        self.n_coefficients
+    }
+    fn apply(&self, q: &[f64], out: &mut [f64]) {
+        assert_eq!(out.len(), self.source.len());
+        for ((o, &s), &w) in out.iter_mut().zip(&self.source).zip(&self.weight) {
+            *o = if w == 0.0 { 0.0 } else { w * q[s] };
+        }
+    }
+    fn apply_transpose(&self, d_out: &[f64], d_q: &mut [f64]) {
+        assert_eq!(d_out.len(), self.source.len());
+        for ((&d, &s), &w) in d_out.iter().zip(&self.source).zip(&self.weight) {
+            if w != 0.0 {
+                d_q[s] += w * d;
+            }
+        }
+    }
+    fn diffusion_range(&self) -> Range<usize> {
+        self.diffusion.clone()
+    }
+    fn initial_coefficients(&self) -> Vec<f64> {
+        self.initial.clone()
+    }
+}
+
+/// The free-tensor map: coefficient k is field value k in grid units.
+pub fn free_tensor_map(grid: &VelocityGrid) -> SignedGather {
+    let n = grid.n_cells();
+    let scales = grid_unit_scales(grid);
+    SignedGather::new(N_FIELDS * n, N_FIELDS * n, DXX * n..(DYY + 1) * n, |k| Some((k, scales[k / n])))
+}
+
+/// The `tensor` model.
+pub fn build(spec: &ModelSpec, info: &BuildInfo) -> Result<FpModel<SignedGather>, ModelError> {
+    Ok(FpModel::new("tensor", info.grid.clone(), free_tensor_map(&info.grid), spec.nonnegative_d))
+}
