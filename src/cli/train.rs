@@ -2,7 +2,7 @@
 
 use super::Context;
 use crate::config::TrainConfig;
-use crate::operator::saved::{write_model, SavedModel};
+use crate::operator::saved::write_model;
 use anyhow::Context as _;
 use std::path::PathBuf;
 
@@ -58,25 +58,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     let cfg = TrainConfig::load(&cfg_path)?;
     let outcome = crate::train::train(&cfg, &out, ckpt.as_deref(), args.stop_after, ctx.comm.as_ref())?;
     if ctx.comm.rank() == 0 {
-        let model = outcome.model.as_ref();
-        let cond: Vec<f64> = vec![0.0; outcome.cond_ranges.len()];
-        let fields = model.fields_at(&outcome.theta, &cond, 0.0);
-        let saved = SavedModel {
-            spec: cfg.model.clone(),
-            solver: cfg.solver.clone(),
-            grid: model.grid().clone(),
-            theta: outcome.theta.clone(),
-            fields,
-            cond_ranges: outcome.cond_ranges.clone(),
-            t_span: outcome.t_span,
-            exports: model.exports(&outcome.theta, &cond),
-            notes: vec![
-                ("source".into(), "colop train".into()),
-                ("best_stage".into(), outcome.best_stage.to_string()),
-                ("best_loss".into(), format!("{:e}", outcome.best_loss)),
-                ("version".into(), env!("CARGO_PKG_VERSION").into()),
-            ],
-        };
+        let saved = outcome.saved_model(&cfg);
         let model_path = out.join("model.h5");
         write_model(&model_path, &saved)?;
         if !args.no_plots {

@@ -66,6 +66,31 @@ pub struct Outcome {
     pub best_loss: f64,
 }
 
+impl Outcome {
+    /// The best model as written to `model.h5`: fields at the reference context (conditioners
+    /// at the middle of their training range, t = 0), raw θ, exports and provenance.
+    pub fn saved_model(&self, cfg: &TrainConfig) -> crate::operator::saved::SavedModel {
+        let model = self.model.as_ref();
+        let cond = vec![0.0; self.cond_ranges.len()];
+        crate::operator::saved::SavedModel {
+            spec: cfg.model.clone(),
+            solver: cfg.solver.clone(),
+            grid: model.grid().clone(),
+            theta: self.theta.clone(),
+            fields: model.fields_at(&self.theta, &cond, 0.0),
+            cond_ranges: self.cond_ranges.clone(),
+            t_span: self.t_span,
+            exports: model.exports(&self.theta, &cond),
+            notes: vec![
+                ("source".into(), "colop train".into()),
+                ("best_stage".into(), self.best_stage.to_string()),
+                ("best_loss".into(), format!("{:e}", self.best_loss)),
+                ("version".into(), env!("CARGO_PKG_VERSION").into()),
+            ],
+        }
+    }
+}
+
 /// Runs, model and scheme of a config, shared by training and its benchmarks.
 pub struct Setup {
     pub train_runs: Vec<RunInfo>,
