@@ -20,8 +20,19 @@ fn is_numeric(desc: &TypeDescriptor) -> bool {
     matches!(desc, TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) | TypeDescriptor::Float(_))
 }
 
+/// A numpy-like name of an HDF5 type for error messages (`int64`, `float32`, `string`, ...).
 fn describe(desc: &TypeDescriptor) -> String {
-    format!("{desc:?}").to_lowercase()
+    match desc {
+        TypeDescriptor::Integer(size) => format!("int{}", 8 * *size as usize),
+        TypeDescriptor::Unsigned(size) => format!("uint{}", 8 * *size as usize),
+        TypeDescriptor::Float(size) => format!("float{}", 8 * *size as usize),
+        TypeDescriptor::Boolean => "bool".into(),
+        TypeDescriptor::Enum(_) => "enum".into(),
+        TypeDescriptor::Compound(_) => "compound".into(),
+        TypeDescriptor::FixedAscii(n) | TypeDescriptor::FixedUnicode(n) => format!("string ({n} bytes)"),
+        TypeDescriptor::VarLenAscii | TypeDescriptor::VarLenUnicode => "string".into(),
+        other => format!("{other:?}").to_lowercase(),
+    }
 }
 
 /// An existing dataset of numeric type, or an error naming `item`.

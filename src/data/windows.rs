@@ -158,9 +158,8 @@ pub fn split_validation(samples: &[Sample], valid_fraction: f64, seed: u64) -> R
     for &(_, i) in &order[..n_valid] {
         is_valid[i] = true;
     }
-    let (valid, train): (Vec<(usize, &Sample)>, Vec<(usize, &Sample)>) =
-        samples.iter().enumerate().partition(|(i, _)| is_valid[*i]);
-    Ok((train.into_iter().map(|(_, s)| *s).collect(), valid.into_iter().map(|(_, s)| *s).collect()))
+    let pick = |want: bool| samples.iter().zip(&is_valid).filter(|(_, v)| **v == want).map(|(s, _)| *s).collect();
+    Ok((pick(false), pick(true)))
 }
 
 /// The mini-batches of one epoch: indices into a sample list of length `n_samples`, shuffled by
