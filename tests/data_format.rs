@@ -339,4 +339,7 @@ fn grids_of_runs_used_together_must_match() {
     let msg = check_compatible(&files).unwrap_err().to_string();
     assert!(msg.starts_with(&c.display().to_string()) && msg.contains("6×6") && msg.contains("6×5"), "{msg}");
     assert!(msg.contains("a.h5"), "{msg}");
+    assert_eq!(colop::data::open_runs([&a, &b]).unwrap().len(), 2);
+    assert_eq!(colop::data::open_runs([&a, &b, &c]).unwrap_err().to_string(), msg);
+    assert!(colop::data::open_runs([a, dir.path().join("absent.h5")]).is_err());
 }

@@ -46,7 +46,7 @@ mod validate;
 pub mod windows;
 
 pub use import::import_npy_folder;
-pub use runfile::{check_compatible, RunFile, RunMeta};
+pub use runfile::{check_compatible, open_runs, RunFile, RunMeta};
 pub use shard::{normalisations, ShardData};
 pub use windows::{Sample, Unroll};
 

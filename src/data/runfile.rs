@@ -209,3 +209,11 @@ pub fn check_compatible(files: &[RunFile]) -> Result<(), DataError> {
     }
     Ok(())
 }
+
+/// Open every run file (metadata only) and check that their grids agree: what training and
+/// evaluation do first, before any work starts.
+pub fn open_runs<P: AsRef<Path>>(paths: impl IntoIterator<Item = P>) -> Result<Vec<RunFile>, DataError> {
+    let files = paths.into_iter().map(|p| RunFile::open(p.as_ref())).collect::<Result<Vec<_>, _>>()?;
+    check_compatible(&files)?;
+    Ok(files)
+}
