@@ -51,7 +51,8 @@ fn shards_read_their_windows_normalised() {
             assert_eq!(data.window(sample).unwrap(), expected);
         }
         // The first used snapshot of each run sums to one after normalisation.
-        let firsts: Vec<&Sample> = mine.iter().filter(|s| Some(s.start) == files[s.run].meta.first_index(i_start)).collect();
+        let firsts: Vec<&Sample> =
+            mine.iter().filter(|s| Some(s.start) == files[s.run].meta.first_index(i_start)).collect();
         for s in firsts {
             assert!((data.window(s).unwrap().slice(s![0, .., ..]).sum() - 1.0).abs() < 1e-14);
         }

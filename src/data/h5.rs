@@ -90,15 +90,25 @@ pub(crate) fn attr_string(path: &Path, loc: &Location, name: &str, item: &str) -
         .map_err(|e| DataError::item(path, item, format!("unreadable type ({e})")))?;
     let err = |e: hdf5::Error| DataError::item(path, item, format!("unreadable string ({e})"));
     let values: Vec<String> = match desc {
-        TypeDescriptor::VarLenUnicode => attr.read_raw::<VarLenUnicode>().map_err(err)?.iter().map(|s| s.to_string()).collect(),
-        TypeDescriptor::VarLenAscii => attr.read_raw::<VarLenAscii>().map_err(err)?.iter().map(|s| s.to_string()).collect(),
+        TypeDescriptor::VarLenUnicode => {
+            attr.read_raw::<VarLenUnicode>().map_err(err)?.iter().map(|s| s.to_string()).collect()
+        }
+        TypeDescriptor::VarLenAscii => {
+            attr.read_raw::<VarLenAscii>().map_err(err)?.iter().map(|s| s.to_string()).collect()
+        }
         TypeDescriptor::FixedAscii(n) if n <= 256 => {
             attr.read_raw::<FixedAscii<256>>().map_err(err)?.iter().map(|s| s.to_string()).collect()
         }
         TypeDescriptor::FixedUnicode(n) if n <= 256 => {
             attr.read_raw::<FixedUnicode<256>>().map_err(err)?.iter().map(|s| s.to_string()).collect()
         }
-        other => return Err(DataError::item(path, item, format!("type {} is not a string (of at most 256 bytes)", describe(&other)))),
+        other => {
+            return Err(DataError::item(
+                path,
+                item,
+                format!("type {} is not a string (of at most 256 bytes)", describe(&other)),
+            ))
+        }
     };
     match values.as_slice() {
         [s] => Ok(s.trim_end_matches('\0').to_string()),

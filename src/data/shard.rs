@@ -27,7 +27,11 @@ impl ShardData {
             let (Some(file), Some(&norm)) = (files.get(run), norms.get(run)) else {
                 return Err(DataError::Invalid {
                     path: format!("run {run}"),
-                    msg: format!("sample refers to run {run} but only {} files / {} norms are given", files.len(), norms.len()),
+                    msg: format!(
+                        "sample refers to run {run} but only {} files / {} norms are given",
+                        files.len(),
+                        norms.len()
+                    ),
                 });
             };
             let mut f = file.read_snapshots(range.clone())?;
