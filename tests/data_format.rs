@@ -145,7 +145,10 @@ fn bad_values_are_found_where_they_are_read() {
     let file = RunFile::open(&path).unwrap(); // metadata only: fine
     assert!(file.read_snapshots(0..7).is_ok()); // does not touch snapshot 7
     let err = file.read_snapshots(5..9).unwrap_err().to_string();
-    assert!(err.contains("/f") && err.contains("snapshot 7") && err.contains("(3, 2)") && err.contains("not finite"), "{err}");
+    assert!(
+        err.contains("/f") && err.contains("snapshot 7") && err.contains("(3, 2)") && err.contains("not finite"),
+        "{err}"
+    );
     assert_error(&path, "snapshot 7");
 
     let path = write_good(dir.path(), "negative.h5");
@@ -160,16 +163,32 @@ fn every_bad_file_gives_one_clear_line() {
     type Edit = Box<dyn FnOnce(&hdf5::File) -> hdf5::Result<()>>;
     let cases: Vec<(&str, Edit, &str)> = vec![
         ("no_f", Box::new(|h| h.unlink("f")), "/f: missing dataset"),
-        ("f_rank2", Box::new(|h| replace_dataset(h, "f", ndarray::Array2::<f64>::zeros((4, 4)).into_dyn().view())), "/f: rank 2"),
+        (
+            "f_rank2",
+            Box::new(|h| replace_dataset(h, "f", ndarray::Array2::<f64>::zeros((4, 4)).into_dyn().view())),
+            "/f: rank 2",
+        ),
         ("no_t", Box::new(|h| h.unlink("t")), "/t: missing dataset"),
-        ("t_short", Box::new(|h| replace_dataset(h, "t", Array1::linspace(2.5, 6.5, 9).into_dyn().view())), "/t: has 9 times but /f has 10"),
+        (
+            "t_short",
+            Box::new(|h| replace_dataset(h, "t", Array1::linspace(2.5, 6.5, 9).into_dyn().view())),
+            "/t: has 9 times but /f has 10",
+        ),
         (
             "t_decreasing",
             Box::new(|h| h.dataset("t")?.write_slice(&ndarray::arr1(&[3.0]), s![4..5])),
             "/t: not increasing at snapshot 4",
         ),
-        ("t_nan", Box::new(|h| h.dataset("t")?.write_slice(&ndarray::arr1(&[f64::NAN]), s![3..4])), "/t: time 3 is NaN"),
-        ("t_gap", Box::new(|h| h.dataset("t")?.write_slice(&ndarray::arr1(&[100.0]), s![9..10])), "a missing snapshot?"),
+        (
+            "t_nan",
+            Box::new(|h| h.dataset("t")?.write_slice(&ndarray::arr1(&[f64::NAN]), s![3..4])),
+            "/t: time 3 is NaN",
+        ),
+        (
+            "t_gap",
+            Box::new(|h| h.dataset("t")?.write_slice(&ndarray::arr1(&[100.0]), s![9..10])),
+            "a missing snapshot?",
+        ),
         ("dt_zero", Box::new(|h| replace_attr_f64(h, "dt", &[0.0])), "attribute dt: 0 must be finite and > 0"),
         ("dt_nan", Box::new(|h| replace_attr_f64(h, "dt", &[f64::NAN])), "attribute dt: NaN"),
         ("dt_missing", Box::new(|h| h.delete_attr("dt")), "attribute dt: missing attribute"),
@@ -181,13 +200,25 @@ fn every_bad_file_gives_one_clear_line() {
                 let s: VarLenUnicode = "half".parse().unwrap();
                 h.new_attr::<VarLenUnicode>().shape(()).create("dt")?.write_scalar(&s)
             }),
-            "attribute dt: type varlenunicode is not numeric",
+            "attribute dt: type string is not numeric",
         ),
         ("n_missing", Box::new(|h| h.delete_attr("n_particles")), "attribute n_particles: missing"),
         ("n_negative", Box::new(|h| replace_attr_f64(h, "n_particles", &[-3.0])), "attribute n_particles: -3"),
-        ("vr_short", Box::new(|h| replace_attr_f64(h, "v_range", &[-5.0, 5.0, -4.0])), "attribute v_range: has 3 values"),
-        ("vr_reversed", Box::new(|h| replace_attr_f64(h, "v_range", &[5.0, -5.0, -4.0, 4.0])), "attribute v_range: [5.0, -5.0"),
-        ("vr_inf", Box::new(|h| replace_attr_f64(h, "v_range", &[-5.0, f64::INFINITY, -4.0, 4.0])), "attribute v_range"),
+        (
+            "vr_short",
+            Box::new(|h| replace_attr_f64(h, "v_range", &[-5.0, 5.0, -4.0])),
+            "attribute v_range: has 3 values",
+        ),
+        (
+            "vr_reversed",
+            Box::new(|h| replace_attr_f64(h, "v_range", &[5.0, -5.0, -4.0, 4.0])),
+            "attribute v_range: [5.0, -5.0",
+        ),
+        (
+            "vr_inf",
+            Box::new(|h| replace_attr_f64(h, "v_range", &[-5.0, f64::INFINITY, -4.0, 4.0])),
+            "attribute v_range",
+        ),
         ("units_missing", Box::new(|h| h.delete_attr("units")), "attribute units: missing"),
         (
             "units_number",
@@ -195,7 +226,7 @@ fn every_bad_file_gives_one_clear_line() {
                 h.delete_attr("units")?;
                 h.new_attr::<f64>().shape(()).create("units")?.write_scalar(&1.0)
             }),
-            "attribute units: type float",
+            "attribute units: type float64 is not a string",
         ),
         (
             "one_snapshot",
@@ -217,7 +248,7 @@ fn every_bad_file_gives_one_clear_line() {
                 let s: FixedAscii<8> = FixedAscii::from_ascii("abc").unwrap();
                 h.new_dataset_builder().with_data(&Array3::from_elem((10, 6, 5), s)).create("f").map(|_| ())
             }),
-            "/f: type fixedascii(8) is not numeric",
+            "/f: type string (8 bytes) is not numeric (expected float64)",
         ),
         (
             "param_string",
@@ -225,7 +256,7 @@ fn every_bad_file_gives_one_clear_line() {
                 let s: VarLenUnicode = "quadratic".parse().unwrap();
                 h.group("params")?.new_attr::<VarLenUnicode>().shape(()).create("shape")?.write_scalar(&s)
             }),
-            "/params/shape: type varlenunicode is not numeric",
+            "/params/shape: type string is not numeric",
         ),
         (
             "param_nan",
@@ -260,7 +291,8 @@ fn garbage_truncated_and_missing_files_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let garbage = d.join("garbage.h5");
-    std::fs::write(&garbage, (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect::<Vec<_>>()).unwrap();
+    std::fs::write(&garbage, (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect::<Vec<_>>())
+        .unwrap();
     assert_error(&garbage, "not a readable HDF5 file");
     let empty = d.join("empty.h5");
     std::fs::write(&empty, b"").unwrap();
@@ -339,4 +371,7 @@ fn grids_of_runs_used_together_must_match() {
     let msg = check_compatible(&files).unwrap_err().to_string();
     assert!(msg.starts_with(&c.display().to_string()) && msg.contains("6×6") && msg.contains("6×5"), "{msg}");
     assert!(msg.contains("a.h5"), "{msg}");
+    assert_eq!(colop::data::open_runs([&a, &b]).unwrap().len(), 2);
+    assert_eq!(colop::data::open_runs([&a, &b, &c]).unwrap_err().to_string(), msg);
+    assert!(colop::data::open_runs([a, dir.path().join("absent.h5")]).is_err());
 }

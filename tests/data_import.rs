@@ -36,6 +36,12 @@ fn round_trip_is_exact() {
     let folder = make_folder(dir.path(), "run_a", 5..17, ARGS);
     std::fs::write(folder.join("notes.txt"), "ignored").unwrap();
     write_npy(folder.join("f_extra.npy"), &histogram(0, 6, 4)).unwrap(); // not NNNNNN.npy: ignored
+                                                                         // A Fortran-ordered file (numpy's fortran_order: True) holds the same logical array.
+    let fortran = histogram(9, 6, 4).reversed_axes().as_standard_layout().reversed_axes().to_owned();
+    assert!(!fortran.is_standard_layout() && fortran == histogram(9, 6, 4));
+    write_npy(folder.join("000009.npy"), &fortran).unwrap();
+    let header = std::fs::read(folder.join("000009.npy")).unwrap();
+    assert!(String::from_utf8_lossy(&header[..128]).contains("'fortran_order': True"));
     let out_dir = dir.path().join("out");
     let out = import_npy_folder(&folder, &out_dir).unwrap();
     assert_eq!(out, out_dir.join("run_a.h5"));

@@ -36,11 +36,14 @@ fn enumerate_counts_in_each_runs_own_numbering() {
     assert!(s.windows(2).all(|w| (w[0].run, w[0].start) < (w[1].run, w[1].start)), "run-major, start ascending");
 
     let s = enumerate(&runs, 5, Unroll::Intervals(4)).unwrap();
-    assert_eq!(s, vec![
-        Sample { run: 0, start: 5, intervals: 4 },
-        Sample { run: 1, start: 0, intervals: 4 },
-        Sample { run: 1, start: 1, intervals: 4 },
-    ]);
+    assert_eq!(
+        s,
+        vec![
+            Sample { run: 0, start: 5, intervals: 4 },
+            Sample { run: 1, start: 0, intervals: 4 },
+            Sample { run: 1, start: 1, intervals: 4 },
+        ]
+    );
     assert_eq!(s[2].snapshots(), 1..6);
 
     let s = enumerate(&runs, 5, Unroll::All).unwrap();
@@ -154,10 +157,12 @@ fn check_shard(samples: &[Sample], cost: &dyn Fn(&Sample) -> u64, n_ranks: usize
 /// The least possible maximal part cost of a contiguous partition of `costs` into ≤ k parts.
 fn optimal_bottleneck(costs: &[u64], k: usize) -> u64 {
     let n = costs.len();
-    let prefix: Vec<u64> = std::iter::once(0).chain(costs.iter().scan(0, |s, c| {
-        *s += c;
-        Some(*s)
-    })).collect();
+    let prefix: Vec<u64> = std::iter::once(0)
+        .chain(costs.iter().scan(0, |s, c| {
+            *s += c;
+            Some(*s)
+        }))
+        .collect();
     let mut best = vec![u64::MAX; n + 1]; // best[i]: first i blocks in the parts so far
     best[0] = 0;
     for _ in 0..k {
@@ -214,12 +219,60 @@ fn shard_balance_on_realistic_layouts() {
     }
     let ninety = |name: &str| meta(name, 0, 96); // 96 snapshots, i_start 5: 90 windows of unroll 1
     let cases = [
-        Case { name: "3 runs x 90 windows, unroll 1, 8 ranks", runs: vec![ninety("a"), ninety("b"), ninety("c")], unroll: 1, n_ranks: 8, block: 1, substeps: vec![1, 1, 1], max_over_min: 1.04 },
-        Case { name: "3 runs, unroll 10, 8 ranks, block 4", runs: vec![ninety("a"), ninety("b"), ninety("c")], unroll: 10, n_ranks: 8, block: 4, substeps: vec![1, 1, 1], max_over_min: 1.15 },
-        Case { name: "3 runs, unroll 10, 4 ranks, mixed substeps 1/3/8", runs: vec![ninety("a"), ninety("b"), ninety("c")], unroll: 10, n_ranks: 4, block: 2, substeps: vec![1, 3, 8], max_over_min: 1.10 },
-        Case { name: "1 run, unroll 1, 2 ranks", runs: vec![ninety("a")], unroll: 1, n_ranks: 2, block: 1, substeps: vec![1], max_over_min: 1.0 },
-        Case { name: "1 run, unroll 1, 3 ranks, block 8", runs: vec![ninety("a")], unroll: 1, n_ranks: 3, block: 8, substeps: vec![1], max_over_min: 1.34 },
-        Case { name: "100 runs of varied length, unroll 5, 64 ranks, block 4", runs: (0..100).map(|i| meta("r", i % 3, 40 + (i * 37) % 60)).collect(), unroll: 5, n_ranks: 64, block: 4, substeps: (0..100).map(|i| 1 + (i % 4) as u64).collect(), max_over_min: 1.25 },
+        Case {
+            name: "3 runs x 90 windows, unroll 1, 8 ranks",
+            runs: vec![ninety("a"), ninety("b"), ninety("c")],
+            unroll: 1,
+            n_ranks: 8,
+            block: 1,
+            substeps: vec![1, 1, 1],
+            max_over_min: 1.04,
+        },
+        Case {
+            name: "3 runs, unroll 10, 8 ranks, block 4",
+            runs: vec![ninety("a"), ninety("b"), ninety("c")],
+            unroll: 10,
+            n_ranks: 8,
+            block: 4,
+            substeps: vec![1, 1, 1],
+            max_over_min: 1.15,
+        },
+        Case {
+            name: "3 runs, unroll 10, 4 ranks, mixed substeps 1/3/8",
+            runs: vec![ninety("a"), ninety("b"), ninety("c")],
+            unroll: 10,
+            n_ranks: 4,
+            block: 2,
+            substeps: vec![1, 3, 8],
+            max_over_min: 1.10,
+        },
+        Case {
+            name: "1 run, unroll 1, 2 ranks",
+            runs: vec![ninety("a")],
+            unroll: 1,
+            n_ranks: 2,
+            block: 1,
+            substeps: vec![1],
+            max_over_min: 1.0,
+        },
+        Case {
+            name: "1 run, unroll 1, 3 ranks, block 8",
+            runs: vec![ninety("a")],
+            unroll: 1,
+            n_ranks: 3,
+            block: 8,
+            substeps: vec![1],
+            max_over_min: 1.34,
+        },
+        Case {
+            name: "100 runs of varied length, unroll 5, 64 ranks, block 4",
+            runs: (0..100).map(|i| meta("r", i % 3, 40 + (i * 37) % 60)).collect(),
+            unroll: 5,
+            n_ranks: 64,
+            block: 4,
+            substeps: (0..100).map(|i| 1 + (i % 4) as u64).collect(),
+            max_over_min: 1.25,
+        },
     ];
     for c in &cases {
         let samples = enumerate(&c.runs, 5, Unroll::Intervals(c.unroll)).unwrap();

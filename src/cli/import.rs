@@ -14,8 +14,9 @@ pub enum Command {
 #[derive(clap::Args, Debug)]
 pub struct NpyFolderArgs {
     /// Folders to import. Each holds NNNNNN.npy files (2-D float64 count histograms, first index
-    /// v_x) and args.yaml with dt, i_start, i_end (-1 = all), v_range, v_range_units, n_bins;
-    /// other numeric keys of args.yaml become run parameters.
+    /// v_x) and args.yaml with dt, i_start, i_end, v_range, v_range_units, n_bins. Files with
+    /// index i_start..=i_end (i_end -1: to the last) are imported, file i at time i·dt; a missing
+    /// index between two present ones is an error. Other numeric keys become run parameters.
     #[arg(required = true)]
     pub folders: Vec<PathBuf>,
     /// Directory for the .h5 files (created if missing).

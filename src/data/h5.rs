@@ -20,8 +20,19 @@ fn is_numeric(desc: &TypeDescriptor) -> bool {
     matches!(desc, TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) | TypeDescriptor::Float(_))
 }
 
+/// A numpy-like name of an HDF5 type for error messages (`int64`, `float32`, `string`, ...).
 fn describe(desc: &TypeDescriptor) -> String {
-    format!("{desc:?}").to_lowercase()
+    match desc {
+        TypeDescriptor::Integer(size) => format!("int{}", 8 * *size as usize),
+        TypeDescriptor::Unsigned(size) => format!("uint{}", 8 * *size as usize),
+        TypeDescriptor::Float(size) => format!("float{}", 8 * *size as usize),
+        TypeDescriptor::Boolean => "bool".into(),
+        TypeDescriptor::Enum(_) => "enum".into(),
+        TypeDescriptor::Compound(_) => "compound".into(),
+        TypeDescriptor::FixedAscii(n) | TypeDescriptor::FixedUnicode(n) => format!("string ({n} bytes)"),
+        TypeDescriptor::VarLenAscii | TypeDescriptor::VarLenUnicode => "string".into(),
+        other => format!("{other:?}").to_lowercase(),
+    }
 }
 
 /// An existing dataset of numeric type, or an error naming `item`.
@@ -79,15 +90,25 @@ pub(crate) fn attr_string(path: &Path, loc: &Location, name: &str, item: &str) -
         .map_err(|e| DataError::item(path, item, format!("unreadable type ({e})")))?;
     let err = |e: hdf5::Error| DataError::item(path, item, format!("unreadable string ({e})"));
     let values: Vec<String> = match desc {
-        TypeDescriptor::VarLenUnicode => attr.read_raw::<VarLenUnicode>().map_err(err)?.iter().map(|s| s.to_string()).collect(),
-        TypeDescriptor::VarLenAscii => attr.read_raw::<VarLenAscii>().map_err(err)?.iter().map(|s| s.to_string()).collect(),
+        TypeDescriptor::VarLenUnicode => {
+            attr.read_raw::<VarLenUnicode>().map_err(err)?.iter().map(|s| s.to_string()).collect()
+        }
+        TypeDescriptor::VarLenAscii => {
+            attr.read_raw::<VarLenAscii>().map_err(err)?.iter().map(|s| s.to_string()).collect()
+        }
         TypeDescriptor::FixedAscii(n) if n <= 256 => {
             attr.read_raw::<FixedAscii<256>>().map_err(err)?.iter().map(|s| s.to_string()).collect()
         }
         TypeDescriptor::FixedUnicode(n) if n <= 256 => {
             attr.read_raw::<FixedUnicode<256>>().map_err(err)?.iter().map(|s| s.to_string()).collect()
         }
-        other => return Err(DataError::item(path, item, format!("type {} is not a string (of at most 256 bytes)", describe(&other)))),
+        other => {
+            return Err(DataError::item(
+                path,
+                item,
+                format!("type {} is not a string (of at most 256 bytes)", describe(&other)),
+            ))
+        }
     };
     match values.as_slice() {
         [s] => Ok(s.trim_end_matches('\0').to_string()),

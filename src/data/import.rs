@@ -70,15 +70,22 @@ impl NpyFolderArgs {
         };
         let v_range: Vec<f64> = match get("v_range")? {
             Value::Sequence(items) => items.iter().map(|v| number(path, "v_range", v)).collect::<Result<_, _>>()?,
-            other => return Err(key_err(path, "v_range", format!("expected [xmin, xmax, ymin, ymax], found {}", describe(other)))),
+            other => {
+                return Err(key_err(
+                    path,
+                    "v_range",
+                    format!("expected [xmin, xmax, ymin, ymax], found {}", describe(other)),
+                ))
+            }
         };
-        let v_range: [f64; 4] = v_range
-            .as_slice()
-            .try_into()
-            .map_err(|_| key_err(path, "v_range", format!("has {} values, expected [xmin, xmax, ymin, ymax]", v_range.len())))?;
+        let v_range: [f64; 4] = v_range.as_slice().try_into().map_err(|_| {
+            key_err(path, "v_range", format!("has {} values, expected [xmin, xmax, ymin, ymax]", v_range.len()))
+        })?;
         let units = match get("v_range_units")? {
             Value::String(s) => s.clone(),
-            other => return Err(key_err(path, "v_range_units", format!("expected a string, found {}", describe(other)))),
+            other => {
+                return Err(key_err(path, "v_range_units", format!("expected a string, found {}", describe(other))))
+            }
         };
         let bins = |v: &Value| -> Result<usize, DataError> {
             let n = integer(path, "n_bins", v)?;
@@ -86,7 +93,9 @@ impl NpyFolderArgs {
         };
         let n_bins = match get("n_bins")? {
             Value::Sequence(items) if items.len() == 2 => (bins(&items[0])?, bins(&items[1])?),
-            Value::Sequence(items) => return Err(key_err(path, "n_bins", format!("has {} values, expected n or [nx, ny]", items.len()))),
+            Value::Sequence(items) => {
+                return Err(key_err(path, "n_bins", format!("has {} values, expected n or [nx, ny]", items.len())))
+            }
             v => {
                 let n = bins(v)?;
                 (n, n)
@@ -135,7 +144,10 @@ fn snapshot_files(folder: &Path, args: &NpyFolderArgs, args_path: &Path) -> Resu
             Some(end) => format!("{}..={end}", args.i_start),
             None => format!("≥ {}", args.i_start),
         };
-        return Err(DataError::invalid(folder, format!("no NNNNNN.npy files with index {range} (from {})", args_path.display())));
+        return Err(DataError::invalid(
+            folder,
+            format!("no NNNNNN.npy files with index {range} (from {})", args_path.display()),
+        ));
     }
     if files.len() < 2 {
         return Err(DataError::invalid(folder, format!("only {} snapshot file; at least 2 are needed", files.len())));
@@ -143,7 +155,10 @@ fn snapshot_files(folder: &Path, args: &NpyFolderArgs, args_path: &Path) -> Resu
     for pair in files.windows(2) {
         let ((a, pa), (b, pb)) = (&pair[0], &pair[1]);
         if a == b {
-            return Err(DataError::invalid(folder, format!("{} and {} have the same index {a}", pa.display(), pb.display())));
+            return Err(DataError::invalid(
+                folder,
+                format!("{} and {} have the same index {a}", pa.display(), pb.display()),
+            ));
         }
         if b - a > 1 {
             return Err(DataError::invalid(

@@ -30,6 +30,8 @@
 //!
 //! [`RunFile`] opens a file and validates its metadata only; [`RunFile::read_snapshots`] reads
 //! (and validates) a hyperslab of `/f`. [`read_run`] / [`write_run`] move whole runs.
+//! [`windows`] turns run metadata into samples and shards; [`ShardData`] loads exactly the
+//! normalised snapshots a shard needs.
 
 use crate::grid::VelocityGrid;
 use ndarray::{Array1, Array3, ArrayView2};
@@ -39,11 +41,13 @@ use std::path::Path;
 mod h5;
 pub mod import;
 mod runfile;
+pub mod shard;
 mod validate;
 pub mod windows;
 
 pub use import::import_npy_folder;
-pub use runfile::{check_compatible, RunFile, RunMeta};
+pub use runfile::{check_compatible, open_runs, RunFile, RunMeta};
+pub use shard::{normalisations, ShardData};
 pub use windows::{Sample, Unroll};
 
 /// Everything one run file holds, in memory.

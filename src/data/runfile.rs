@@ -76,8 +76,10 @@ impl RunFile {
 
         let mut params = BTreeMap::new();
         if file.link_exists("params") {
-            let group = file.group("params").map_err(|e| DataError::item(path, "/params", format!("not a group ({e})")))?;
-            let names = group.attr_names().map_err(|e| DataError::item(path, "/params", format!("unreadable ({e})")))?;
+            let group =
+                file.group("params").map_err(|e| DataError::item(path, "/params", format!("not a group ({e})")))?;
+            let names =
+                group.attr_names().map_err(|e| DataError::item(path, "/params", format!("unreadable ({e})")))?;
             for name in names {
                 let value = h5::attr_f64(path, &group, &name, &format!("/params/{name}"))?;
                 validate::param(path, &name, value)?;
@@ -108,7 +110,11 @@ impl RunFile {
         let shape = h5::shape(path, &ds, "/f", 3, "[T, Nx, Ny]")?;
         let expected = [n, self.meta.grid.nx, self.meta.grid.ny];
         if shape != expected {
-            return Err(DataError::item(path, "/f", format!("shape {shape:?} changed since opening (was {expected:?})")));
+            return Err(DataError::item(
+                path,
+                "/f",
+                format!("shape {shape:?} changed since opening (was {expected:?})"),
+            ));
         }
         let f = ds
             .read_slice::<f64, _, Ix3>(s![range.start..range.end, .., ..])
@@ -132,7 +138,11 @@ impl RunFile {
         if count > 0.0 && count.is_finite() {
             Ok(count)
         } else {
-            Err(DataError::item(&self.meta.path, "/f", format!("snapshot {k} (first used, i_start = {i_start}) is empty: Σf = {count}")))
+            Err(DataError::item(
+                &self.meta.path,
+                "/f",
+                format!("snapshot {k} (first used, i_start = {i_start}) is empty: Σf = {count}"),
+            ))
         }
     }
 
@@ -140,7 +150,10 @@ impl RunFile {
     pub fn first_index_checked(&self, i_start: usize) -> Result<usize, DataError> {
         self.meta.first_index(i_start).ok_or_else(|| {
             let last = self.meta.snapshot_number(self.meta.n_snapshots() - 1);
-            DataError::invalid(&self.meta.path, format!("no snapshot at or after i_start = {i_start} (last is number {last})"))
+            DataError::invalid(
+                &self.meta.path,
+                format!("no snapshot at or after i_start = {i_start} (last is number {last})"),
+            )
         })
     }
 
@@ -156,7 +169,8 @@ impl RunFile {
         if shape[2] != 2 {
             return Err(DataError::item(path, "/tracks", format!("shape {shape:?}, expected [n_dumps, n_tracked, 2]")));
         }
-        let tracks = ds.read::<f64, Ix3>().map_err(|e| DataError::item(path, "/tracks", format!("unreadable ({e})")))?;
+        let tracks =
+            ds.read::<f64, Ix3>().map_err(|e| DataError::item(path, "/tracks", format!("unreadable ({e})")))?;
         if let Some(((d, p, c), v)) = tracks.indexed_iter().find(|(_, v)| !v.is_finite()) {
             return Err(DataError::item(path, "/tracks", format!("value [{d}, {p}, {c}] = {v} is not finite")));
         }
@@ -171,15 +185,17 @@ impl RunFile {
         if !file.link_exists("diagnostics") {
             return Ok(out);
         }
-        let group =
-            file.group("diagnostics").map_err(|e| DataError::item(path, "/diagnostics", format!("not a group ({e})")))?;
+        let group = file
+            .group("diagnostics")
+            .map_err(|e| DataError::item(path, "/diagnostics", format!("not a group ({e})")))?;
         let names =
             group.member_names().map_err(|e| DataError::item(path, "/diagnostics", format!("unreadable ({e})")))?;
         for name in names {
             let item = format!("/diagnostics/{name}");
             let ds = h5::numeric_dataset(path, &group, &name, &item)?;
             h5::shape(path, &ds, &item, 1, "1-D")?;
-            let values = ds.read::<f64, Ix1>().map_err(|e| DataError::item(path, &item, format!("unreadable ({e})")))?;
+            let values =
+                ds.read::<f64, Ix1>().map_err(|e| DataError::item(path, &item, format!("unreadable ({e})")))?;
             out.insert(name, values);
         }
         Ok(out)
@@ -208,4 +224,12 @@ pub fn check_compatible(files: &[RunFile]) -> Result<(), DataError> {
         }
     }
     Ok(())
+}
+
+/// Open every run file (metadata only) and check that their grids agree: what training and
+/// evaluation do first, before any work starts.
+pub fn open_runs<P: AsRef<Path>>(paths: impl IntoIterator<Item = P>) -> Result<Vec<RunFile>, DataError> {
+    let files = paths.into_iter().map(|p| RunFile::open(p.as_ref())).collect::<Result<Vec<_>, _>>()?;
+    check_compatible(&files)?;
+    Ok(files)
 }

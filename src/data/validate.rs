@@ -60,10 +60,7 @@ pub(crate) fn times(path: &Path, t: &[f64], n_snapshots: usize, dt: f64) -> Resu
             return bad(format!("not increasing at snapshot {k}: t = {} after {}", t[k], t[k - 1]));
         }
         if (step - dt).abs() > SPACING_RTOL * dt {
-            return bad(format!(
-                "snapshots {} and {k} are {step} apart but dt = {dt} (a missing snapshot?)",
-                k - 1
-            ));
+            return bad(format!("snapshots {} and {k} are {step} apart but dt = {dt} (a missing snapshot?)", k - 1));
         }
     }
     Ok(())
@@ -119,7 +116,11 @@ pub(crate) fn run_data(path: &Path, run: &RunData) -> Result<(), DataError> {
     }
     if let Some(tracks) = &run.tracks {
         if tracks.len_of(ndarray::Axis(2)) != 2 {
-            return Err(DataError::item(path, "/tracks", format!("shape {:?}, expected [n_dumps, n_tracked, 2]", tracks.shape())));
+            return Err(DataError::item(
+                path,
+                "/tracks",
+                format!("shape {:?}, expected [n_dumps, n_tracked, 2]", tracks.shape()),
+            ));
         }
     }
     for name in run.diagnostics.keys() {

@@ -137,7 +137,11 @@ fn window_key(seed: u64, run: usize, start: usize) -> u64 {
 /// most n − 1 when the fraction is positive and n ≥ 2) chosen by a seeded random key of their
 /// (run, start). Both lists keep the global order. Since keys do not depend on the unroll, a
 /// start chosen for validation in one stage tends to stay in validation in the next.
-pub fn split_validation(samples: &[Sample], valid_fraction: f64, seed: u64) -> Result<(Vec<Sample>, Vec<Sample>), DataError> {
+pub fn split_validation(
+    samples: &[Sample],
+    valid_fraction: f64,
+    seed: u64,
+) -> Result<(Vec<Sample>, Vec<Sample>), DataError> {
     if !(valid_fraction.is_finite() && (0.0..1.0).contains(&valid_fraction)) {
         return Err(DataError::Invalid {
             path: "data.valid_fraction".into(),
@@ -158,9 +162,8 @@ pub fn split_validation(samples: &[Sample], valid_fraction: f64, seed: u64) -> R
     for &(_, i) in &order[..n_valid] {
         is_valid[i] = true;
     }
-    let (valid, train): (Vec<(usize, &Sample)>, Vec<(usize, &Sample)>) =
-        samples.iter().enumerate().partition(|(i, _)| is_valid[*i]);
-    Ok((train.into_iter().map(|(_, s)| *s).collect(), valid.into_iter().map(|(_, s)| *s).collect()))
+    let pick = |want: bool| samples.iter().zip(&is_valid).filter(|(_, v)| **v == want).map(|(s, _)| *s).collect();
+    Ok((pick(false), pick(true)))
 }
 
 /// The mini-batches of one epoch: indices into a sample list of length `n_samples`, shuffled by
@@ -297,10 +300,7 @@ pub fn snapshot_ranges(samples: &[Sample]) -> BTreeMap<usize, Range<usize>> {
     let mut ranges: BTreeMap<usize, Range<usize>> = BTreeMap::new();
     for s in samples {
         let need = s.snapshots();
-        ranges
-            .entry(s.run)
-            .and_modify(|r| *r = r.start.min(need.start)..r.end.max(need.end))
-            .or_insert(need);
+        ranges.entry(s.run).and_modify(|r| *r = r.start.min(need.start)..r.end.max(need.end)).or_insert(need);
     }
     ranges
 }
