@@ -134,6 +134,7 @@ pub trait OperatorModel: Send + Sync {
 pub mod angular;
 pub mod kernel;
 pub mod mlp;
+pub mod nn;
 pub mod saved;
 
 /// What a model needs to know besides its spec.

@@ -13,6 +13,7 @@ use ndarray::{ArrayView3, ArrayViewMut3};
 use serde::{Deserialize, Serialize};
 
 pub mod checkpoint;
+pub mod kernel;
 pub mod rollout;
 
 /// Scratch buffers owned by one thread, reused across steps (the solver never allocates per step).
