@@ -434,3 +434,74 @@ fn kernel_is_bitwise_identical_for_any_thread_count() {
     let pool = |n: usize| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
     assert_eq!(pool(1).install(run), pool(2).install(run));
 }
+
+/// Throughput figures (not a timed test): `cargo test --release --test kernel_models bench --
+/// --ignored --nocapture` prints JSON.
+#[test]
+#[ignore = "benchmark"]
+fn bench_kernel_scheme_and_mlp_models() {
+    use rayon::prelude::*;
+    use std::time::Instant;
+    let grid = VelocityGrid::square(51, 5.0).unwrap();
+    let n = grid.n_cells();
+    let (samples, steps, h) = (90, 10, 0.1);
+    let best_of = |reps: usize, f: &dyn Fn()| (0..reps).map(|_| {
+        let t = Instant::now();
+        f();
+        t.elapsed().as_secs_f64()
+    }).fold(f64::INFINITY, f64::min);
+    let scheme = KernelScheme::new(&grid, 3, Divergence::Centred, true, Substeps::Fixed(1)).unwrap();
+    let coeffs = random_fields(18, &grid, 1, 0.02);
+    let p = prepared(&scheme, &coeffs, h);
+    let f0: Vec<Vec<f64>> = (0..samples).map(|s| random(n, 100 + s as u64, 0.0, 1.0)).collect();
+    let forward = || {
+        f0.par_iter().for_each(|f| {
+            let mut ws = scheme.workspace();
+            let (mut a, mut b) = (f.clone(), vec![0.0; n]);
+            for _ in 0..steps {
+                scheme.step(&p, &a, &mut b, &mut ws);
+                std::mem::swap(&mut a, &mut b);
+            }
+        })
+    };
+    let adjoint = || {
+        f0.par_iter().for_each(|f| {
+            let mut ws = scheme.workspace();
+            let mut states = vec![f.clone()];
+            for s in 0..steps {
+                let mut next = vec![0.0; n];
+                scheme.step(&p, &states[s], &mut next, &mut ws);
+                states.push(next);
+            }
+            let mut d_p = Fields::zeros(p.raw_dim());
+            let (mut lam, mut lam_in) = (vec![1.0; n], vec![0.0; n]);
+            for s in (0..steps).rev() {
+                scheme.step_vjp(&p, &states[s], &lam, &mut lam_in, &mut d_p, &mut ws);
+                std::mem::swap(&mut lam, &mut lam_in);
+            }
+        })
+    };
+    let cell_steps = (samples * steps * n) as f64;
+    let t_fwd = best_of(5, &forward);
+    let t_adj = best_of(5, &adjoint);
+    let mlp = operator::build(
+        &ModelSpec { kind: ModelKind::Mlp, width: 64, depth: 2, activation: Activation::Tanh, ..ModelSpec::default() },
+        &info(&grid),
+    )
+    .unwrap();
+    let theta = mlp.init_params(1);
+    let w = random_fields(5, &grid, 2, 1.0);
+    let t_fields = best_of(5, &|| drop(model_fields(mlp.as_ref(), &theta)));
+    let t_vjp = best_of(5, &|| {
+        let mut g = vec![0.0; theta.len()];
+        mlp.node_fields_vjp(&theta, &[], 0, &w, &mut g);
+    });
+    println!(
+        "{{\"grid\": \"51x51\", \"threads\": {}, \"kernel_k3_forward_cell_steps_per_s\": {:.3e}, \"kernel_k3_forward_adjoint_cell_steps_per_s\": {:.3e}, \"mlp_w64_d2_fields_ms\": {:.3}, \"mlp_w64_d2_fields_vjp_ms\": {:.3}}}",
+        rayon::current_num_threads(),
+        cell_steps / t_fwd,
+        cell_steps / t_adj,
+        1e3 * t_fields,
+        1e3 * t_vjp
+    );
+}

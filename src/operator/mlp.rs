@@ -282,7 +282,10 @@ impl OperatorModel for MlpModel {
     fn node_fields_vjp(&self, theta: &[f64], cond: &[f64], _node: usize, d_fields: &Fields, d_theta: &mut [f64]) {
         let x = self.inputs(cond);
         let mut raw = vec![0.0; self.grid.n_cells() * self.net.n_out()];
-        self.net.forward(theta, &x, &mut raw);
+        if self.nonnegative_d {
+            // Only the softplus derivative depends on the raw outputs.
+            self.net.forward(theta, &x, &mut raw);
+        }
         let mut d_raw = vec![0.0; raw.len()];
         let d_fields = d_fields.as_standard_layout();
         self.fields_to_outputs_vjp(&raw, d_fields.as_slice().expect("standard layout"), &mut d_raw);

@@ -56,10 +56,10 @@ pub struct Mlp {
     n_params: usize,
 }
 
-/// Per-task scratch: pre-activations and activations of every hidden layer for one block, and two
-/// back-propagation buffers.
+/// Per-task scratch: activations and activation derivatives of every hidden layer for one block,
+/// and two back-propagation buffers.
 struct Scratch {
-    pre: Vec<f64>,
+    deriv: Vec<f64>,
     act: Vec<f64>,
     delta: Vec<f64>,
     delta_next: Vec<f64>,
@@ -122,7 +122,7 @@ impl Mlp {
         let hidden = self.depth() * BLOCK_ROWS * self.width;
         let widest = self.width.max(self.n_out).max(self.n_in);
         Scratch {
-            pre: vec![0.0; hidden],
+            deriv: vec![0.0; hidden],
             act: vec![0.0; hidden],
             delta: vec![0.0; BLOCK_ROWS * widest],
             delta_next: vec![0.0; BLOCK_ROWS * widest],
@@ -217,8 +217,8 @@ impl Mlp {
         }
     }
 
-    /// Forward pass of one block of at most [`BLOCK_ROWS`] rows, keeping hidden pre-activations and
-    /// activations in `s` for the backward pass.
+    /// Forward pass of one block of at most [`BLOCK_ROWS`] rows, keeping hidden activations and
+    /// their derivatives in `s` for the backward pass.
     fn forward_block(&self, p: &[f64], x: &[f64], y: &mut [f64], s: &mut Scratch) {
         let rows = x.len() / self.n_in;
         let stride = BLOCK_ROWS * self.width;
@@ -227,7 +227,8 @@ impl Mlp {
             let (before, this) = s.act.split_at_mut(l * stride);
             let input: &[f64] = if l == 0 { x } else { &before[(l - 1) * stride..] };
             let hidden = l < self.depth();
-            let out: &mut [f64] = if hidden { &mut s.pre[l * stride..(l + 1) * stride] } else { y };
+            // Hidden layers: pre-activations into `this`, then activated in place.
+            let out: &mut [f64] = if hidden { &mut this[..stride] } else { y };
             for r in 0..rows {
                 let zr = &mut out[r * layer.n_out..(r + 1) * layer.n_out];
                 zr.copy_from_slice(b);
@@ -238,8 +239,8 @@ impl Mlp {
             }
             if hidden {
                 let n = rows * layer.n_out;
-                for (a, &z) in this[..n].iter_mut().zip(&s.pre[l * stride..l * stride + n]) {
-                    *a = activate(self.activation, z).0;
+                for (a, d) in this[..n].iter_mut().zip(&mut s.deriv[l * stride..l * stride + n]) {
+                    (*a, *d) = activate(self.activation, *a);
                 }
             }
         }
@@ -271,12 +272,12 @@ impl Mlp {
             }
             // δ_{l−1} = (W δ_l) ⊙ σ'(z_{l−1}).
             let w = layer.weights(p);
-            let pre = &s.pre[(l - 1) * stride..l * stride];
+            let deriv = &s.deriv[(l - 1) * stride..l * stride];
             for r in 0..rows {
                 let dr = &s.delta[r * n_out..(r + 1) * n_out];
                 for i in 0..n_in {
                     let back = dot(&w[i * n_out..(i + 1) * n_out], dr);
-                    s.delta_next[r * n_in + i] = back * activate(self.activation, pre[r * n_in + i]).1;
+                    s.delta_next[r * n_in + i] = back * deriv[r * n_in + i];
                 }
             }
             std::mem::swap(&mut s.delta, &mut s.delta_next);

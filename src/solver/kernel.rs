@@ -102,51 +102,73 @@ impl KernelScheme {
     }
 
     /// Unclamped step: `out = f + div_x(jx) + div_y(jy)`, fluxes left in `jx`, `jy`.
-    fn unclamped(&self, w: &[f64], f: &[f64], out: &mut [f64], jx: &mut [f64], jy: &mut [f64]) {
-        let (nx, ny) = self.grid.shape();
+    fn unclamped(&self, w: &[f64], f: &[f64], out: &mut [f64], jx: &mut [f64], jy: &mut [f64], zeros: &[f64]) {
         self.fluxes(w, f, jx, jy);
-        let at = |u: &[f64], i: isize, j: isize| -> f64 {
-            if i < 0 || j < 0 || i >= nx as isize || j >= ny as isize {
-                0.0
-            } else {
-                u[i as usize * ny + j as usize]
-            }
-        };
-        let div = |u: &[f64], i: isize, j: isize, di: isize, dj: isize| -> f64 {
-            match self.divergence {
-                Divergence::Forward => at(u, i + di, j + dj) - at(u, i, j),
-                Divergence::Backward => at(u, i, j) - at(u, i - di, j - dj),
-                Divergence::Centred => 0.5 * (at(u, i + di, j + dj) - at(u, i - di, j - dj)),
-            }
-        };
-        for i in 0..nx {
-            for j in 0..ny {
-                let (ii, jj) = (i as isize, j as isize);
-                let c = i * ny + j;
-                out[c] = f[c] + div(jx, ii, jj, 1, 0) + div(jy, ii, jj, 0, 1);
-            }
+        out.copy_from_slice(f);
+        let (nx, ny) = self.grid.shape();
+        match self.divergence {
+            Divergence::Forward => along_both(jx, jy, out, nx, ny, zeros, true, |_, c, n| n - c),
+            Divergence::Backward => along_both(jx, jy, out, nx, ny, zeros, true, |p, c, _| c - p),
+            Divergence::Centred => along_both(jx, jy, out, nx, ny, zeros, true, |p, _, n| 0.5 * (n - p)),
         }
     }
 
-    /// `u ← Dᵀμ` along axis (di, dj), the transpose of the unit-spacing divergence.
-    fn divergence_transpose(&self, mu: &[f64], out: &mut [f64], di: isize, dj: isize) {
+    /// `nu_x = D_xᵀ μ`, `nu_y = D_yᵀ μ`: the transposes of the unit-spacing divergence.
+    fn divergence_transpose(&self, mu: &[f64], nu_x: &mut [f64], nu_y: &mut [f64], zeros: &[f64]) {
         let (nx, ny) = self.grid.shape();
-        let at = |i: isize, j: isize| -> f64 {
-            if i < 0 || j < 0 || i >= nx as isize || j >= ny as isize {
-                0.0
-            } else {
-                mu[i as usize * ny + j as usize]
-            }
-        };
-        for i in 0..nx as isize {
-            for j in 0..ny as isize {
-                out[i as usize * ny + j as usize] = match self.divergence {
-                    Divergence::Forward => at(i - di, j - dj) - at(i, j),
-                    Divergence::Backward => at(i, j) - at(i + di, j + dj),
-                    Divergence::Centred => 0.5 * (at(i - di, j - dj) - at(i + di, j + dj)),
-                };
-            }
+        match self.divergence {
+            Divergence::Forward => transpose_both(mu, nu_x, nu_y, nx, ny, zeros, |p, c, _| p - c),
+            Divergence::Backward => transpose_both(mu, nu_x, nu_y, nx, ny, zeros, |_, c, n| c - n),
+            Divergence::Centred => transpose_both(mu, nu_x, nu_y, nx, ny, zeros, |p, _, n| 0.5 * (p - n)),
         }
+    }
+}
+
+/// `nu_x = op along x of mu`, `nu_y = op along y of mu` (overwritten).
+#[inline(always)]
+fn transpose_both(mu: &[f64], nu_x: &mut [f64], nu_y: &mut [f64], nx: usize, ny: usize, zeros: &[f64], op: impl Fn(f64, f64, f64) -> f64 + Copy) {
+    along_x(mu, nu_x, nx, ny, zeros, false, op);
+    along_y(mu, nu_y, nx, ny, false, op);
+}
+
+/// `out += op(x-neighbours of jx) + ...` then `out += op(y-neighbours of jy)`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn along_both(jx: &[f64], jy: &[f64], out: &mut [f64], nx: usize, ny: usize, zeros: &[f64], add: bool, op: impl Fn(f64, f64, f64) -> f64 + Copy) {
+    along_x(jx, out, nx, ny, zeros, add, op);
+    along_y(jy, out, nx, ny, add, op);
+}
+
+/// `out[i, j] (+)= op(u[i−1, j], u[i, j], u[i+1, j])` with u = 0 outside the grid; `zeros` holds at
+/// least `ny` zeros.
+#[inline(always)]
+fn along_x(u: &[f64], out: &mut [f64], nx: usize, ny: usize, zeros: &[f64], add: bool, op: impl Fn(f64, f64, f64) -> f64) {
+    let zeros = &zeros[..ny];
+    for i in 0..nx {
+        let row = |r: usize| &u[r * ny..(r + 1) * ny];
+        let prev = if i > 0 { row(i - 1) } else { zeros };
+        let next = if i + 1 < nx { row(i + 1) } else { zeros };
+        let cur = row(i);
+        let o = &mut out[i * ny..(i + 1) * ny];
+        for (((o, &p), &c), &n) in o.iter_mut().zip(prev).zip(cur).zip(next) {
+            let v = op(p, c, n);
+            *o = if add { *o + v } else { v };
+        }
+    }
+}
+
+/// `out[i, j] (+)= op(u[i, j−1], u[i, j], u[i, j+1])` with u = 0 outside the grid.
+#[inline(always)]
+fn along_y(u: &[f64], out: &mut [f64], nx: usize, ny: usize, add: bool, op: impl Fn(f64, f64, f64) -> f64) {
+    let put = |o: &mut f64, v: f64| *o = if add { *o + v } else { v };
+    for i in 0..nx {
+        let r = &u[i * ny..(i + 1) * ny];
+        let o = &mut out[i * ny..(i + 1) * ny];
+        put(&mut o[0], op(0.0, r[0], r[1]));
+        for (((o, &p), &c), &n) in o[1..ny - 1].iter_mut().zip(&r[..ny - 2]).zip(&r[1..ny - 1]).zip(&r[2..]) {
+            put(o, op(p, c, n));
+        }
+        put(&mut o[ny - 1], op(r[ny - 2], r[ny - 1], 0.0));
     }
 }
 
@@ -221,12 +243,14 @@ impl Scheme for KernelScheme {
     }
 
     fn workspace(&self) -> StepWorkspace {
-        StepWorkspace { bufs: vec![vec![0.0; self.grid.n_cells()]; 3] }
+        // Fluxes / adjoint fluxes, unclamped state / its adjoint, and a row of zeros (never written).
+        let n = self.grid.n_cells();
+        StepWorkspace { bufs: vec![vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; self.grid.ny]] }
     }
 
     fn step(&self, prepared: &Fields, f: &[f64], out: &mut [f64], ws: &mut StepWorkspace) {
-        let [jx, jy, ..] = ws.bufs.as_mut_slice() else { panic!("kernel workspace needs 3 buffers") };
-        self.unclamped(slice(prepared), f, out, jx, jy);
+        let [jx, jy, _, zeros] = ws.bufs.as_mut_slice() else { panic!("kernel workspace needs 4 buffers") };
+        self.unclamped(slice(prepared), f, out, jx, jy, zeros);
         if self.clamp {
             for v in out.iter_mut() {
                 *v = v.max(0.0);
@@ -236,10 +260,10 @@ impl Scheme for KernelScheme {
 
     fn step_vjp(&self, prepared: &Fields, f: &[f64], lam_out: &[f64], lam_in: &mut [f64], d_prepared: &mut Fields, ws: &mut StepWorkspace) {
         let w = slice(prepared);
-        let [nu_x, nu_y, mu, ..] = ws.bufs.as_mut_slice() else { panic!("kernel workspace needs 3 buffers") };
+        let [nu_x, nu_y, mu, zeros] = ws.bufs.as_mut_slice() else { panic!("kernel workspace needs 4 buffers") };
         // μ = ∂L/∂(unclamped state).
         if self.clamp {
-            self.unclamped(w, f, mu, nu_x, nu_y);
+            self.unclamped(w, f, mu, nu_x, nu_y, zeros);
             for (m, &l) in mu.iter_mut().zip(lam_out) {
                 *m = if *m >= 0.0 { l } else { 0.0 };
             }
@@ -247,8 +271,7 @@ impl Scheme for KernelScheme {
             mu.copy_from_slice(lam_out);
         }
         lam_in.copy_from_slice(mu);
-        self.divergence_transpose(mu, nu_x, 1, 0);
-        self.divergence_transpose(mu, nu_y, 0, 1);
+        self.divergence_transpose(mu, nu_x, nu_y, zeros);
         let (nx, ny) = self.grid.shape();
         let n = nx * ny;
         let (k, r) = (self.k, stencil_radius(self.k) as isize);
@@ -262,11 +285,10 @@ impl Scheme for KernelScheme {
                     let nr = &nu[i * ny + j0..i * ny + j1];
                     let fs = &f[src * ny + (j0 as isize + m) as usize..][..j1 - j0];
                     let wr = &w[base + i * ny + j0..base + i * ny + j1];
-                    for ((d, &nv), &fv) in dw[base + i * ny + j0..base + i * ny + j1].iter_mut().zip(nr).zip(fs) {
-                        *d += nv * fv;
-                    }
+                    let ds = &mut dw[base + i * ny + j0..base + i * ny + j1];
                     let ls = &mut lam_in[src * ny + (j0 as isize + m) as usize..][..j1 - j0];
-                    for ((lv, &wv), &nv) in ls.iter_mut().zip(wr).zip(nr) {
+                    for ((((d, lv), &nv), &fv), &wv) in ds.iter_mut().zip(ls.iter_mut()).zip(nr).zip(fs).zip(wr) {
+                        *d += nv * fv;
                         *lv += wv * nv;
                     }
                 }
