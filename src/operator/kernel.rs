@@ -17,8 +17,8 @@
 //! K_y(v_x, v_y, l, m) = K_x(v_y, v_x, m, l), i.e. plane (l, m) of K_y at cell (i, j) is plane (m, l)
 //! of K_x at cell (j, i).
 
-use super::mlp::{require_square_grid, LAST_LAYER_GAIN, OUTPUT_SCALE};
-use super::nn::{centred_coordinate, Mlp};
+use super::mlp::{cell_inputs, require_square_grid, LAST_LAYER_GAIN, OUTPUT_SCALE};
+use super::nn::Mlp;
 use super::spec::{KernelParam, ModelKind, Symmetry};
 use super::{BuildInfo, Divergence, Equation, Fields, ModelError, ModelSpec, OperatorModel};
 use crate::grid::VelocityGrid;
@@ -32,6 +32,12 @@ pub fn build(spec: &ModelSpec, info: &BuildInfo) -> Result<Box<dyn OperatorModel
 /// r = (k − 1)/2, the largest stencil offset.
 pub fn stencil_radius(k: usize) -> usize {
     (k - 1) / 2
+}
+
+/// Stencil offsets (l, m) in plane order: l-major, each from −r to r.
+pub fn stencil_offsets(k: usize) -> impl Iterator<Item = (isize, isize)> {
+    let r = stencil_radius(k) as isize;
+    (0..k * k).map(move |p| ((p / k) as isize - r, (p % k) as isize - r))
 }
 
 /// Plane of K_`axis` (0 = x, 1 = y) at offset (l, m), `|l|, |m| ≤ (k−1)/2`.
@@ -99,18 +105,6 @@ impl KernelModel {
         }
     }
 
-    fn inputs(&self) -> Vec<f64> {
-        let (nx, ny) = self.grid.shape();
-        let mut x = Vec::with_capacity(2 * nx * ny);
-        for i in 0..nx {
-            for j in 0..ny {
-                x.push(centred_coordinate(i, nx));
-                x.push(centred_coordinate(j, ny));
-            }
-        }
-        x
-    }
-
     /// Free planes `[n_free · n]` written into the front of `out` (plane-major).
     fn free_planes(&self, theta: &[f64], out: &mut [f64]) {
         let n = self.grid.n_cells();
@@ -119,7 +113,7 @@ impl KernelModel {
             None => out[..nf * n].copy_from_slice(theta),
             Some(net) => {
                 let mut raw = vec![0.0; n * nf];
-                net.forward(theta, &self.inputs(), &mut raw);
+                net.forward(theta, &cell_inputs(&self.grid, None, &[]), &mut raw);
                 for c in 0..n {
                     for q in 0..nf {
                         out[q * n + c] = OUTPUT_SCALE * raw[c * nf + q];
@@ -200,15 +194,15 @@ impl OperatorModel for KernelModel {
                         d_raw[c * nf + q] = OUTPUT_SCALE * d_free[q * n + c];
                     }
                 }
-                net.vjp(theta, &self.inputs(), &d_raw, d_theta);
+                net.vjp(theta, &cell_inputs(&self.grid, None, &[]), &d_raw, d_theta);
             }
         }
     }
 
     /// `kernel_offsets` `[k², 2]`: the (l, m) offset of each plane of K_x (and of K_y).
     fn exports(&self, _theta: &[f64], _cond: &[f64]) -> Vec<(String, ArrayD<f64>)> {
-        let (k, r) = (self.k, stencil_radius(self.k) as isize);
-        let offsets: Vec<f64> = (0..k * k).flat_map(|p| [(p / k) as f64 - r as f64, (p % k) as f64 - r as f64]).collect();
+        let k = self.k;
+        let offsets: Vec<f64> = stencil_offsets(k).flat_map(|(l, m)| [l as f64, m as f64]).collect();
         vec![("kernel_offsets".into(), ArrayD::from_shape_vec(IxDyn(&[k * k, 2]), offsets).expect("offsets shape"))]
     }
 }

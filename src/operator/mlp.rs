@@ -134,20 +134,8 @@ impl MlpModel {
     fn inputs(&self, cond: &[f64]) -> Vec<f64> {
         let cond: &[f64] = if self.conditioners.is_empty() { &[] } else { cond };
         assert_eq!(cond.len(), self.conditioners.len(), "{}: conditioner count", self.kind);
-        let (nx, ny) = self.grid.shape();
-        let mut x = Vec::with_capacity(nx * ny * self.net.n_in());
-        for i in 0..nx {
-            for j in 0..ny {
-                if self.symmetry == Symmetry::Isotropic {
-                    x.push(radial_coordinate(self.polar.speed[i * ny + j], &self.grid));
-                } else {
-                    x.push(centred_coordinate(i, nx));
-                    x.push(centred_coordinate(j, ny));
-                }
-                x.extend_from_slice(cond);
-            }
-        }
-        x
+        let polar = (self.symmetry == Symmetry::Isotropic).then_some(&self.polar);
+        cell_inputs(&self.grid, polar, cond)
     }
 
     fn diffusion(&self, raw: f64) -> (f64, f64) {
@@ -320,6 +308,24 @@ impl OperatorModel for MlpModel {
             ("D_perp".into(), column(2, &|r| self.diffusion(r).0)),
         ]
     }
+}
+
+/// Network inputs of every cell, C order: `(x̂, ŷ)` or, given the polar map, `r̂`; each followed by
+/// `extra` (the normalised conditioners).
+pub(crate) fn cell_inputs(grid: &VelocityGrid, polar: Option<&Polar>, extra: &[f64]) -> Vec<f64> {
+    let (nx, ny) = grid.shape();
+    let per_cell = if polar.is_some() { 1 } else { 2 } + extra.len();
+    let mut x = Vec::with_capacity(nx * ny * per_cell);
+    for i in 0..nx {
+        for j in 0..ny {
+            match polar {
+                Some(p) => x.push(radial_coordinate(p.speed[i * ny + j], grid)),
+                None => x.extend([centred_coordinate(i, nx), centred_coordinate(j, ny)]),
+            }
+            x.extend_from_slice(extra);
+        }
+    }
+    x
 }
 
 /// `2|v|/|v|_corner − 1`: the isotropic network input.

@@ -8,7 +8,8 @@
 //! `f ← f + div_x(Ĵ_x) + div_y(Ĵ_y)` with the prepared weights `K̂_x = K_x·h/Δv_x`,
 //! `K̂_y = K_y·h/Δv_y` and unit-spacing differences, then optionally `f ← max(f, 0)`. The adjoint
 //! recomputes the clamp's active set from the input state: the gradient passes where the unclamped
-//! value is ≥ 0 (as `torch.clamp` does).
+//! value is ≥ 0 (as `torch.clamp` does). With J = 0 outside, the fluxes of the edge cells leave the
+//! grid, so Σf is not conserved in general (the operator is not in conservative form there).
 //!
 //! Sub-steps `auto`: the smallest n with h·R ≤ 1, h = dt/n, where
 //! `R = c·(max_v Σ_{l,m}|K_x(l,m;v)|/Δv_x + max_v Σ_{l,m}|K_y(l,m;v)|/Δv_y)`, c = 2 for forward and
@@ -17,7 +18,7 @@
 
 use super::{Scheme, SolverError, StepWorkspace, Substeps};
 use crate::grid::VelocityGrid;
-use crate::operator::kernel::stencil_radius;
+use crate::operator::kernel::stencil_offsets;
 use crate::operator::{Divergence, Fields};
 use ndarray::{ArrayView3, ArrayViewMut3};
 
@@ -81,13 +82,13 @@ impl KernelScheme {
     fn fluxes(&self, w: &[f64], f: &[f64], jx: &mut [f64], jy: &mut [f64]) {
         let (nx, ny) = self.grid.shape();
         let n = nx * ny;
-        let (k, r) = (self.k, stencil_radius(self.k) as isize);
+        let k = self.k;
         for i in 0..nx {
             let row = i * ny..(i + 1) * ny;
             for (axis, j_out) in [(0usize, &mut *jx), (1, &mut *jy)] {
                 let jr = &mut j_out[row.clone()];
                 jr.fill(0.0);
-                for (p, (l, m)) in offsets(k, r).enumerate() {
+                for (p, (l, m)) in stencil_offsets(k).enumerate() {
                     let Some(src) = shifted(i, l, nx) else { continue };
                     let (j0, j1) = valid_range(m, ny);
                     let wr = &w[(axis * k * k + p) * n + i * ny..][..ny];
@@ -170,11 +171,6 @@ fn along_y(u: &[f64], out: &mut [f64], nx: usize, ny: usize, add: bool, op: impl
         }
         put(&mut o[ny - 1], op(r[ny - 2], r[ny - 1], 0.0));
     }
-}
-
-/// Stencil offsets (l, m) in field order: l-major, each from −r to r.
-fn offsets(k: usize, r: isize) -> impl Iterator<Item = (isize, isize)> {
-    (0..k * k).map(move |p| ((p / k) as isize - r, (p % k) as isize - r))
 }
 
 /// `i + l` if inside `0..n`.
@@ -274,10 +270,10 @@ impl Scheme for KernelScheme {
         self.divergence_transpose(mu, nu_x, nu_y, zeros);
         let (nx, ny) = self.grid.shape();
         let n = nx * ny;
-        let (k, r) = (self.k, stencil_radius(self.k) as isize);
+        let k = self.k;
         let dw = d_prepared.as_slice_mut().expect("prepared gradient in standard layout");
         for (axis, nu) in [(0usize, &*nu_x), (1, &*nu_y)] {
-            for (p, (l, m)) in offsets(k, r).enumerate() {
+            for (p, (l, m)) in stencil_offsets(k).enumerate() {
                 let (j0, j1) = valid_range(m, ny);
                 let base = (axis * k * k + p) * n;
                 for i in 0..nx {
