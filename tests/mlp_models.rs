@@ -45,8 +45,9 @@ fn net_params(net: &Mlp, seed: u64) -> Vec<f64> {
 
 #[test]
 fn nn_gradients_match_finite_differences_and_transpose() {
-    for (a, &act) in ACTIVATIONS.iter().enumerate() {
-        let net = Mlp::new(3, 9, 2, 4, act);
+    for (a, &act, depth) in ACTIVATIONS.iter().enumerate().flat_map(|(a, act)| [0, 1, 3].map(move |d| (a, act, d))) {
+        let net = Mlp::new(3, 9, depth, 4, act);
+        let act = format!("{act:?} depth {depth}");
         let rows = 600; // more than one task and a partial block
         let x = random(rows * 3, 10 + a as u64, 1.0);
         let p = net_params(&net, 20 + a as u64);
@@ -61,12 +62,12 @@ fn nn_gradients_match_finite_differences_and_transpose() {
         // Directional and per-parameter finite differences.
         let u = random(net.n_params(), 40 + a as u64, 1.0);
         let fd = directional(&loss, &p, &u, 1e-6);
-        assert!(rel(fd, dot(&g, &u)) <= 1e-6, "{act:?}: fd {fd} vs {}", dot(&g, &u));
+        assert!(rel(fd, dot(&g, &u)) <= 1e-6, "{act}: fd {fd} vs {}", dot(&g, &u));
         for q in (0..net.n_params()).step_by(17) {
             let mut e = vec![0.0; net.n_params()];
             e[q] = 1.0;
             let fd = directional(&loss, &p, &e, 1e-6);
-            assert!((fd - g[q]).abs() <= 1e-6 * g[q].abs().max(1e-3), "{act:?} param {q}: fd {fd} vs {}", g[q]);
+            assert!((fd - g[q]).abs() <= 1e-6 * g[q].abs().max(1e-3), "{act} param {q}: fd {fd} vs {}", g[q]);
         }
         // Transpose identity ⟨J u, w⟩ = ⟨u, Jᵀ w⟩ and tangent pass values.
         let (mut y, mut dy, mut y_ref) = (vec![0.0; rows * 4], vec![0.0; rows * 4], vec![0.0; rows * 4]);
@@ -74,7 +75,7 @@ fn nn_gradients_match_finite_differences_and_transpose() {
         net.forward(&p, &x, &mut y_ref);
         assert!(y.iter().zip(&y_ref).all(|(a, b)| (a - b).abs() <= 1e-14 * (1.0 + b.abs())));
         let (lhs, rhs) = (dot(&dy, &w), dot(&u, &g));
-        assert!(rel(lhs, rhs) <= 1e-12, "{act:?}: transpose {lhs} vs {rhs}");
+        assert!(rel(lhs, rhs) <= 1e-12, "{act}: transpose {lhs} vs {rhs}");
     }
 }
 
