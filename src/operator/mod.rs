@@ -150,7 +150,11 @@ pub mod fp_model;
 pub mod import;
 pub mod kernel;
 pub mod mlp;
+<<<<<<< HEAD
 pub mod radial;
+=======
+pub mod nn;
+>>>>>>> mlp
 pub mod saved;
 pub mod symmetry;
 pub mod tensor;

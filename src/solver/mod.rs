@@ -15,7 +15,11 @@ use serde::{Deserialize, Serialize};
 pub mod bench;
 pub mod central;
 pub mod checkpoint;
+<<<<<<< HEAD
 pub mod conservative;
+=======
+pub mod kernel;
+>>>>>>> mlp
 pub mod rollout;
 pub mod stencil;
 
@@ -193,6 +197,8 @@ pub fn build(spec: &SolverSpec, equation: &Equation, grid: &VelocityGrid) -> Res
                 Box::new(Conservative::new(grid, spec.clamp_nonnegative, spec.substeps))
             }
         }),
-        Equation::Kernel { .. } => Err(SolverError::Invalid("the kernel equation has no scheme yet".into())),
+        Equation::Kernel { k, divergence } => {
+            Ok(Box::new(kernel::KernelScheme::new(grid, *k, *divergence, spec.clamp_nonnegative, spec.substeps)?))
+        }
     }
 }
