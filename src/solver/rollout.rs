@@ -1,2 +1,278 @@
 //! Multi-step rollouts of a [`super::Scheme`]: forward, and adjoint with checkpointed
 //! recomputation.
+//!
+//! A rollout covers `K` snapshot intervals of `substeps` solver steps each, `n = K·substeps` steps
+//! in all; interval `k` (0-based) uses prepared coefficients `prepared[k]`. The adjoint follows a
+//! [`Schedule`]: whatever the schedule, the same adjoint steps run in the same order on the same
+//! (recomputed, hence bitwise equal) states, so the gradients do not depend on the number of
+//! checkpoints — only time and memory do.
+
+use super::checkpoint::{Action, Schedule};
+use super::{Scheme, StepWorkspace};
+use crate::operator::Fields;
+
+/// Per-thread buffers of rollouts, reused across samples: checkpoint slots (allocated on first
+/// use, at most the schedule's slot count), two working states, two adjoint states and the
+/// scheme's step workspace. Nothing is allocated per step.
+#[derive(Default, Debug)]
+pub struct RolloutWorkspace {
+    slots: Vec<Vec<f64>>,
+    work: [Vec<f64>; 2],
+    lam: Vec<f64>,
+    lam_next: Vec<f64>,
+    step: StepWorkspace,
+    /// Which slots hold a live state (checks the schedule in debug builds).
+    occupied: Vec<bool>,
+}
+
+impl RolloutWorkspace {
+    /// An empty workspace for `scheme` (buffers grow on first use).
+    pub fn new(scheme: &dyn Scheme) -> Self {
+        Self { step: scheme.workspace(), ..Self::default() }
+    }
+
+    /// ∂L/∂f_0 after [`gradient`].
+    pub fn d_initial(&self) -> &[f64] {
+        &self.lam
+    }
+
+    /// Number of state buffers allocated for checkpoint slots (never more than the largest
+    /// schedule's slot count this workspace has run).
+    pub fn allocated_slots(&self) -> usize {
+        self.slots.iter().filter(|s| !s.is_empty()).count()
+    }
+
+    /// Bytes held by state-sized buffers (slots, working states, adjoints).
+    pub fn state_bytes(&self) -> usize {
+        let len = |v: &Vec<f64>| v.capacity() * std::mem::size_of::<f64>();
+        self.slots.iter().map(len).sum::<usize>() + self.work.iter().map(len).sum::<usize>() + len(&self.lam) + len(&self.lam_next)
+    }
+
+    fn ensure(&mut self, n_cells: usize, n_slots: usize) {
+        for b in self.work.iter_mut().chain([&mut self.lam, &mut self.lam_next]) {
+            b.resize(n_cells, 0.0);
+        }
+        if self.slots.len() < n_slots {
+            self.slots.resize_with(n_slots, Vec::new);
+        }
+    }
+}
+
+/// What one adjoint rollout did.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RolloutStats {
+    /// Σ over snapshots of the loss terms returned by the callback (summed from k = K down to 1).
+    pub loss: f64,
+    /// Forward step evaluations (advances plus the last step).
+    pub forward_steps: u64,
+    /// Forward steps beyond the `n` of a plain forward rollout.
+    pub recomputed_steps: u64,
+    /// Most checkpoint slots holding a state at once.
+    pub peak_live_states: usize,
+}
+
+/// Where the current state lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Current {
+    Input,
+    Slot(usize),
+    Work(usize),
+}
+
+fn check_shapes(scheme: &dyn Scheme, prepared: &[&Fields], substeps: usize, f0: &[f64]) -> usize {
+    let n_cells = scheme.grid().n_cells();
+    assert!(substeps >= 1, "rollout needs at least one substep per interval");
+    assert_eq!(f0.len(), n_cells, "initial state has {} values, grid has {n_cells} cells", f0.len());
+    let (nx, ny) = scheme.grid().shape();
+    let shape = [scheme.n_prepared(), nx, ny];
+    assert!(prepared.iter().all(|p| p.shape() == shape), "prepared coefficients must have shape {shape:?}");
+    n_cells
+}
+
+/// Roll `f0` forward over `prepared.len()` snapshot intervals of `substeps` steps each, calling
+/// `observe(k, f_k)` after interval `k = 1..=K`.
+pub fn forward(
+    scheme: &dyn Scheme,
+    prepared: &[&Fields],
+    substeps: usize,
+    f0: &[f64],
+    ws: &mut RolloutWorkspace,
+    mut observe: impl FnMut(usize, &[f64]),
+) {
+    let n_cells = check_shapes(scheme, prepared, substeps, f0);
+    ws.ensure(n_cells, 0);
+    let RolloutWorkspace { work, step: step_ws, .. } = ws;
+    let [w0, w1] = work;
+    let mut in_w0 = false;
+    let mut first = true;
+    for (k, p) in prepared.iter().enumerate() {
+        for _ in 0..substeps {
+            if first {
+                scheme.step(p, f0, w0, step_ws);
+                in_w0 = true;
+                first = false;
+            } else if in_w0 {
+                scheme.step(p, w0, w1, step_ws);
+                in_w0 = false;
+            } else {
+                scheme.step(p, w1, w0, step_ws);
+                in_w0 = true;
+            }
+        }
+        observe(k + 1, if in_w0 { w0 } else { w1 });
+    }
+}
+
+/// Adjoint rollout following `schedule` (over `K·substeps` solver steps).
+///
+/// `loss(k, f_k, lam)` is called exactly once per snapshot, `k = K, K−1, …, 1`, when `f_k` is
+/// available; it adds ∂L/∂f_k into `lam` and returns its loss term. The gradient with respect to
+/// the prepared coefficients of interval `k` is accumulated into `d_prepared[grad_slot[k]]`
+/// (intervals sharing coefficients may share a buffer); ∂L/∂f_0 is left in
+/// [`RolloutWorkspace::d_initial`]. Results are bitwise independent of the schedule.
+#[allow(clippy::too_many_arguments)]
+pub fn gradient(
+    scheme: &dyn Scheme,
+    prepared: &[&Fields],
+    grad_slot: &[usize],
+    d_prepared: &mut [Fields],
+    substeps: usize,
+    f0: &[f64],
+    schedule: &Schedule,
+    ws: &mut RolloutWorkspace,
+    mut loss: impl FnMut(usize, &[f64], &mut [f64]) -> f64,
+) -> RolloutStats {
+    let n_cells = check_shapes(scheme, prepared, substeps, f0);
+    let n_steps = prepared.len() * substeps;
+    assert_eq!(grad_slot.len(), prepared.len(), "one gradient slot per interval");
+    assert!(grad_slot.iter().all(|&g| g < d_prepared.len()), "gradient slot out of range");
+    assert_eq!(schedule.n_steps(), n_steps, "schedule is for {} steps, rollout has {n_steps}", schedule.n_steps());
+    ws.ensure(n_cells, schedule.slots());
+    ws.lam.fill(0.0);
+    ws.occupied.clear();
+    ws.occupied.resize(schedule.slots(), false);
+    let mut stats = RolloutStats::default();
+    if n_steps == 0 {
+        return stats;
+    }
+    let RolloutWorkspace { slots, work, lam, lam_next, step: step_ws, occupied } = ws;
+    let mut current = Current::Input;
+    let mut live = 0usize;
+    let interval = |i: usize| i / substeps;
+
+    // Steps `from..to` of the current state; returns where the result is.
+    let advance = |current: Current, from: usize, to: usize, slots: &[Vec<f64>], work: &mut [Vec<f64>; 2], step_ws: &mut StepWorkspace| {
+        let mut at = current;
+        for i in from..to {
+            let p = prepared[interval(i)];
+            let [w0, w1] = &mut *work;
+            at = match at {
+                Current::Input => {
+                    scheme.step(p, f0, w0, step_ws);
+                    Current::Work(0)
+                }
+                Current::Slot(j) => {
+                    scheme.step(p, &slots[j], w0, step_ws);
+                    Current::Work(0)
+                }
+                Current::Work(0) => {
+                    scheme.step(p, w0, w1, step_ws);
+                    Current::Work(1)
+                }
+                Current::Work(_) => {
+                    scheme.step(p, w1, w0, step_ws);
+                    Current::Work(0)
+                }
+            };
+        }
+        at
+    };
+
+    for action in schedule.actions() {
+        match *action {
+            Action::Advance { from, to } => {
+                current = advance(current, from, to, slots, work, step_ws);
+                stats.forward_steps += (to - from) as u64;
+            }
+            Action::Store { slot, .. } => {
+                debug_assert!(!occupied[slot], "store into an occupied slot");
+                occupied[slot] = true;
+                live += 1;
+                stats.peak_live_states = stats.peak_live_states.max(live);
+                match current {
+                    Current::Input => {
+                        let buf = &mut slots[slot];
+                        buf.clear();
+                        buf.extend_from_slice(f0);
+                    }
+                    Current::Slot(j) => {
+                        let (src, dst) = two_mut(slots, j, slot);
+                        dst.clear();
+                        dst.extend_from_slice(src);
+                    }
+                    Current::Work(w) => {
+                        // Hand the working buffer to the slot and take the slot's old buffer as
+                        // scratch: no copy (it is allocated on first use only).
+                        std::mem::swap(&mut work[w], &mut slots[slot]);
+                        work[w].resize(n_cells, 0.0);
+                    }
+                }
+                current = Current::Slot(slot);
+            }
+            Action::Restore { slot, .. } => {
+                debug_assert!(occupied[slot], "restore from a free slot");
+                current = Current::Slot(slot);
+            }
+            Action::Free { slot } => {
+                occupied[slot] = false;
+                live -= 1;
+            }
+            Action::Adjoint { step } => {
+                let k = interval(step);
+                if step + 1 == n_steps {
+                    // The last state exists only for the loss: one extra evaluation into a
+                    // working buffer that does not hold the current state.
+                    let (state, out): (&[f64], &mut [f64]) = match current {
+                        Current::Input => (f0, &mut work[0]),
+                        Current::Slot(j) => (&slots[j], &mut work[0]),
+                        Current::Work(w) => {
+                            let [w0, w1] = &mut *work;
+                            if w == 0 {
+                                (w0, w1)
+                            } else {
+                                (w1, w0)
+                            }
+                        }
+                    };
+                    scheme.step(prepared[k], state, out, step_ws);
+                    stats.forward_steps += 1;
+                    stats.loss += loss(prepared.len(), out, lam);
+                }
+                let state: &[f64] = match current {
+                    Current::Input => f0,
+                    Current::Slot(j) => &slots[j],
+                    Current::Work(w) => &work[w],
+                };
+                scheme.step_vjp(prepared[k], state, lam, lam_next, &mut d_prepared[grad_slot[k]], step_ws);
+                std::mem::swap(lam, lam_next);
+                if step % substeps == 0 && step > 0 {
+                    stats.loss += loss(step / substeps, state, lam);
+                }
+            }
+        }
+    }
+    stats.recomputed_steps = stats.forward_steps - n_steps as u64;
+    stats
+}
+
+/// Shared `a` and mutable `b` borrows of two distinct elements.
+fn two_mut(v: &mut [Vec<f64>], a: usize, b: usize) -> (&[f64], &mut Vec<f64>) {
+    assert_ne!(a, b);
+    if a < b {
+        let (lo, hi) = v.split_at_mut(b);
+        (&lo[a], &mut hi[0])
+    } else {
+        let (lo, hi) = v.split_at_mut(a);
+        (&hi[0], &mut lo[b])
+    }
+}
