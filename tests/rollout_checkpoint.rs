@@ -396,3 +396,39 @@ fn workspace_is_reused_without_growth() {
     assert_eq!(first.0.to_bits(), again.0.to_bits());
     assert_eq!(first.2.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), again.2.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
 }
+
+#[test]
+fn memory_benchmark_reports_every_case() {
+    use colop::solver::rollout::membench::{memory_benchmark, MemBenchOptions};
+    let toy = Toy::new(21, 21);
+    let coeffs = Fields::from_elem((2, 21, 21), 0.5);
+    let options = MemBenchOptions { n_samples: 6, steps: vec![5, 40], checkpoints: 4, h: 0.05, repeats: 1 };
+    let report = memory_benchmark(&toy, &coeffs, &options);
+    assert_eq!(report["samples"], 6);
+    let cases = report["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 2);
+    for (case, k) in cases.iter().zip([5u64, 40]) {
+        assert_eq!(case["steps"], k);
+        assert_eq!(case["gradients_bitwise_equal"], true, "{case}");
+        assert_eq!(case["loss_matches_forward"], true, "{case}");
+        let ck = &case["checkpointed"];
+        assert_eq!(ck["forward_steps_per_sample"].as_f64().unwrap(), ck["optimal_forward_steps_per_sample"].as_f64().unwrap());
+        assert!(ck["peak_live_states_per_sample"].as_u64().unwrap() <= 4);
+        assert_eq!(case["store_all"]["recomputed_steps_per_sample"], 0.0);
+        assert!(case["forward_s"].as_f64().unwrap() > 0.0);
+        if cfg!(target_os = "linux") {
+            assert!(ck["peak_rss_mb"].as_f64().unwrap() > 0.0, "{case}");
+        }
+    }
+}
+
+/// Full-size figures on the toy scheme: `cargo test --release --test rollout_checkpoint -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn memory_benchmark_full_size() {
+    use colop::solver::rollout::membench::{memory_benchmark, MemBenchOptions};
+    let toy = Toy::new(51, 51);
+    let coeffs = Fields::from_elem((2, 51, 51), 0.5);
+    let report = memory_benchmark(&toy, &coeffs, &MemBenchOptions { h: 0.05, ..MemBenchOptions::default() });
+    println!("{}", serde_json::to_string_pretty(&report).unwrap());
+}

@@ -8,6 +8,10 @@
 //! checkpoints — only time and memory do.
 
 use super::checkpoint::{Action, Schedule};
+
+// Declared here until `src/solver/mod.rs` declares it beside `rollout` and `checkpoint`.
+#[path = "membench.rs"]
+pub mod membench;
 use super::{Scheme, StepWorkspace};
 use crate::operator::Fields;
 
