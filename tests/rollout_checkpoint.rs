@@ -138,7 +138,13 @@ impl Scheme for Toy {
     fn prepare(&self, coeffs: ArrayView3<f64>, h: f64, mut out: ArrayViewMut3<f64>) {
         out.assign(&(&coeffs * h));
     }
-    fn prepare_vjp(&self, _coeffs: ArrayView3<f64>, h: f64, d_prepared: ArrayView3<f64>, mut d_coeffs: ArrayViewMut3<f64>) {
+    fn prepare_vjp(
+        &self,
+        _coeffs: ArrayView3<f64>,
+        h: f64,
+        d_prepared: ArrayView3<f64>,
+        mut d_coeffs: ArrayViewMut3<f64>,
+    ) {
         d_coeffs.scaled_add(h, &d_prepared);
     }
     fn workspace(&self) -> StepWorkspace {
@@ -151,14 +157,23 @@ impl Scheme for Toy {
             for j in 0..ny {
                 let (ii, jj) = (i as isize, j as isize);
                 let c = f[i * ny + j];
-                let lap = self.at(f, ii + 1, jj) + self.at(f, ii - 1, jj) + self.at(f, ii, jj + 1) + self.at(f, ii, jj - 1)
-                    - 4.0 * c;
+                let lap =
+                    self.at(f, ii + 1, jj) + self.at(f, ii - 1, jj) + self.at(f, ii, jj + 1) + self.at(f, ii, jj - 1)
+                        - 4.0 * c;
                 let dx = 0.5 * (self.at(f, ii + 1, jj) - self.at(f, ii - 1, jj));
                 out[i * ny + j] = c + p[[1, i, j]] * lap - p[[0, i, j]] * c * dx;
             }
         }
     }
-    fn step_vjp(&self, p: &Fields, f: &[f64], lam_out: &[f64], lam_in: &mut [f64], d_p: &mut Fields, _ws: &mut StepWorkspace) {
+    fn step_vjp(
+        &self,
+        p: &Fields,
+        f: &[f64],
+        lam_out: &[f64],
+        lam_in: &mut [f64],
+        d_p: &mut Fields,
+        _ws: &mut StepWorkspace,
+    ) {
         let (nx, ny) = (self.grid.nx, self.grid.ny);
         lam_in.fill(0.0);
         for i in 0..nx {
@@ -167,8 +182,9 @@ impl Scheme for Toy {
                 let l = lam_out[i * ny + j];
                 let c = f[i * ny + j];
                 let (a, d) = (p[[0, i, j]], p[[1, i, j]]);
-                let lap = self.at(f, ii + 1, jj) + self.at(f, ii - 1, jj) + self.at(f, ii, jj + 1) + self.at(f, ii, jj - 1)
-                    - 4.0 * c;
+                let lap =
+                    self.at(f, ii + 1, jj) + self.at(f, ii - 1, jj) + self.at(f, ii, jj + 1) + self.at(f, ii, jj - 1)
+                        - 4.0 * c;
                 let dx = 0.5 * (self.at(f, ii + 1, jj) - self.at(f, ii - 1, jj));
                 d_p[[0, i, j]] -= l * c * dx;
                 d_p[[1, i, j]] += l * lap;
@@ -394,7 +410,10 @@ fn workspace_is_reused_without_growth() {
     let again = p.gradient(&schedule, &mut ws);
     assert_eq!(ws.state_bytes(), bytes, "buffers grew on reuse");
     assert_eq!(first.0.to_bits(), again.0.to_bits());
-    assert_eq!(first.2.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), again.2.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+    assert_eq!(
+        first.2.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+        again.2.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -412,7 +431,10 @@ fn memory_benchmark_reports_every_case() {
         assert_eq!(case["gradients_bitwise_equal"], true, "{case}");
         assert_eq!(case["loss_matches_forward"], true, "{case}");
         let ck = &case["checkpointed"];
-        assert_eq!(ck["forward_steps_per_sample"].as_f64().unwrap(), ck["optimal_forward_steps_per_sample"].as_f64().unwrap());
+        assert_eq!(
+            ck["forward_steps_per_sample"].as_f64().unwrap(),
+            ck["optimal_forward_steps_per_sample"].as_f64().unwrap()
+        );
         assert!(ck["peak_live_states_per_sample"].as_u64().unwrap() <= 4);
         assert_eq!(case["store_all"]["recomputed_steps_per_sample"], 0.0);
         assert!(case["forward_s"].as_f64().unwrap() > 0.0);

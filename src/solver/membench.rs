@@ -5,10 +5,10 @@
 //! reset (`5` written to `/proc/self/clear_refs`) and `VmHWM` is read from `/proc/self/status`
 //! afterwards. Where that is unavailable the figures are `null`.
 
+use crate::operator::Fields;
 use crate::solver::checkpoint::{min_forward_steps, Schedule};
 use crate::solver::rollout::{forward, gradient, RolloutWorkspace};
 use crate::solver::Scheme;
-use crate::operator::Fields;
 use rayon::prelude::*;
 use serde_json::{json, Value};
 use std::time::Instant;
@@ -98,7 +98,14 @@ struct GradientRun {
     d_prepared: Fields,
 }
 
-fn run_gradient(scheme: &dyn Scheme, prepared: &Fields, f0s: &[Vec<f64>], k: usize, schedule: &Schedule, repeats: usize) -> GradientRun {
+fn run_gradient(
+    scheme: &dyn Scheme,
+    prepared: &Fields,
+    f0s: &[Vec<f64>],
+    k: usize,
+    schedule: &Schedule,
+    repeats: usize,
+) -> GradientRun {
     let per_interval = vec![prepared; k];
     let grad_slot = vec![0usize; k];
     let mut best = f64::INFINITY;
@@ -114,9 +121,10 @@ fn run_gradient(scheme: &dyn Scheme, prepared: &Fields, f0s: &[Vec<f64>], k: usi
                     let mut d = vec![Fields::zeros(prepared.raw_dim())];
                     let (mut loss, mut fwd, mut rec, mut live) = (0.0, 0, 0, 0);
                     for f0 in chunk {
-                        let stats = gradient(scheme, &per_interval, &grad_slot, &mut d, 1, f0, schedule, ws, |_, f, lam| {
-                            snapshot_loss(f, f0.as_slice(), lam)
-                        });
+                        let stats =
+                            gradient(scheme, &per_interval, &grad_slot, &mut d, 1, f0, schedule, ws, |_, f, lam| {
+                                snapshot_loss(f, f0.as_slice(), lam)
+                            });
                         loss += stats.loss;
                         fwd += stats.forward_steps;
                         rec += stats.recomputed_steps;
@@ -206,14 +214,17 @@ pub fn memory_benchmark(scheme: &dyn Scheme, coeffs: &Fields, options: &MemBench
     let f0s = initial_states(scheme, options.n_samples);
     let baseline_rss = rss_mb();
     let steps = &options.steps;
-    let forward: Vec<(f64, f64)> = steps.iter().map(|&k| run_forward(scheme, &prepared, &f0s, k, options.repeats)).collect();
+    let forward: Vec<(f64, f64)> =
+        steps.iter().map(|&k| run_forward(scheme, &prepared, &f0s, k, options.repeats)).collect();
     let slots_ckpt = |k: usize| options.checkpoints.clamp(1, k.max(1));
     let checkpointed: Vec<GradientRun> = steps
         .iter()
         .map(|&k| run_gradient(scheme, &prepared, &f0s, k, &Schedule::binomial(k, slots_ckpt(k)), options.repeats))
         .collect();
-    let store_all: Vec<GradientRun> =
-        steps.iter().map(|&k| run_gradient(scheme, &prepared, &f0s, k, &Schedule::store_all(k), options.repeats)).collect();
+    let store_all: Vec<GradientRun> = steps
+        .iter()
+        .map(|&k| run_gradient(scheme, &prepared, &f0s, k, &Schedule::store_all(k), options.repeats))
+        .collect();
     let mut cases = Vec::new();
     for (i, &k) in steps.iter().enumerate() {
         let (forward_s, forward_loss) = forward[i];

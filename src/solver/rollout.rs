@@ -49,7 +49,10 @@ impl RolloutWorkspace {
     /// Bytes held by state-sized buffers (slots, working states, adjoints).
     pub fn state_bytes(&self) -> usize {
         let len = |v: &Vec<f64>| v.capacity() * std::mem::size_of::<f64>();
-        self.slots.iter().map(len).sum::<usize>() + self.work.iter().map(len).sum::<usize>() + len(&self.lam) + len(&self.lam_next)
+        self.slots.iter().map(len).sum::<usize>()
+            + self.work.iter().map(len).sum::<usize>()
+            + len(&self.lam)
+            + len(&self.lam_next)
     }
 
     fn ensure(&mut self, n_cells: usize, n_slots: usize) {
@@ -165,7 +168,12 @@ pub fn gradient(
     let interval = |i: usize| i / substeps;
 
     // Steps `from..to` of the current state; returns where the result is.
-    let advance = |current: Current, from: usize, to: usize, slots: &[Vec<f64>], work: &mut [Vec<f64>; 2], step_ws: &mut StepWorkspace| {
+    let advance = |current: Current,
+                   from: usize,
+                   to: usize,
+                   slots: &[Vec<f64>],
+                   work: &mut [Vec<f64>; 2],
+                   step_ws: &mut StepWorkspace| {
         let mut at = current;
         for i in from..to {
             let p = prepared[interval(i)];
