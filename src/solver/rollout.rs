@@ -109,24 +109,12 @@ pub fn forward(
     let n_cells = check_shapes(scheme, prepared, substeps, f0);
     ws.ensure(n_cells, 0);
     let RolloutWorkspace { work, step: step_ws, .. } = ws;
-    let [w0, w1] = work;
-    let mut in_w0 = false;
-    let mut first = true;
+    let mut current = Current::Input;
     for (k, p) in prepared.iter().enumerate() {
         for _ in 0..substeps {
-            if first {
-                scheme.step(p, f0, w0, step_ws);
-                in_w0 = true;
-                first = false;
-            } else if in_w0 {
-                scheme.step(p, w0, w1, step_ws);
-                in_w0 = false;
-            } else {
-                scheme.step(p, w1, w0, step_ws);
-                in_w0 = true;
-            }
+            current = step_from(scheme, p, current, f0, &[], work, step_ws);
         }
-        observe(k + 1, if in_w0 { w0 } else { w1 });
+        observe(k + 1, state(current, f0, &[], work));
     }
 }
 
@@ -167,43 +155,12 @@ pub fn gradient(
     let mut live = 0usize;
     let interval = |i: usize| i / substeps;
 
-    // Steps `from..to` of the current state; returns where the result is.
-    let advance = |current: Current,
-                   from: usize,
-                   to: usize,
-                   slots: &[Vec<f64>],
-                   work: &mut [Vec<f64>; 2],
-                   step_ws: &mut StepWorkspace| {
-        let mut at = current;
-        for i in from..to {
-            let p = prepared[interval(i)];
-            let [w0, w1] = &mut *work;
-            at = match at {
-                Current::Input => {
-                    scheme.step(p, f0, w0, step_ws);
-                    Current::Work(0)
-                }
-                Current::Slot(j) => {
-                    scheme.step(p, &slots[j], w0, step_ws);
-                    Current::Work(0)
-                }
-                Current::Work(0) => {
-                    scheme.step(p, w0, w1, step_ws);
-                    Current::Work(1)
-                }
-                Current::Work(_) => {
-                    scheme.step(p, w1, w0, step_ws);
-                    Current::Work(0)
-                }
-            };
-        }
-        at
-    };
-
     for action in schedule.actions() {
         match *action {
             Action::Advance { from, to } => {
-                current = advance(current, from, to, slots, work, step_ws);
+                for i in from..to {
+                    current = step_from(scheme, prepared[interval(i)], current, f0, slots, work, step_ws);
+                }
                 stats.forward_steps += (to - from) as u64;
             }
             Action::Store { slot, .. } => {
@@ -244,37 +201,52 @@ pub fn gradient(
                 if step + 1 == n_steps {
                     // The last state exists only for the loss: one extra evaluation into a
                     // working buffer that does not hold the current state.
-                    let (state, out): (&[f64], &mut [f64]) = match current {
-                        Current::Input => (f0, &mut work[0]),
-                        Current::Slot(j) => (&slots[j], &mut work[0]),
-                        Current::Work(w) => {
-                            let [w0, w1] = &mut *work;
-                            if w == 0 {
-                                (w0, w1)
-                            } else {
-                                (w1, w0)
-                            }
-                        }
-                    };
-                    scheme.step(prepared[k], state, out, step_ws);
+                    let last = step_from(scheme, prepared[k], current, f0, slots, work, step_ws);
                     stats.forward_steps += 1;
-                    stats.loss += loss(prepared.len(), out, lam);
+                    stats.loss += loss(prepared.len(), state(last, f0, slots, work), lam);
                 }
-                let state: &[f64] = match current {
-                    Current::Input => f0,
-                    Current::Slot(j) => &slots[j],
-                    Current::Work(w) => &work[w],
-                };
-                scheme.step_vjp(prepared[k], state, lam, lam_next, &mut d_prepared[grad_slot[k]], step_ws);
+                let f = state(current, f0, slots, work);
+                scheme.step_vjp(prepared[k], f, lam, lam_next, &mut d_prepared[grad_slot[k]], step_ws);
                 std::mem::swap(lam, lam_next);
                 if step % substeps == 0 && step > 0 {
-                    stats.loss += loss(step / substeps, state, lam);
+                    stats.loss += loss(step / substeps, f, lam);
                 }
             }
         }
     }
     stats.recomputed_steps = stats.forward_steps - n_steps as u64;
     stats
+}
+
+/// The state `current` refers to.
+fn state<'a>(current: Current, f0: &'a [f64], slots: &'a [Vec<f64>], work: &'a [Vec<f64>; 2]) -> &'a [f64] {
+    match current {
+        Current::Input => f0,
+        Current::Slot(j) => &slots[j],
+        Current::Work(w) => &work[w],
+    }
+}
+
+/// One step from the state `current` refers to into a working buffer that does not hold it;
+/// returns where the new state is.
+fn step_from(
+    scheme: &dyn Scheme,
+    prepared: &Fields,
+    current: Current,
+    f0: &[f64],
+    slots: &[Vec<f64>],
+    work: &mut [Vec<f64>; 2],
+    step_ws: &mut StepWorkspace,
+) -> Current {
+    let [w0, w1] = work;
+    let (src, out, next): (&[f64], &mut [f64], _) = match current {
+        Current::Input => (f0, w0, Current::Work(0)),
+        Current::Slot(j) => (&slots[j], w0, Current::Work(0)),
+        Current::Work(0) => (w0, w1, Current::Work(1)),
+        Current::Work(_) => (w1, w0, Current::Work(0)),
+    };
+    scheme.step(prepared, src, out, step_ws);
+    next
 }
 
 /// Shared `a` and mutable `b` borrows of two distinct elements.
