@@ -2,7 +2,7 @@
 //! with its own colour bar.
 
 use super::colormap::{Scale, MASKED};
-use super::{draw_msg, render, text_font, tick_formatter, title_font, titled, Area, PlotError, TITLE_BAND};
+use super::{check_size, draw_msg, render, text_font, tick_formatter, title_font, titled, Area, PlotError, TITLE_BAND};
 use crate::grid::VelocityGrid;
 use ndarray::ArrayView2;
 use plotters::prelude::*;
@@ -101,6 +101,7 @@ pub fn heatmaps(path: &Path, title: &str, panels: &[Panel], layout: Layout) -> R
         ranges.push(range);
     }
     let (rows, cols) = layout.grid_for(panels.len());
+    check_size(path, layout.panel_size, rows, cols)?;
     let (w, h) = layout.panel_size;
     let band = if title.is_empty() { 0 } else { TITLE_BAND };
     let size = (cols as u32 * w, rows as u32 * h + band);

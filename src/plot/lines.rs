@@ -1,7 +1,7 @@
 //! Line figures: labelled curves with a legend (loss curves, radial profiles, errors and moments
 //! against time), alone or as small multiples.
 
-use super::{draw_msg, render, text_font, tick_formatter, titled, Area, PlotError, TITLE_BAND};
+use super::{check_size, draw_msg, render, text_font, tick_formatter, titled, Area, PlotError, TITLE_BAND};
 use plotters::coord::ranged1d::{Ranged, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
@@ -108,6 +108,7 @@ pub fn grid_of_lines(
     let all_bounds = plots.iter().map(|p| bounds(path, p)).collect::<Result<Vec<_>, _>>()?;
     let cols = cols.clamp(1, plots.len());
     let rows = plots.len().div_ceil(cols);
+    check_size(path, panel_size, rows, cols)?;
     let band = if title.is_empty() { 0 } else { TITLE_BAND };
     let size = (cols as u32 * panel_size.0, rows as u32 * panel_size.1 + band);
     render(path, size, |root| {

@@ -157,6 +157,26 @@ fn text_font(size: u32) -> TextStyle<'static> {
     FontDesc::new(FontFamily::Name(FAMILY), size as f64, FontStyle::Normal).color(&BLACK)
 }
 
+/// Smallest panel that leaves room for axes, labels and a colour bar, pixels.
+const MIN_PANEL: (u32, u32) = (240, 180);
+/// Largest figure side, pixels (keeps the RGB buffer bounded).
+const MAX_SIDE: u32 = 16384;
+
+/// Reject panel sizes too small to draw into and figures too large to allocate.
+fn check_size(path: &Path, panel: (u32, u32), rows: usize, cols: usize) -> Result<(), PlotError> {
+    if panel.0 < MIN_PANEL.0 || panel.1 < MIN_PANEL.1 {
+        return Err(PlotError::data(
+            path,
+            format!("panel size {}×{} is below the minimum {}×{} pixels", panel.0, panel.1, MIN_PANEL.0, MIN_PANEL.1),
+        ));
+    }
+    let (w, h) = (panel.0 as u64 * cols as u64, panel.1 as u64 * rows as u64 + TITLE_BAND as u64);
+    if w > MAX_SIDE as u64 || h > MAX_SIDE as u64 {
+        return Err(PlotError::data(path, format!("figure of {w}×{h} pixels exceeds {MAX_SIDE} pixels per side")));
+    }
+    Ok(())
+}
+
 /// Height of the figure title band, pixels.
 const TITLE_BAND: u32 = 44;
 
@@ -239,6 +259,9 @@ mod tests {
         assert!(err.to_string().contains("30×31"), "{err}");
         let err = heatmaps(&path, "t", &[Panel::new("p", a.view(), &grid, Scale::Sequential).range(1.0, 1.0)], layout);
         assert!(err.is_err());
+        let tiny = Layout { cols: 1, panel_size: (0, 0) };
+        let err = heatmaps(&path, "t", &[Panel::new("p", a.view(), &grid, Scale::Sequential)], tiny).unwrap_err();
+        assert!(err.to_string().contains("minimum"), "{err}");
     }
 
     #[test]
@@ -286,6 +309,8 @@ mod tests {
         ];
         let path = dir.path().join("grid.png");
         grid_of_lines(&path, "Small multiples", &plots, 2, (420, 300)).unwrap();
+        assert!(grid_of_lines(&path, "t", &plots, 2, (10, 10)).is_err());
+        assert!(grid_of_lines(&path, "t", &plots, 2, (100_000, 300)).is_err());
         assert_eq!(png_size(&path), (840, 600 + TITLE_BAND));
     }
 
