@@ -99,9 +99,16 @@ pub fn min_forward_steps(n: usize, s: usize) -> u64 {
     }
 }
 
+/// Slots that avoid all recomputation for `n_steps` steps: every state but the last, which is
+/// current when its adjoint runs.
+pub fn store_all_slots(n_steps: usize) -> usize {
+    n_steps.saturating_sub(1).max(1)
+}
+
 /// Resolve `solver.checkpoints` to a slot count per sample for a rollout of `n_steps` steps.
 ///
-/// `all` stores every state (`n_steps` slots). A count is capped at `n_steps` (more is useless).
+/// `all` stores every state but the last (`n_steps − 1` slots, at least one). A count is capped
+/// there (more is useless).
 /// `auto` gives each of the `in_flight` samples (one per thread) an equal share of
 /// `memory_budget_mb` MiB; besides its slots a sample keeps four state-sized working buffers
 /// (current and next state, two adjoints). It stores everything when that fits and otherwise
@@ -113,7 +120,7 @@ pub fn resolve(
     in_flight: usize,
     n_steps: usize,
 ) -> Result<usize, CheckpointError> {
-    let all = n_steps.max(1);
+    let all = store_all_slots(n_steps);
     match config {
         Checkpoints::Count(0) => Err(CheckpointError::Zero(0)),
         Checkpoints::Count(c) => Ok(c.min(all)),
@@ -151,12 +158,18 @@ impl Schedule {
 
     /// Store every state but the last: no recomputation, `max(n_steps − 1, 1)` slots.
     pub fn store_all(n_steps: usize) -> Self {
-        Self::binomial(n_steps, n_steps.saturating_sub(1).max(1))
+        Self::binomial(n_steps, store_all_slots(n_steps))
     }
 
-    /// The schedule for a resolved slot count (store-all when `slots ≥ n_steps`).
-    pub fn new(n_steps: usize, slots: usize) -> Self {
-        Self::binomial(n_steps, slots)
+    /// The schedule `solver.checkpoints` asks for (see [`resolve`]).
+    pub fn from_config(
+        config: Checkpoints,
+        memory_budget_mb: f64,
+        state_bytes: usize,
+        in_flight: usize,
+        n_steps: usize,
+    ) -> Result<Self, CheckpointError> {
+        Ok(Self::binomial(n_steps, resolve(config, memory_budget_mb, state_bytes, in_flight, n_steps)?))
     }
 
     pub fn n_steps(&self) -> usize {
@@ -322,15 +335,17 @@ mod tests {
     #[test]
     fn resolve_modes() {
         use super::super::{CheckpointWord::*, Checkpoints::*};
-        assert_eq!(resolve(Word(All), 1.0, 8, 2, 1900), Ok(1900));
+        assert_eq!(resolve(Word(All), 1.0, 8, 2, 1900), Ok(1899));
         assert_eq!(resolve(Count(10), 1.0, 8, 2, 1900), Ok(10));
-        assert_eq!(resolve(Count(5000), 1.0, 8, 2, 1900), Ok(1900));
+        assert_eq!(resolve(Count(5000), 1.0, 8, 2, 1900), Ok(1899));
         assert_eq!(resolve(Count(0), 1.0, 8, 2, 1900), Err(CheckpointError::Zero(0)));
         // 1 MiB over 2 samples of 64 KiB states: 8 states each, minus 4 working buffers.
         assert_eq!(resolve(Word(Auto), 1.0, 65536, 2, 1900), Ok(4));
-        assert_eq!(resolve(Word(Auto), 1.0, 65536, 2, 3), Ok(3));
+        assert_eq!(resolve(Word(Auto), 1.0, 65536, 2, 3), Ok(2));
+        assert_eq!(resolve(Word(All), 1.0, 8, 2, 0), Ok(1));
         assert!(matches!(resolve(Word(Auto), 0.1, 65536, 2, 100), Err(CheckpointError::BudgetTooSmall { .. })));
         assert!(matches!(resolve(Word(Auto), f64::NAN, 8, 2, 100), Err(CheckpointError::BadBudget(_))));
+        assert_eq!(Schedule::from_config(Word(Auto), 256.0, 20808, 2, 95).unwrap(), Schedule::store_all(95));
         let msg = resolve(Word(Auto), 0.1, 65536, 2, 100).unwrap_err().to_string();
         assert!(msg.contains("solver.memory_budget_mb") && !msg.contains('\n'), "{msg}");
     }
