@@ -70,7 +70,7 @@ pub fn epoch_benchmark(kind: ModelKind, solver_spec: &SolverSpec, unroll: usize,
     let samples: Vec<Sample> = (0..windows).map(|i| Sample { run: 0, start: 5 + i, intervals: unroll }).collect();
     let runs = vec![Some(slice)];
     let mut theta = model.init_params(1);
-    let problem = Problem { model: model.as_ref(), scheme: scheme.as_ref(), loss: LossKind::Mae, mode: LossMode::Accumulated, cond: vec![vec![]], checkpoints: unroll + 1 };
+    let problem = Problem { model: model.as_ref(), scheme: scheme.as_ref(), loss: LossKind::Mae, mode: LossMode::Accumulated, cond: vec![vec![]], checkpoints: solver_spec.checkpoints, memory_budget_mb: solver_spec.memory_budget_mb };
     let block = crate::train::dataset::block_size(samples.len());
     let mut adam = crate::train::adam::Adam::new(theta.len());
     let mut best = f64::INFINITY;
@@ -80,7 +80,7 @@ pub fn epoch_benchmark(kind: ModelKind, solver_spec: &SolverSpec, unroll: usize,
         let coeffs = problem.coefficients(&theta, &[(0, 1.0)], &runs);
         let t1 = Instant::now();
         let mut acc = ExactSum::new(problem.acc_len());
-        problem.accumulate_gradient(&coeffs, &runs, &samples, 0, samples.len(), block, &mut acc);
+        problem.accumulate_gradient(&coeffs, &runs, &samples, 0, samples.len(), block, &mut acc)?;
         let t2 = Instant::now();
         let g = acc.to_f64();
         let mut d = vec![0.0; theta.len()];

@@ -150,11 +150,8 @@ pub mod fp_model;
 pub mod import;
 pub mod kernel;
 pub mod mlp;
-<<<<<<< HEAD
-pub mod radial;
-=======
 pub mod nn;
->>>>>>> mlp
+pub mod radial;
 pub mod saved;
 pub mod symmetry;
 pub mod tensor;

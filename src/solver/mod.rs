@@ -15,11 +15,9 @@ use serde::{Deserialize, Serialize};
 pub mod bench;
 pub mod central;
 pub mod checkpoint;
-<<<<<<< HEAD
 pub mod conservative;
-=======
 pub mod kernel;
->>>>>>> mlp
+pub mod membench;
 pub mod rollout;
 pub mod stencil;
 

@@ -1,58 +1,259 @@
-//! Multi-step rollouts (placeholder: store-all).
+//! Multi-step rollouts of a [`super::Scheme`]: forward, and adjoint with checkpointed
+//! recomputation.
+//!
+//! A rollout covers `K` snapshot intervals of `substeps` solver steps each, `n = K·substeps` steps
+//! in all; interval `k` (0-based) uses prepared coefficients `prepared[k]`. The adjoint follows a
+//! [`Schedule`]: whatever the schedule, the same adjoint steps run in the same order on the same
+//! (recomputed, hence bitwise equal) states, so the gradients do not depend on the number of
+//! checkpoints — only time and memory do.
+
+use super::checkpoint::{Action, Schedule};
+
 use super::{Scheme, StepWorkspace};
 use crate::operator::Fields;
 
-#[derive(Default)]
+/// Per-thread buffers of rollouts, reused across samples: checkpoint slots (allocated on first
+/// use, at most the schedule's slot count), two working states, two adjoint states and the
+/// scheme's step workspace. Nothing is allocated per step.
+#[derive(Default, Debug)]
 pub struct RolloutWorkspace {
-    ws: Option<StepWorkspace>,
+    slots: Vec<Vec<f64>>,
+    work: [Vec<f64>; 2],
+    lam: Vec<f64>,
+    lam_next: Vec<f64>,
+    step: StepWorkspace,
+    /// Which slots hold a live state (checks the schedule in debug builds).
+    occupied: Vec<bool>,
 }
-pub struct RolloutStats {
-    pub loss: f64,
-}
-pub fn forward(scheme: &dyn Scheme, prepared: &[&Fields], substeps: usize, f0: &[f64], ws: &mut RolloutWorkspace, mut observe: impl FnMut(usize, &[f64])) {
-    let ws = ws.ws.get_or_insert_with(|| scheme.workspace());
-    let mut f = f0.to_vec();
-    let mut g = f.clone();
-    for (k, p) in prepared.iter().enumerate() {
-        for _ in 0..substeps {
-            scheme.step(p, &f, &mut g, ws);
-            std::mem::swap(&mut f, &mut g);
+
+impl RolloutWorkspace {
+    /// An empty workspace for `scheme` (buffers grow on first use).
+    pub fn new(scheme: &dyn Scheme) -> Self {
+        Self { step: scheme.workspace(), ..Self::default() }
+    }
+
+    /// ∂L/∂f_0 after [`gradient`].
+    pub fn d_initial(&self) -> &[f64] {
+        &self.lam
+    }
+
+    /// Number of state buffers allocated for checkpoint slots (never more than the largest
+    /// schedule's slot count this workspace has run).
+    pub fn allocated_slots(&self) -> usize {
+        self.slots.iter().filter(|s| !s.is_empty()).count()
+    }
+
+    /// Bytes held by state-sized buffers (slots, working states, adjoints).
+    pub fn state_bytes(&self) -> usize {
+        let len = |v: &Vec<f64>| v.capacity() * std::mem::size_of::<f64>();
+        self.slots.iter().map(len).sum::<usize>()
+            + self.work.iter().map(len).sum::<usize>()
+            + len(&self.lam)
+            + len(&self.lam_next)
+    }
+
+    fn ensure(&mut self, n_cells: usize, n_slots: usize) {
+        for b in self.work.iter_mut().chain([&mut self.lam, &mut self.lam_next]) {
+            b.resize(n_cells, 0.0);
         }
-        observe(k + 1, &f);
+        if self.slots.len() < n_slots {
+            self.slots.resize_with(n_slots, Vec::new);
+        }
     }
 }
+
+/// What one adjoint rollout did.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RolloutStats {
+    /// Σ over snapshots of the loss terms returned by the callback (summed from k = K down to 1).
+    pub loss: f64,
+    /// Forward step evaluations (advances plus the last step).
+    pub forward_steps: u64,
+    /// Forward steps beyond the `n` of a plain forward rollout.
+    pub recomputed_steps: u64,
+    /// Most checkpoint slots holding a state at once.
+    pub peak_live_states: usize,
+}
+
+/// Where the current state lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Current {
+    Input,
+    Slot(usize),
+    Work(usize),
+}
+
+fn check_shapes(scheme: &dyn Scheme, prepared: &[&Fields], substeps: usize, f0: &[f64]) -> usize {
+    let n_cells = scheme.grid().n_cells();
+    assert!(substeps >= 1, "rollout needs at least one substep per interval");
+    assert_eq!(f0.len(), n_cells, "initial state has {} values, grid has {n_cells} cells", f0.len());
+    let (nx, ny) = scheme.grid().shape();
+    let shape = [scheme.n_prepared(), nx, ny];
+    assert!(prepared.iter().all(|p| p.shape() == shape), "prepared coefficients must have shape {shape:?}");
+    n_cells
+}
+
+/// Roll `f0` forward over `prepared.len()` snapshot intervals of `substeps` steps each, calling
+/// `observe(k, f_k)` after interval `k = 1..=K`.
+pub fn forward(
+    scheme: &dyn Scheme,
+    prepared: &[&Fields],
+    substeps: usize,
+    f0: &[f64],
+    ws: &mut RolloutWorkspace,
+    mut observe: impl FnMut(usize, &[f64]),
+) {
+    let n_cells = check_shapes(scheme, prepared, substeps, f0);
+    ws.ensure(n_cells, 0);
+    let RolloutWorkspace { work, step: step_ws, .. } = ws;
+    let mut current = Current::Input;
+    for (k, p) in prepared.iter().enumerate() {
+        for _ in 0..substeps {
+            current = step_from(scheme, p, current, f0, &[], work, step_ws);
+        }
+        observe(k + 1, state(current, f0, &[], work));
+    }
+}
+
+/// Adjoint rollout following `schedule` (over `K·substeps` solver steps).
+///
+/// `loss(k, f_k, lam)` is called exactly once per snapshot, `k = K, K−1, …, 1`, when `f_k` is
+/// available; it adds ∂L/∂f_k into `lam` and returns its loss term. The gradient with respect to
+/// the prepared coefficients of interval `k` is accumulated into `d_prepared[grad_slot[k]]`
+/// (intervals sharing coefficients may share a buffer); ∂L/∂f_0 is left in
+/// [`RolloutWorkspace::d_initial`]. Results are bitwise independent of the schedule.
 #[allow(clippy::too_many_arguments)]
 pub fn gradient(
     scheme: &dyn Scheme,
     prepared: &[&Fields],
     grad_slot: &[usize],
+    d_prepared: &mut [Fields],
     substeps: usize,
     f0: &[f64],
-    _checkpoints: usize,
-    loss: &mut dyn FnMut(usize, &[f64], &mut [f64]) -> f64,
-    d_prepared: &mut [Fields],
+    schedule: &Schedule,
     ws: &mut RolloutWorkspace,
+    mut loss: impl FnMut(usize, &[f64], &mut [f64]) -> f64,
 ) -> RolloutStats {
-    let sw = ws.ws.get_or_insert_with(|| scheme.workspace());
-    let mut states = vec![f0.to_vec()];
-    for p in prepared {
-        for _ in 0..substeps {
-            let mut g = vec![0.0; f0.len()];
-            scheme.step(p, states.last().unwrap(), &mut g, sw);
-            states.push(g);
+    let n_cells = check_shapes(scheme, prepared, substeps, f0);
+    let n_steps = prepared.len() * substeps;
+    assert_eq!(grad_slot.len(), prepared.len(), "one gradient slot per interval");
+    assert!(grad_slot.iter().all(|&g| g < d_prepared.len()), "gradient slot out of range");
+    assert_eq!(schedule.n_steps(), n_steps, "schedule is for {} steps, rollout has {n_steps}", schedule.n_steps());
+    ws.ensure(n_cells, schedule.slots());
+    ws.lam.fill(0.0);
+    ws.occupied.clear();
+    ws.occupied.resize(schedule.slots(), false);
+    let mut stats = RolloutStats::default();
+    if n_steps == 0 {
+        return stats;
+    }
+    let RolloutWorkspace { slots, work, lam, lam_next, step: step_ws, occupied } = ws;
+    let mut current = Current::Input;
+    let mut live = 0usize;
+    let interval = |i: usize| i / substeps;
+
+    for action in schedule.actions() {
+        match *action {
+            Action::Advance { from, to } => {
+                for i in from..to {
+                    current = step_from(scheme, prepared[interval(i)], current, f0, slots, work, step_ws);
+                }
+                stats.forward_steps += (to - from) as u64;
+            }
+            Action::Store { slot, .. } => {
+                debug_assert!(!occupied[slot], "store into an occupied slot");
+                occupied[slot] = true;
+                live += 1;
+                stats.peak_live_states = stats.peak_live_states.max(live);
+                match current {
+                    Current::Input => {
+                        let buf = &mut slots[slot];
+                        buf.clear();
+                        buf.extend_from_slice(f0);
+                    }
+                    Current::Slot(j) => {
+                        let (src, dst) = two_mut(slots, j, slot);
+                        dst.clear();
+                        dst.extend_from_slice(src);
+                    }
+                    Current::Work(w) => {
+                        // Hand the working buffer to the slot and take the slot's old buffer as
+                        // scratch: no copy (it is allocated on first use only).
+                        std::mem::swap(&mut work[w], &mut slots[slot]);
+                        work[w].resize(n_cells, 0.0);
+                    }
+                }
+                current = Current::Slot(slot);
+            }
+            Action::Restore { slot, .. } => {
+                debug_assert!(occupied[slot], "restore from a free slot");
+                current = Current::Slot(slot);
+            }
+            Action::Free { slot } => {
+                occupied[slot] = false;
+                live -= 1;
+            }
+            Action::Adjoint { step } => {
+                let k = interval(step);
+                if step + 1 == n_steps {
+                    // The last state exists only for the loss: one extra evaluation into a
+                    // working buffer that does not hold the current state.
+                    let last = step_from(scheme, prepared[k], current, f0, slots, work, step_ws);
+                    stats.forward_steps += 1;
+                    stats.loss += loss(prepared.len(), state(last, f0, slots, work), lam);
+                }
+                let f = state(current, f0, slots, work);
+                scheme.step_vjp(prepared[k], f, lam, lam_next, &mut d_prepared[grad_slot[k]], step_ws);
+                std::mem::swap(lam, lam_next);
+                if step % substeps == 0 && step > 0 {
+                    stats.loss += loss(step / substeps, f, lam);
+                }
+            }
         }
     }
-    let mut lam = vec![0.0; f0.len()];
-    let mut lam2 = vec![0.0; f0.len()];
-    let mut total = 0.0;
-    let n = prepared.len() * substeps;
-    for i in (0..n).rev() {
-        if (i + 1) % substeps == 0 {
-            total += loss((i + 1) / substeps, &states[i + 1], &mut lam);
-        }
-        let k = i / substeps;
-        scheme.step_vjp(prepared[k], &states[i], &lam, &mut lam2, &mut d_prepared[grad_slot[k]], sw);
-        std::mem::swap(&mut lam, &mut lam2);
+    stats.recomputed_steps = stats.forward_steps - n_steps as u64;
+    stats
+}
+
+/// The state `current` refers to.
+fn state<'a>(current: Current, f0: &'a [f64], slots: &'a [Vec<f64>], work: &'a [Vec<f64>; 2]) -> &'a [f64] {
+    match current {
+        Current::Input => f0,
+        Current::Slot(j) => &slots[j],
+        Current::Work(w) => &work[w],
     }
-    RolloutStats { loss: total }
+}
+
+/// One step from the state `current` refers to into a working buffer that does not hold it;
+/// returns where the new state is.
+fn step_from(
+    scheme: &dyn Scheme,
+    prepared: &Fields,
+    current: Current,
+    f0: &[f64],
+    slots: &[Vec<f64>],
+    work: &mut [Vec<f64>; 2],
+    step_ws: &mut StepWorkspace,
+) -> Current {
+    let [w0, w1] = work;
+    let (src, out, next): (&[f64], &mut [f64], _) = match current {
+        Current::Input => (f0, w0, Current::Work(0)),
+        Current::Slot(j) => (&slots[j], w0, Current::Work(0)),
+        Current::Work(0) => (w0, w1, Current::Work(1)),
+        Current::Work(_) => (w1, w0, Current::Work(0)),
+    };
+    scheme.step(prepared, src, out, step_ws);
+    next
+}
+
+/// Shared `a` and mutable `b` borrows of two distinct elements.
+fn two_mut(v: &mut [Vec<f64>], a: usize, b: usize) -> (&[f64], &mut Vec<f64>) {
+    assert_ne!(a, b);
+    if a < b {
+        let (lo, hi) = v.split_at_mut(b);
+        (&lo[a], &mut hi[0])
+    } else {
+        let (lo, hi) = v.split_at_mut(a);
+        (&hi[0], &mut lo[b])
+    }
 }

@@ -9,8 +9,10 @@
 use crate::config::{LossKind, LossMode};
 use crate::dist::ExactSum;
 use crate::operator::{Fields, OperatorModel};
+use crate::solver::checkpoint::Schedule;
 use crate::solver::rollout::{self, RolloutWorkspace};
-use crate::solver::Scheme;
+use crate::solver::{Checkpoints, Scheme};
+use std::collections::BTreeMap;
 use ndarray::{Array3, ArrayView2};
 use rayon::prelude::*;
 
@@ -53,8 +55,10 @@ pub struct Problem<'a> {
     pub mode: LossMode,
     /// Normalised conditioner vector of each context.
     pub cond: Vec<Vec<f64>>,
-    /// States stored per sample in adjoint rollouts.
-    pub checkpoints: usize,
+    /// `solver.checkpoints` and `solver.memory_budget_mb`: states stored per sample in adjoint
+    /// rollouts.
+    pub checkpoints: Checkpoints,
+    pub memory_budget_mb: f64,
 }
 
 /// Coefficients derived from θ for one epoch, shared by all samples.
@@ -169,6 +173,7 @@ impl<'a> Problem<'a> {
         runs: &[Option<RunSlice>],
         s: Sample,
         batch: usize,
+        schedules: &BTreeMap<usize, Schedule>,
         ws: &mut RolloutWorkspace,
     ) -> (f64, Vec<f64>) {
         let slice = runs[s.run].as_ref().expect("rank holds the runs of its samples");
@@ -194,16 +199,17 @@ impl<'a> Problem<'a> {
             }
             crate::train::loss::add_loss(loss_kind, state, slice.snapshot(s.start + k), w, lam)
         };
+        let schedule = &schedules[&(k_max * c.substeps[s.run])];
         let stats = rollout::gradient(
             self.scheme,
             &prepared,
             &grad_slot,
+            &mut d_prepared,
             c.substeps[s.run],
             slice.snapshot(s.start),
-            self.checkpoints,
-            &mut loss,
-            &mut d_prepared,
+            schedule,
             ws,
+            &mut loss,
         );
         let mut grad = vec![0.0; self.ctx_len()];
         let flen = shape.0 * shape.1 * shape.2;
@@ -262,7 +268,15 @@ impl<'a> Problem<'a> {
         batch: usize,
         block: usize,
         acc: &mut ExactSum,
-    ) {
+    ) -> anyhow::Result<()> {
+        let state_bytes = self.model.grid().n_cells() * std::mem::size_of::<f64>();
+        let mut schedules = BTreeMap::new();
+        for s in samples {
+            let n = s.intervals * c.substeps[s.run];
+            if let std::collections::btree_map::Entry::Vacant(e) = schedules.entry(n) {
+                e.insert(Schedule::from_config(self.checkpoints, self.memory_budget_mb, state_bytes, rayon::current_num_threads(), n)?);
+            }
+        }
         let ctx_len = self.ctx_len();
         let loss_at = acc.len() - 1;
         // Bound memory: at most this many per-sample gradients alive at once.
@@ -277,7 +291,7 @@ impl<'a> Problem<'a> {
             let part = &samples[i..g_end];
             let results: Vec<(f64, Vec<f64>)> = part
                 .par_iter()
-                .map_init(RolloutWorkspace::default, |ws, &s| self.sample_gradient(c, runs, s, batch, ws))
+                .map_init(|| RolloutWorkspace::new(self.scheme), |ws, &s| self.sample_gradient(c, runs, s, batch, &schedules, ws))
                 .collect();
             let mut j = 0;
             while j < part.len() {
@@ -302,13 +316,14 @@ impl<'a> Problem<'a> {
             }
             i = g_end;
         }
+        Ok(())
     }
 
     /// Sum of the losses of `samples` (forward only), exact.
     pub fn accumulate_loss(&self, c: &EpochCoeffs, runs: &[Option<RunSlice>], samples: &[Sample], batch: usize, acc: &mut ExactSum) {
         let losses: Vec<f64> = samples
             .par_iter()
-            .map_init(RolloutWorkspace::default, |ws, &s| self.sample_loss(c, runs, s, batch, ws))
+            .map_init(|| RolloutWorkspace::new(self.scheme), |ws, &s| self.sample_loss(c, runs, s, batch, ws))
             .collect();
         for l in losses {
             acc.add_at(0, &[l]);

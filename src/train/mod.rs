@@ -219,12 +219,6 @@ fn load_stage(cfg: &TrainConfig, setup: &Setup, stage: usize, comm: &dyn Comm) -
     Ok(StageData { train, valid, slices, run_meta, cond })
 }
 
-/// The checkpoint count for rollouts of `n_steps` solver steps.
-fn checkpoints_for(cfg: &TrainConfig, setup: &Setup, n_steps: usize) -> usize {
-    let state_bytes = setup.model.grid().n_cells() * std::mem::size_of::<f64>();
-    solver::checkpoint::resolve(cfg.solver.checkpoints, cfg.solver.memory_budget_mb, state_bytes, rayon::current_num_threads(), n_steps)
-}
-
 fn append_metrics(path: &Path, m: &EpochMetrics) -> anyhow::Result<()> {
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| path.display().to_string())?;
     writeln!(f, "{}", serde_json::to_string(m)?).with_context(|| path.display().to_string())?;
@@ -344,7 +338,6 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: Option<&Path>, stop_after: O
         let lr = cfg.stage_lr(stage);
         let data = load_stage(cfg, &setup, stage, comm)?;
         anyhow::ensure!(!data.train.is_empty(), "stage {stage}: no training windows");
-        let max_k = data.train.iter().chain(&data.valid).map(|s| s.intervals).max().unwrap_or(1);
         tracing::info!(
             "stage {stage}: unroll {}, {} epochs, lr {lr:e}, {} training and {} validation windows",
             spec.unroll.to_string(),
@@ -364,7 +357,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: Option<&Path>, stop_after: O
             let theta_before = st.theta.clone();
             for (bi, batch) in batches.iter().enumerate() {
                 let t0 = Instant::now();
-                let c = setup_problem_coeffs(&setup, &data, cfg, max_k, &st.theta);
+                let c = setup_problem_coeffs(&setup, &data, cfg, &st.theta);
                 let (problem, coeffs) = (&c.0, &c.1);
                 substeps = coeffs.substeps.iter().copied().max().unwrap_or(1);
                 let batch_samples: Vec<Sample> = batch.iter().map(|&i| data.train[i]).collect();
@@ -377,7 +370,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: Option<&Path>, stop_after: O
                     shard(&data.train, cost, comm.size(), block)[comm.rank()].clone()
                 };
                 let mut acc = ExactSum::new(problem.acc_len());
-                problem.accumulate_gradient(coeffs, &data.slices, &batch_samples[range.clone()], range.start, n, block, &mut acc);
+                problem.accumulate_gradient(coeffs, &data.slices, &batch_samples[range.clone()], range.start, n, block, &mut acc)?;
                 let mut vacc = ExactSum::new(1);
                 let do_valid = bi == 0 && !data.valid.is_empty();
                 if do_valid {
@@ -464,11 +457,10 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: Option<&Path>, stop_after: O
         Some(d) => d,
         None => load_stage(cfg, &setup, n_stages - 1, comm)?,
     };
-    let max_k = data.train.iter().chain(&data.valid).map(|s| s.intervals).max().unwrap_or(1);
     let mut best: Option<(f64, usize, Vec<f64>)> = None;
     for (i, b) in st.best.iter().enumerate() {
         let Some(b) = b else { continue };
-        let (problem, coeffs) = setup_problem_coeffs(&setup, &data, cfg, max_k, &b.theta);
+        let (problem, coeffs) = setup_problem_coeffs(&setup, &data, cfg, &b.theta);
         let (samples, n) = if data.valid.is_empty() { (&data.train, data.train.len()) } else { (&data.valid, data.valid.len()) };
         let blk = if data.valid.is_empty() { block_size(n) } else { 1 };
         let r = shard(samples, cost, comm.size(), blk)[comm.rank()].clone();
@@ -493,19 +485,17 @@ fn setup_problem_coeffs<'a>(
     setup: &'a Setup,
     data: &StageData,
     cfg: &TrainConfig,
-    max_k: usize,
     theta: &[f64],
 ) -> (Problem<'a>, engine::EpochCoeffs) {
-    let mut problem = Problem {
+    let problem = Problem {
         model: setup.model.as_ref(),
         scheme: setup.scheme.as_ref(),
         loss: cfg.train.loss,
         mode: cfg.train.loss_mode,
         cond: data.cond.clone(),
-        checkpoints: 1,
+        checkpoints: cfg.solver.checkpoints,
+        memory_budget_mb: cfg.solver.memory_budget_mb,
     };
     let coeffs = problem.coefficients(theta, &data.run_meta, &data.slices);
-    let steps = max_k * coeffs.substeps.iter().copied().max().unwrap_or(1);
-    problem.checkpoints = checkpoints_for(cfg, setup, steps);
     (problem, coeffs)
 }
