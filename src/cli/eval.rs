@@ -65,7 +65,8 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         eprintln!("{}: mean l1_norm {:.4e}, final l1_norm {:.4e}, {} steps", r.file, r.mean_l1_norm, r.final_l1_norm, r.steps);
     }
     if let Some(dir) = &args.plots {
-        crate::cli::plot::eval_figures(dir, &runs)?;
+        let grid = read_model(&model_path(&args.model))?.grid;
+        crate::cli::plot::eval_figures(dir, &grid, &runs)?;
         eprintln!("figures: {}", dir.display());
     }
     Ok(())

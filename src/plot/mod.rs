@@ -18,6 +18,7 @@ use std::sync::OnceLock;
 mod colormap;
 mod heatmap;
 mod lines;
+pub mod figures;
 
 pub use colormap::Scale;
 pub use heatmap::{heatmaps, Layout, Panel};
@@ -48,7 +49,7 @@ pub enum PlotError {
 }
 
 impl PlotError {
-    fn data(path: &Path, msg: impl Into<String>) -> Self {
+    pub(crate) fn data(path: &Path, msg: impl Into<String>) -> Self {
         PlotError::Data { path: path.display().to_string(), msg: msg.into() }
     }
 }

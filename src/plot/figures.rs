@@ -1,0 +1,130 @@
+//! colop's own figures, composed from the generic building blocks: operator maps, radial
+//! profiles, loss curves, rollout frames, errors and moments over time.
+
+use super::{grid_of_lines, heatmaps, lines, Layout, LinePlot, Panel, PlotError, Scale, Series};
+use crate::eval::RunEval;
+use crate::grid::VelocityGrid;
+use crate::operator::{fp, Fields};
+use ndarray::{ArrayView2, Axis};
+use std::path::Path;
+
+/// Maps of the five Fokker–Planck fields (diverging colour scale), or of every kernel plane.
+pub fn operator_maps(path: &Path, title: &str, grid: &VelocityGrid, fields: &Fields) -> Result<(), PlotError> {
+    let n = fields.shape()[0];
+    let views: Vec<ArrayView2<f64>> = (0..n).map(|k| fields.index_axis(Axis(0), k)).collect();
+    let panels: Vec<Panel> = if n == fp::N_FIELDS {
+        let units = ["v_th·ω_p", "v_th·ω_p", "v_th²·ω_p", "v_th²·ω_p", "v_th²·ω_p"];
+        (0..n).map(|k| Panel::new(fp::NAMES[k], views[k].view(), grid, Scale::Diverging).units(units[k])).collect()
+    } else {
+        let k = ((n / 2) as f64).sqrt().round() as usize;
+        let r = k as i64 / 2;
+        (0..n)
+            .map(|p| {
+                let axis = if p < k * k { "x" } else { "y" };
+                let q = p % (k * k);
+                let (l, m) = ((q / k) as i64 - r, (q % k) as i64 - r);
+                Panel::new(format!("K_{axis}({l},{m})"), views[p].view(), grid, Scale::Diverging).units("v_th·ω_p")
+            })
+            .collect()
+    };
+    let cols = if n == fp::N_FIELDS { 3 } else { ((n / 2) as f64).sqrt().round() as usize };
+    heatmaps(path, title, &panels, Layout::columns(cols.max(1)))
+}
+
+/// Radial profiles A_∥, D_∥, D_⊥ of several operators (label, v, A_par, D_par, D_perp).
+pub type Profile = (String, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
+
+pub fn radial_profiles(path: &Path, title: &str, profiles: &[Profile]) -> Result<(), PlotError> {
+    let series = |pick: fn(&Profile) -> &Vec<f64>| -> Vec<Series> {
+        profiles.iter().enumerate().map(|(i, p)| {
+            let s = Series::new(p.0.clone(), p.1.clone(), pick(p).clone());
+            if i == 0 { s.markers() } else if i % 2 == 1 { s.dashed() } else { s }
+        }).collect()
+    };
+    let (a, dp, dq) = (series(|p| &p.2), series(|p| &p.3), series(|p| &p.4));
+    let plots = [
+        LinePlot { title: "drag A_∥".into(), x_label: "|v| (v_th)".into(), y_label: "A_∥ (v_th·ω_p)".into(), series: &a, log_y: false },
+        LinePlot { title: "diffusion D_∥".into(), x_label: "|v| (v_th)".into(), y_label: "D_∥ (v_th²·ω_p)".into(), series: &dp, log_y: false },
+        LinePlot { title: "diffusion D_⊥".into(), x_label: "|v| (v_th)".into(), y_label: "D_⊥ (v_th²·ω_p)".into(), series: &dq, log_y: false },
+    ];
+    grid_of_lines(path, title, &plots, 3, (520, 420))
+}
+
+/// Training and validation loss per epoch, one colour per stage, log scale.
+pub fn loss_curves(path: &Path, metrics: &[serde_json::Value]) -> Result<(), PlotError> {
+    let mut series = Vec::new();
+    let stages: Vec<u64> = {
+        let mut s: Vec<u64> = metrics.iter().filter_map(|m| m["stage"].as_u64()).collect();
+        s.dedup();
+        s
+    };
+    let mut x0 = 0.0;
+    for st in stages {
+        let rows: Vec<&serde_json::Value> = metrics.iter().filter(|m| m["stage"].as_u64() == Some(st)).collect();
+        let unroll = rows.first().and_then(|m| m["unroll"].as_str()).unwrap_or("?").to_string();
+        let x: Vec<f64> = (0..rows.len()).map(|i| x0 + i as f64 + 1.0).collect();
+        let train: Vec<f64> = rows.iter().map(|m| m["train_loss"].as_f64().unwrap_or(f64::NAN)).collect();
+        let valid: Vec<f64> = rows.iter().map(|m| m["valid_loss"].as_f64().unwrap_or(f64::NAN)).collect();
+        series.push(Series::new(format!("train, stage {st} (unroll {unroll})"), x.clone(), train));
+        if valid.iter().any(|v| v.is_finite()) {
+            series.push(Series::new(format!("valid, stage {st}"), x, valid).dashed());
+        }
+        x0 += rows.len() as f64;
+    }
+    lines(path, "loss per epoch", "epoch", "loss", &series, true)
+}
+
+/// Observed, predicted and their difference at a few times of one run.
+pub fn rollout_frames(path: &Path, title: &str, grid: &VelocityGrid, run: &RunEval) -> Result<(), PlotError> {
+    let shape = (grid.nx, grid.ny);
+    let mut owned = Vec::new();
+    for (t, pred, obs) in &run.frames {
+        let p = ndarray::Array2::from_shape_vec(shape, pred.clone()).map_err(|e| PlotError::data(path, e.to_string()))?;
+        let o = ndarray::Array2::from_shape_vec(shape, obs.clone()).map_err(|e| PlotError::data(path, e.to_string()))?;
+        let d = &p - &o;
+        owned.push((*t, o, p, d));
+    }
+    let mut panels = Vec::new();
+    for (t, o, p, d) in &owned {
+        let hi = o.iter().chain(p.iter()).copied().fold(0.0, f64::max);
+        panels.push(Panel::new(format!("observed, t = {t:.0}/ω_p"), o.view(), grid, Scale::Sequential).range(0.0, hi.max(f64::MIN_POSITIVE)));
+        panels.push(Panel::new(format!("predicted, t = {t:.0}/ω_p"), p.view(), grid, Scale::Sequential).range(0.0, hi.max(f64::MIN_POSITIVE)));
+        panels.push(Panel::new(format!("predicted − observed, t = {t:.0}/ω_p"), d.view(), grid, Scale::Diverging));
+    }
+    heatmaps(path, title, &panels, Layout::columns(3))
+}
+
+/// l1_norm against time for several runs.
+pub fn l1_norm_vs_time(path: &Path, runs: &[(String, &RunEval)]) -> Result<(), PlotError> {
+    let series: Vec<Series> = runs.iter().map(|(label, r)| Series::new(label.clone(), r.t.clone(), r.l1_norm.clone())).collect();
+    lines(path, "rollout error", "t (1/ω_p)", "Σ|pred − obs| / Σ obs", &series, true)
+}
+
+/// Mean velocities and variances, predicted (dashed) against observed.
+pub fn moments_vs_time(path: &Path, title: &str, run: &RunEval) -> Result<(), PlotError> {
+    let t = &run.t;
+    let pick = |f: fn(&crate::eval::Moments) -> f64| -> (Vec<f64>, Vec<f64>) {
+        (run.moments_obs.iter().map(f).collect(), run.moments_pred.iter().map(f).collect())
+    };
+    let (mxo, mxp) = pick(|m| m.mean_vx);
+    let (myo, myp) = pick(|m| m.mean_vy);
+    let (vxo, vxp) = pick(|m| m.var_vx);
+    let (vyo, vyp) = pick(|m| m.var_vy);
+    let means = vec![
+        Series::new("⟨v_x⟩ observed", t.clone(), mxo),
+        Series::new("⟨v_x⟩ predicted", t.clone(), mxp).dashed(),
+        Series::new("⟨v_y⟩ observed", t.clone(), myo),
+        Series::new("⟨v_y⟩ predicted", t.clone(), myp).dashed(),
+    ];
+    let vars = vec![
+        Series::new("var v_x observed", t.clone(), vxo),
+        Series::new("var v_x predicted", t.clone(), vxp).dashed(),
+        Series::new("var v_y observed", t.clone(), vyo),
+        Series::new("var v_y predicted", t.clone(), vyp).dashed(),
+    ];
+    let plots = [
+        LinePlot { title: "mean velocity".into(), x_label: "t (1/ω_p)".into(), y_label: "v_th".into(), series: &means, log_y: false },
+        LinePlot { title: "variance".into(), x_label: "t (1/ω_p)".into(), y_label: "v_th²".into(), series: &vars, log_y: false },
+    ];
+    grid_of_lines(path, title, &plots, 2, (640, 460))
+}
