@@ -225,11 +225,20 @@ fn kappa_integrals(plasma: &Plasma, c: f64, sn: f64, s: f64, tol: Tolerance) -> 
         points.sort_by(f64::total_cmp);
         points.dedup();
     }
+    // Near the root, κ² + S²X_r suffers cancellation: use (κ − κ_r)(κ + κ_r + X_r (S²)′(κ_r)).
+    let linear = resonance.map(|(kr, _)| {
+        let s2 = plasma.form_factor(kr, c, sn).powi(2);
+        (kr, kr + x.re * 2.0 * s2 * plasma.dln_form_factor(kr, c, sn))
+    });
     let r = integrate(
         |kappa| {
             let sf = plasma.form_factor(kappa, c, sn);
             let s2 = sf * sf;
-            let inv_eps = kappa * kappa / (kappa * kappa + s2 * x);
+            let re = match linear {
+                Some((kr, b)) if (kappa - kr).abs() < 1e-5 * kr => (kappa - kr) * (kappa + b),
+                _ => kappa * kappa + s2 * x.re,
+            };
+            let inv_eps = kappa * kappa / Complex64::new(re, s2 * x.im);
             [g * s2 * s2 * inv_eps.norm_sqr() / (kappa * kappa).max(f64::MIN_POSITIVE), s2 * inv_eps.im]
         },
         &points,
