@@ -47,7 +47,8 @@
 //! at the Langmuir-wave (Cherenkov) resonance κ² + S²Re X = 0 and at geometric distances of its
 //! width; for |k̂·u| > 7 the resonance is narrower than 1e-9 κ and its Lorentzian weight is taken
 //! analytically (the non-resonant rest is below e^(−24) relative). The angle by adaptive
-//! Gauss–Kronrod on [0, π] (k → −k symmetry) split where k̂·u crosses 0, ±1, ±2, ±3, ±7.
+//! Gauss–Kronrod on [0, π] (k → −k symmetry) split where k̂·u crosses 0, ±0.5, ±1, ±1.30693
+//! (onset of the resonance, 1 + ζ Re Z = 0 at ζ = 0.92414), ±2, ±3, ±4.5 and ±7.
 //!
 //! *Direction.* S is not isotropic (it depends on k_x and k_y), so D is not exactly a function of
 //! |v|: [`radial_point`] evaluates along v ∥ x̂, where D_xy = 0 by mirror symmetry, so
@@ -278,7 +279,7 @@ fn angle_breakpoints(u: [f64; 2]) -> Vec<f64> {
     let mut points = vec![0.0, PI];
     if speed > 0.0 {
         let theta = u[1].atan2(u[0]);
-        for level in [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.5, S_ANALYTIC] {
+        for level in [0.0, 0.5, 1.0, 1.30693, 2.0, 3.0, 4.5, S_ANALYTIC] {
             for sign in [1.0, -1.0] {
                 let c = sign * level / speed;
                 if c.abs() < 1.0 {
@@ -376,7 +377,7 @@ pub fn radial_profile(plasma: &Plasma, speeds: &[f64], accuracy: Accuracy) -> Re
 pub fn perp_asymptote(plasma: &Plasma, accuracy: Accuracy) -> f64 {
     let inner = Tolerance { rel: 0.1 * accuracy.rel, ..Tolerance::default() };
     let h = |s: f64| kappa_integrals(plasma, 0.0, 1.0, s, inner).0[0];
-    let r = integrate(|s| [h(s) + h(-s)], &[0.0, 1.0, 1.5, 2.0, 3.0, 4.5, S_ANALYTIC], Tolerance { rel: accuracy.rel, ..Tolerance::default() });
+    let r = integrate(|s| [h(s) + h(-s)], &[0.0, 1.0, 1.30693, 2.0, 3.0, 4.5, S_ANALYTIC], Tolerance { rel: accuracy.rel, ..Tolerance::default() });
     // Beyond S_ANALYTIC the resonant part decays like 1/(2s²): integrate 1/s² tails with t = 1/s.
     let tail = integrate(
         |t| {
