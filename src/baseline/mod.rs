@@ -258,7 +258,8 @@ fn check_uniform(run: &RunData, path: &str) -> Result<(), BaselineError> {
     }
     let dt = (t[t.len() - 1] - t[0]) / (t.len() - 1) as f64;
     for (index, w) in t.windows(2).enumerate() {
-        if !((w[1] - w[0] - dt).abs() <= 1e-6 * dt) {
+        let step_error = (w[1] - w[0] - dt).abs();
+        if step_error.is_nan() || step_error > 1e-6 * dt {
             return Err(BaselineError::NonUniformDumps { path: path.into(), index, dt });
         }
     }

@@ -6,6 +6,7 @@
 //! bitwise reproducible.
 
 /// Kronrod nodes (positive half, descending; the last is the centre).
+#[allow(clippy::excessive_precision)] // published to 36 digits; rounded by the compiler
 const XK: [f64; 8] = [
     0.991_455_371_120_812_639_206_854_697_526_329,
     0.949_107_912_342_758_524_526_189_684_047_851,
@@ -17,6 +18,7 @@ const XK: [f64; 8] = [
     0.0,
 ];
 /// Kronrod weights matching [`XK`].
+#[allow(clippy::excessive_precision)] // published to 36 digits; rounded by the compiler
 const WK: [f64; 8] = [
     0.022_935_322_010_529_224_963_732_008_058_970,
     0.063_092_092_629_978_553_290_700_663_189_204,
@@ -28,6 +30,7 @@ const WK: [f64; 8] = [
     0.209_482_141_084_727_828_012_999_174_891_714,
 ];
 /// Gauss weights of the 7-point rule, at Kronrod nodes 1, 3, 5 and the centre.
+#[allow(clippy::excessive_precision)] // published to 36 digits; rounded by the compiler
 const WG: [f64; 4] = [
     0.129_484_966_168_869_693_270_611_432_679_082,
     0.279_705_391_489_276_667_901_467_771_423_780,
