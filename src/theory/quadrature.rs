@@ -108,8 +108,8 @@ pub fn integrate<const N: usize>(mut f: impl FnMut(f64) -> [f64; N], points: &[f
         let mut value = [0.0; N];
         let mut error = 0.0;
         for p in &pieces {
-            for c in 0..N {
-                value[c] += p.value[c];
+            for (v, pv) in value.iter_mut().zip(&p.value) {
+                *v += pv;
             }
             error += p.error;
         }
