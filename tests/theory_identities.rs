@@ -142,3 +142,25 @@ fn plasma_dispersion_function_at_known_points() {
     let x = |z: f64| 1.0 + z * faddeeva::plasma_z(z).re;
     assert!(x(0.924_138_8) > 0.0 && x(0.924_139_0) < 0.0, "{} {}", x(0.924_138_8), x(0.924_139_0));
 }
+
+#[test]
+fn par_perp_model_maps_the_profile_isotropically() {
+    use colop::grid::VelocityGrid;
+    use colop::operator::fp;
+    let plasma = quadratic(16.0);
+    let speeds: Vec<f64> = (0..=40).map(|i| 0.2 * i as f64).collect();
+    let points = theory::radial_profile(&plasma, &speeds, Accuracy { rel: 1e-6 }).unwrap();
+    let grid = VelocityGrid::square(11, 5.0).unwrap();
+    let model = theory::output::par_perp_model(&grid, &points, &plasma, "test");
+    assert_eq!(model.fields.shape(), &[5, 11, 11]);
+    assert_eq!(model.theta.len(), 3 * speeds.len());
+    assert!(model.fields.iter().all(|v| v.is_finite()));
+    // Cell (8, 5) sits at v = (1.82, 0): A_y = D_xy = 0, D_xx = D_∥, D_yy = D_⊥ there.
+    let (i, j) = (8, 5);
+    let v = grid.vx(i);
+    let at = |f: fn(&theory::RadialPoint) -> f64| theory::output::interpolate(&speeds, &points.iter().map(f).collect::<Vec<_>>(), v);
+    assert!((model.fields[[fp::DXX, i, j]] - at(|p| p.d_par)).abs() < 1e-15);
+    assert!((model.fields[[fp::DYY, i, j]] - at(|p| p.d_perp)).abs() < 1e-15);
+    assert!((model.fields[[fp::AX, i, j]] - at(|p| p.a_par)).abs() < 1e-15);
+    assert!(model.fields[[fp::DXY, i, j]].abs() < 1e-15 && model.fields[[fp::AY, i, j]].abs() < 1e-15);
+}

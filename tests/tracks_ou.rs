@@ -194,3 +194,25 @@ fn bad_lags_and_missing_tracks_are_errors() {
     uneven.t[2] += 0.1;
     assert!(baseline::estimate(&uneven, "ou", 1, None).unwrap_err().to_string().contains("evenly"));
 }
+
+#[test]
+fn estimates_file_round_trips() {
+    let run = ou_run(4_000, 11, 1.0, 9);
+    let est = baseline::estimate(&run, "ou", 2, None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("estimates.h5");
+    baseline::output::write_estimates(&path, &est, 10).unwrap();
+    let file = hdf5::File::open(&path).unwrap();
+    let counts: ndarray::Array2<u64> = file.dataset("counts").unwrap().read().unwrap();
+    assert_eq!(counts, est.counts);
+    let d: ndarray::Array3<f64> = file.dataset("D").unwrap().read().unwrap();
+    assert_eq!(d.shape(), &[3, 21, 21]);
+    let nan_cells = d.index_axis(ndarray::Axis(0), 0).iter().filter(|v| v.is_nan()).count();
+    assert_eq!(nan_cells, est.counts.iter().filter(|&&c| c == 0).count());
+    let tau: f64 = file.attr("tau").unwrap().read_scalar().unwrap();
+    assert_eq!(tau, 2.0);
+    let radial_counts: Vec<u64> = file.dataset("radial/counts").unwrap().read_raw().unwrap();
+    assert_eq!(radial_counts, est.radial.counts);
+    // Only the final file is left behind.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
