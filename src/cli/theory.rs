@@ -11,16 +11,16 @@ use std::path::PathBuf;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// n·λ_D² of the plasma (area density times Debye length squared; = ppc·(λ_D/Δx)² in a PIC run).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub n_lambda_d2: f64,
     /// B-spline order of the particle shape: 1 linear, 2 quadratic, 3 cubic, 4 quartic.
     #[arg(long, default_value_t = 2)]
     pub shape: u32,
     /// Mesh spacing Δx in Debye lengths.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
     pub dx: f64,
     /// Width a (Debye lengths) of an extra Gaussian form factor e^(−k²a²/2); 0 for none.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     pub gaussian_width: f64,
     /// Output directory (coefficients.csv, theory.json, model.h5).
     #[arg(long)]
@@ -45,7 +45,11 @@ pub fn run(args: Args, _ctx: &Context) -> anyhow::Result<()> {
     anyhow::ensure!(args.v_max.is_finite() && args.v_max > 0.0, "--v-max must be finite and > 0, got {}", args.v_max);
     anyhow::ensure!((1e-13..=1e-2).contains(&args.rel_tol), "--rel-tol must be in [1e-13, 1e-2], got {}", args.rel_tol);
     let grid = match &args.like {
-        Some(path) => crate::data::read_run(path)?.grid,
+        Some(path) => {
+            let grid = crate::data::read_run(path)?.grid;
+            anyhow::ensure!(grid.units == "v_th", "{}: velocity units are {:?}; the theory needs a grid in v_th", path.display(), grid.units);
+            grid
+        }
         None => VelocityGrid::square(51, 5.0)?,
     };
     let v_max = args.v_max.max(grid.v_corner());
