@@ -372,8 +372,8 @@ pub fn radial_profile(plasma: &Plasma, speeds: &[f64], accuracy: Accuracy) -> Re
     speeds.par_iter().map(|&u| radial_point(plasma, u, accuracy)).collect()
 }
 
-/// The large-speed constant C_⊥ = lim u·D_⊥ (in v_th²ω_p/(nλ_D²)·v_th... times 1/(nλ_D²) applied),
-/// computed from its own 1D integral over s = k̂·u at k̂ ⊥ v̂ = x̂.
+/// The large-speed limit C_⊥ = lim u·D_⊥ for v̂ = x̂ (v_th³ω_p, the 1/(nλ_D²) included), from its
+/// own 1D integral (1/π)∫ds g(s)∫dκ S⁴/(κ²|ε|²) over s = k̂·u at k̂ = ŷ.
 pub fn perp_asymptote(plasma: &Plasma, accuracy: Accuracy) -> f64 {
     let inner = Tolerance { rel: 0.1 * accuracy.rel, ..Tolerance::default() };
     let h = |s: f64| kappa_integrals(plasma, 0.0, 1.0, s, inner).0[0];
