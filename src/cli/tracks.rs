@@ -1,11 +1,71 @@
-//! `colop tracks`.
+//! `colop tracks`: drag and diffusion estimated from tracked test particles, one model per lag.
 
 use super::Context;
+use crate::baseline::{self, output};
+use anyhow::Context as _;
+use std::path::PathBuf;
 
 /// Options of `colop tracks`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Run file with `/tracks` (velocities of tracked test particles at every dump).
+    pub run: PathBuf,
+    /// Lags τ in 1/ω_p, whole multiples of the dump spacing; one model per lag.
+    #[arg(long, num_args = 1.., required = true)]
+    pub lag: Vec<f64>,
+    /// Output directory: `tau_<τ>/model.h5`, `tau_<τ>/estimates.h5` and `summary.json`.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Start-dump stride in dumps (default: the lag, so one particle's samples never overlap).
+    #[arg(long)]
+    pub stride: Option<usize>,
+    /// Cells with fewer samples are filled in the model from the isotropic projection.
+    #[arg(long, default_value_t = 10)]
+    pub min_count: u64,
+}
 
-pub fn run(_args: Args, _ctx: &Context) -> anyhow::Result<()> {
-    anyhow::bail!("colop tracks is not available yet")
+pub fn run(args: Args, _ctx: &Context) -> anyhow::Result<()> {
+    let path = args.run.display().to_string();
+    let run = crate::data::read_run(&args.run)?;
+    let tracks = run.tracks.as_ref().ok_or_else(|| baseline::BaselineError::NoTracks { path: path.clone() })?;
+    let track_bytes = tracks.len() * std::mem::size_of::<f64>();
+    let histogram_bytes = run.f.len() * std::mem::size_of::<f64>();
+    anyhow::ensure!(args.stride != Some(0), "--stride must be at least 1");
+    let mut lags = Vec::new();
+    for &tau in &args.lag {
+        let lag_dumps = baseline::lag_in_dumps(tau, run.dt, &path)?;
+        let est = baseline::estimate(&run, &path, lag_dumps, args.stride)?;
+        let dir = args.out.join(format!("tau_{tau}"));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        output::write_estimates(&dir.join("estimates.h5"), &est, args.min_count)?;
+        let model = output::tensor_model(&est, args.min_count, &path);
+        crate::operator::saved::write_model(&dir.join("model.h5"), &model)?;
+        let populated = est.counts.iter().filter(|&&c| c >= args.min_count.max(1)).count();
+        let empty = est.counts.iter().filter(|&&c| c == 0).count();
+        tracing::info!(tau, lag_dumps, samples = est.n_samples, populated, empty, "track estimate written to {}", dir.display());
+        lags.push(serde_json::json!({
+            "tau": est.tau,
+            "lag_dumps": lag_dumps,
+            "stride": est.stride,
+            "n_samples": est.n_samples,
+            "n_skipped": est.n_skipped,
+            "populated_cells": populated,
+            "empty_cells": empty,
+            "dir": format!("tau_{tau}"),
+        }));
+    }
+    let summary = serde_json::json!({
+        "run": path,
+        "n_tracked": tracks.shape()[1],
+        "n_dumps": tracks.shape()[0],
+        "track_bytes": track_bytes,
+        "histogram_bytes": histogram_bytes,
+        "track_to_histogram_ratio": track_bytes as f64 / histogram_bytes.max(1) as f64,
+        "min_count": args.min_count,
+        "lags": lags,
+    });
+    let json = args.out.join("summary.json");
+    crate::io::write_bytes_atomic(&json, serde_json::to_string_pretty(&summary)?.as_bytes())
+        .with_context(|| format!("writing {}", json.display()))?;
+    Ok(())
 }

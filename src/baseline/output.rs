@@ -1,0 +1,126 @@
+//! Track estimates on disk: the estimates file (counts, errors, radial projection) and the
+//! `tensor` `model.h5` used for rollouts.
+
+use super::TrackEstimate;
+use crate::operator::saved::SavedModel;
+use crate::operator::spec::ModelKind;
+use crate::operator::ModelSpec;
+use crate::solver::SolverSpec;
+use ndarray::Array1;
+use std::path::Path;
+
+/// Error writing an estimates file.
+#[derive(Debug, thiserror::Error)]
+pub enum EstimatesWriteError {
+    #[error("{path}: {source}")]
+    Hdf5 { path: String, source: hdf5::Error },
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+/// A `tensor` model whose θ is its fields in physical units, flattened `[5, nx, ny]`.
+pub fn tensor_model(est: &TrackEstimate, min_count: u64, source: &str) -> SavedModel {
+    let (fields, filled) = est.model_fields(min_count);
+    let n_filled = filled.iter().filter(|&&f| f).count();
+    SavedModel {
+        spec: ModelSpec { kind: ModelKind::Tensor, ..ModelSpec::default() },
+        solver: SolverSpec::default(),
+        grid: est.grid.clone(),
+        theta: fields.iter().copied().collect(),
+        fields,
+        cond_ranges: Vec::new(),
+        t_span: 0.0,
+        exports: vec![
+            ("v_radial".into(), Array1::from(est.radial.v.clone()).into_dyn()),
+            ("A_par".into(), Array1::from(est.radial.a_par.clone()).into_dyn()),
+            ("D_par".into(), Array1::from(est.radial.d_par.clone()).into_dyn()),
+            ("D_perp".into(), Array1::from(est.radial.d_perp.clone()).into_dyn()),
+        ],
+        notes: vec![
+            ("source".into(), format!("particle-track estimate from {source}")),
+            ("tau".into(), est.tau.to_string()),
+            ("lag_dumps".into(), est.lag_dumps.to_string()),
+            ("min_count".into(), min_count.to_string()),
+            ("filled_cells".into(), n_filled.to_string()),
+            (
+                "fill".into(),
+                "cells with fewer than min_count samples take the isotropic projection at their |v|, or 0 where that radial bin is unpopulated"
+                    .into(),
+            ),
+        ],
+    }
+}
+
+/// The estimates file: `counts` [nx,ny] (u64), `A`, `A_err` [2,nx,ny], `D`, `D_err` [3,nx,ny]
+/// (order xx, yy, xy; NaN where empty), `filled` [nx,ny] (u8, cells replaced in the model), group
+/// `radial` with `v`, `counts`, `A_par`, `D_par`, `D_perp` and their `_err`; attributes `tau`,
+/// `lag_dumps`, `stride`, `min_count`, `n_samples`, `n_skipped`, `v_range`. Written atomically.
+pub fn write_estimates(path: &Path, est: &TrackEstimate, min_count: u64) -> Result<(), EstimatesWriteError> {
+    let name = path.display().to_string();
+    let h5 = |source| EstimatesWriteError::Hdf5 { path: name.clone(), source };
+    let (_, filled) = est.model_fields(min_count);
+    let result = crate::io::write_atomic(path, |tmp| -> Result<(), WriteFailure> {
+        let file = hdf5::File::create(tmp)?;
+        file.new_dataset_builder().with_data(&est.counts).create("counts")?;
+        let a = est.fields.slice(ndarray::s![0..2, .., ..]);
+        let d = est.fields.slice(ndarray::s![2..5, .., ..]);
+        let ae = est.errors.slice(ndarray::s![0..2, .., ..]);
+        let de = est.errors.slice(ndarray::s![2..5, .., ..]);
+        file.new_dataset_builder().with_data(&a.to_owned()).create("A")?;
+        file.new_dataset_builder().with_data(&ae.to_owned()).create("A_err")?;
+        file.new_dataset_builder().with_data(&d.to_owned()).create("D")?;
+        file.new_dataset_builder().with_data(&de.to_owned()).create("D_err")?;
+        file.new_dataset_builder().with_data(&filled.mapv(u8::from)).create("filled")?;
+        let r = &est.radial;
+        let g = file.create_group("radial")?;
+        for (key, values) in [
+            ("v", &r.v),
+            ("A_par", &r.a_par),
+            ("A_par_err", &r.a_par_err),
+            ("D_par", &r.d_par),
+            ("D_par_err", &r.d_par_err),
+            ("D_perp", &r.d_perp),
+            ("D_perp_err", &r.d_perp_err),
+        ] {
+            g.new_dataset_builder().with_data(values.as_slice()).create(key)?;
+        }
+        g.new_dataset_builder().with_data(r.counts.as_slice()).create("counts")?;
+        for (key, value) in [("tau", est.tau), ("bin_width", r.dv)] {
+            file.new_attr::<f64>().create(key)?.write_scalar(&value)?;
+        }
+        for (key, value) in [
+            ("lag_dumps", est.lag_dumps as u64),
+            ("stride", est.stride as u64),
+            ("min_count", min_count),
+            ("n_samples", est.n_samples),
+            ("n_skipped", est.n_skipped),
+        ] {
+            file.new_attr::<u64>().create(key)?.write_scalar(&value)?;
+        }
+        file.new_attr_builder().with_data(est.grid.v_range.as_slice()).create("v_range")?;
+        file.close()?;
+        Ok(())
+    });
+    result.map_err(|e| match e {
+        WriteFailure::Hdf5(source) => h5(source),
+        WriteFailure::Io(source) => EstimatesWriteError::Io { path: name.clone(), source },
+    })
+}
+
+/// Internal error of the atomic write closure.
+enum WriteFailure {
+    Hdf5(hdf5::Error),
+    Io(std::io::Error),
+}
+
+impl From<hdf5::Error> for WriteFailure {
+    fn from(e: hdf5::Error) -> Self {
+        Self::Hdf5(e)
+    }
+}
+
+impl From<std::io::Error> for WriteFailure {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
+}
