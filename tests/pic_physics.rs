@@ -98,7 +98,7 @@ seed: 5
     }
     let nyh = ky.len();
     // Shells in |k| from 0.5 to π/2 (below half the grid Nyquist, where aliases are negligible).
-    let edges = [0.5, 0.7, 0.9, 1.1, 1.3, 1.5708];
+    let edges = [0.5, 0.7, 0.9, 1.1, 1.3, std::f64::consts::FRAC_PI_2];
     let cells = (n * n) as f64;
     let mut worst: f64 = 0.0;
     let mut point_at_top = 0.0;

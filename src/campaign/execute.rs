@@ -58,10 +58,7 @@ pub fn execute<E: std::fmt::Display>(
     let manifest = Manifest::load(dir)?;
     let mine: Vec<usize> = match only {
         Some(id) if id >= manifest.runs.len() => {
-            return Err(CampaignError::Key {
-                key: "--only".into(),
-                msg: format!("run {id} does not exist; the campaign has runs 0..{}", manifest.runs.len()),
-            })
+            return Err(CampaignError::NoSuchRun { id, count: manifest.runs.len() })
         }
         Some(id) => if comm.rank() == 0 { vec![id] } else { Vec::new() },
         None => {

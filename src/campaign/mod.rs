@@ -21,6 +21,8 @@ pub enum CampaignError {
     File { path: String, msg: String },
     #[error("campaign key `{key}`: {msg}")]
     Key { key: String, msg: String },
+    #[error("--only {id}: the campaign has runs 0..{count}")]
+    NoSuchRun { id: usize, count: usize },
     #[error("run {name}: {msg}")]
     Run { name: String, msg: String },
 }
@@ -69,6 +71,9 @@ struct Range {
     #[serde(default)]
     step: Option<Value>,
 }
+
+/// The swept values of one run: dotted key → value.
+pub type SweptValues = BTreeMap<String, serde_json::Value>;
 
 /// One planned run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -120,7 +125,7 @@ impl CampaignConfig {
     }
 
     /// Expand the sweep into validated PIC configs with their swept values.
-    pub fn expand(&self) -> Result<Vec<(PicConfig, BTreeMap<String, serde_json::Value>)>, CampaignError> {
+    pub fn expand(&self) -> Result<Vec<(PicConfig, SweptValues)>, CampaignError> {
         let base = self
             .base
             .clone()
@@ -181,7 +186,7 @@ fn sweep_values(key: &str, spec: &Value) -> Result<Vec<Value>, CampaignError> {
                 }
                 (None, Some(step)) => {
                     let step = num(step)?;
-                    if !(step > 0.0) || to < from {
+                    if step.is_nan() || step <= 0.0 || to < from {
                         return Err(bad("a step range needs step > 0 and from ≤ to".into()));
                     }
                     let n = ((to - from) / step + 1e-9).floor() as usize + 1;
