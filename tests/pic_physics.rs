@@ -204,6 +204,6 @@ seed: 11
 #[test]
 #[ignore]
 fn pic_benchmark() {
-    let report = colop::pic::benchmark(128, 64, 20);
+    let report = colop::pic::benchmark(128, 64, 30);
     println!("{}", serde_json::to_string_pretty(&report).unwrap());
 }

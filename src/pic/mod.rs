@@ -44,11 +44,12 @@ pub fn benchmark(cells: usize, ppc: usize, steps: usize) -> serde_json::Value {
         };
         let mut sim = Simulation::new(&cfg).expect("benchmark config is valid");
         sim.step();
-        let start = std::time::Instant::now();
+        let (start, cpu_start) = (std::time::Instant::now(), process_cpu_seconds());
         for _ in 0..steps {
             sim.step();
         }
         let secs = start.elapsed().as_secs_f64();
+        let cpu = process_cpu_seconds().zip(cpu_start).map(|(b, a)| b - a);
         let particle_steps = (cells * cells * ppc * steps) as f64;
         results.push(serde_json::json!({
             "shape_order": order,
@@ -56,6 +57,8 @@ pub fn benchmark(cells: usize, ppc: usize, steps: usize) -> serde_json::Value {
             "steps": steps,
             "seconds": secs,
             "particle_steps_per_second": particle_steps / secs,
+            "cpu_seconds": cpu,
+            "particle_steps_per_cpu_second": cpu.filter(|&c| c > 0.0).map(|c| particle_steps / c),
         }));
     }
     serde_json::json!({
@@ -65,4 +68,15 @@ pub fn benchmark(cells: usize, ppc: usize, steps: usize) -> serde_json::Value {
         "ppc": ppc,
         "results": results,
     })
+}
+
+/// User + system CPU time of this process (Linux `/proc/self/stat`, 100 Hz ticks), if available:
+/// a load-independent denominator on a shared machine.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
