@@ -37,3 +37,44 @@ fn interrupted_campaign_resumes() {
     let third = execute(&out, &SingleProcess, None, &mut run_and_write).unwrap();
     assert_eq!((third.ran, third.skipped), (0, 4));
 }
+
+/// The CLI under `mpirun -n 2`: plan, run, lose an output, run again (only it is redone).
+/// Skipped when mpirun is not installed.
+#[test]
+fn campaign_cli_under_mpirun_resumes() {
+    if std::process::Command::new("mpirun").arg("--version").output().is_err() {
+        eprintln!("mpirun not found; skipping");
+        return;
+    }
+    let colop = env!("CARGO_BIN_EXE_colop");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("campaign.yaml");
+    std::fs::write(&file, CAMPAIGN).unwrap();
+    let out = dir.path().join("c");
+    let status = std::process::Command::new(colop).args(["campaign", "plan"]).arg(&file).arg("--out").arg(&out).status().unwrap();
+    assert!(status.success());
+    let mpirun = |args: &[&str]| {
+        let output = std::process::Command::new("mpirun")
+            .args(["-n", "2", "--oversubscribe"])
+            .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+            .env("RAYON_NUM_THREADS", "1")
+            .arg(colop)
+            .args(args)
+            .arg(&out)
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{log}");
+        log
+    };
+    mpirun(&["campaign", "run"]);
+    let manifest = colop::campaign::Manifest::load(&out).unwrap();
+    for run in &manifest.runs {
+        colop::data::read_run(&out.join(&run.output)).unwrap();
+    }
+    std::fs::remove_file(out.join(&manifest.runs[0].output)).unwrap();
+    let log = mpirun(&["campaign", "run"]);
+    assert_eq!(log.matches("skipping").count(), 3, "{log}");
+    assert!(log.contains("1 ran, 3 skipped"), "{log}");
+}

@@ -46,7 +46,9 @@ pub fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
             let summary = crate::campaign::execute(&dir, ctx.comm.as_ref(), only, &mut |cfg, out, name| {
                 super::pic::run_config(cfg, out, name)
             })?;
-            tracing::info!("campaign {}: {} ran, {} skipped", dir.display(), summary.ran, summary.skipped);
+            if ctx.comm.rank() == 0 || only.is_some() {
+                tracing::info!("campaign {}: {} ran, {} skipped", dir.display(), summary.ran, summary.skipped);
+            }
             Ok(())
         }
     }
