@@ -174,6 +174,41 @@ seed: 7
     assert_eq!(f_last.sum(), 500.0);
 }
 
+/// Momentum-conserving scheme: same shape both ways and a spectral gradient give no self-force,
+/// so the total momentum stays at its initial value to round-off (any order, with smoothing).
+#[test]
+fn total_momentum_is_conserved() {
+    for order in [1, 4] {
+        let cfg = config(&format!(
+            "grid: {{nx: 12, ny: 10, dx: 0.7}}
+plasma: {{ppc: 9}}
+shape: {{order: {order}, gaussian_width: 0.5}}
+time: {{dt: 0.2, steps: 200, dump_every: 200}}
+test_particles: {{n: 300, mode: self_consistent, weight: 0.5, distribution: {{kind: normal, center: [2, 1], sigma: 0.3}}}}
+seed: 2
+"
+        ));
+        let mut sim = Simulation::new(&cfg).unwrap();
+        let momentum = |sim: &Simulation| {
+            let e = &sim.electrons;
+            let t = &sim.test;
+            let px: f64 = e.vx.iter().sum::<f64>() * e.density_weight + t.vx.iter().sum::<f64>() * t.density_weight;
+            let py: f64 = e.vy.iter().sum::<f64>() * e.density_weight + t.vy.iter().sum::<f64>() * t.density_weight;
+            (px, py)
+        };
+        let p0 = momentum(&sim);
+        let mut worst: f64 = 0.0;
+        for _ in 0..cfg.time.steps {
+            sim.step();
+            let p = momentum(&sim);
+            worst = worst.max((p.0 - p0.0).abs()).max((p.1 - p0.1).abs());
+        }
+        let scale = sim.electrons.len() as f64 * sim.electrons.density_weight;
+        println!("order {order}: max |ΔP| = {worst:.2e} (thermal scale {scale:.0})");
+        assert!(worst < 1e-10 * scale, "order {order}: momentum drift {worst}");
+    }
+}
+
 /// Same seed, any thread count: same bits.
 #[test]
 fn deterministic_across_thread_counts() {

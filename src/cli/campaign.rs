@@ -46,7 +46,7 @@ pub fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
             let summary = crate::campaign::execute(&dir, ctx.comm.as_ref(), only, &mut |cfg, out, name| {
                 super::pic::run_config(cfg, out, name)
             })?;
-            if ctx.comm.rank() == 0 || only.is_some() {
+            if ctx.comm.rank() == 0 {
                 tracing::info!("campaign {}: {} ran, {} skipped", dir.display(), summary.ran, summary.skipped);
             }
             Ok(())
