@@ -263,6 +263,9 @@ impl PicConfig {
 
     /// Every check that needs no particles; each error names its key.
     pub fn validate(&self) -> Result<(), PicError> {
+        if self.seed > 1 << 53 {
+            return Err(bad("seed", format!("must be at most 2^53 so /params records it exactly, got {}", self.seed)));
+        }
         let p = &self.plasma;
         if p.ppc <= 0 {
             return Err(bad("plasma.ppc", format!("must be a positive number of particles per cell, got {}", p.ppc)));
