@@ -68,7 +68,11 @@ fn execute_runs_every_run_once_and_reports_failures() {
     assert_eq!(only, ["run-0003"]);
     assert!(execute(dir.path(), &SingleProcess, Some(8), &mut |_, _, _| Ok::<(), String>(())).is_err());
     let e = execute(dir.path(), &SingleProcess, None, &mut |_, _, name| {
-        if name == "run-0002" { Err("boom".to_string()) } else { Ok(()) }
+        if name == "run-0002" {
+            Err("boom".to_string())
+        } else {
+            Ok(())
+        }
     })
     .unwrap_err()
     .to_string();

@@ -51,7 +51,13 @@ fn campaign_cli_under_mpirun_resumes() {
     let file = dir.path().join("campaign.yaml");
     std::fs::write(&file, CAMPAIGN).unwrap();
     let out = dir.path().join("c");
-    let status = std::process::Command::new(colop).args(["campaign", "plan"]).arg(&file).arg("--out").arg(&out).status().unwrap();
+    let status = std::process::Command::new(colop)
+        .args(["campaign", "plan"])
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap();
     assert!(status.success());
     let mpirun = |args: &[&str]| {
         let output = std::process::Command::new("mpirun")

@@ -165,7 +165,10 @@ seed: 7
     };
     let (m0, v0, w0) = moments(0);
     let (m1, v1, w1) = moments(run.t.len() - 1);
-    println!("beam: ⟨v_x⟩ {m0:.4} → {m1:.4}, var v_x {v0:.4} → {v1:.4}, var v_y {w0:.4} → {w1:.4} over t = {}", run.t.last().unwrap());
+    println!(
+        "beam: ⟨v_x⟩ {m0:.4} → {m1:.4}, var v_x {v0:.4} → {v1:.4}, var v_y {w0:.4} → {w1:.4} over t = {}",
+        run.t.last().unwrap()
+    );
     let stat = (v0 / 500.0f64).sqrt();
     assert!(m0 - m1 > 5.0 * stat, "mean velocity should drop: {m0} → {m1}");
     assert!(v1 > v0 && w1 > w0, "spreads: {v0} → {v1}, {w0} → {w1}");

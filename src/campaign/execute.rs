@@ -60,7 +60,13 @@ pub fn execute<E: std::fmt::Display>(
         Some(id) if id >= manifest.runs.len() => {
             return Err(CampaignError::NoSuchRun { id, count: manifest.runs.len() })
         }
-        Some(id) => if comm.rank() == 0 { vec![id] } else { Vec::new() },
+        Some(id) => {
+            if comm.rank() == 0 {
+                vec![id]
+            } else {
+                Vec::new()
+            }
+        }
         None => {
             let costs: Vec<f64> = manifest.runs.iter().map(|r| r.cost).collect();
             assign(&costs, comm.size()).swap_remove(comm.rank())
@@ -98,7 +104,10 @@ pub fn execute<E: std::fmt::Display>(
         summary = Summary { ran: counts[0], skipped: counts[1], failed: counts[2] };
     }
     if summary.failed > 0 {
-        return Err(file_error(dir, format!("{} run(s) failed ({} ran, {} skipped)", summary.failed, summary.ran, summary.skipped)));
+        return Err(file_error(
+            dir,
+            format!("{} run(s) failed ({} ran, {} skipped)", summary.failed, summary.ran, summary.skipped),
+        ));
     }
     Ok(summary)
 }

@@ -115,7 +115,10 @@ impl CampaignConfig {
         let mut cfg: Self = serde_yaml::from_str(&text).map_err(|e| file_error(path, e))?;
         if let Some(rel) = cfg.base_file.take() {
             if cfg.base.is_some() {
-                return Err(CampaignError::Key { key: "base_file".into(), msg: "give either base or base_file".into() });
+                return Err(CampaignError::Key {
+                    key: "base_file".into(),
+                    msg: "give either base or base_file".into(),
+                });
             }
             let base_path = path.parent().unwrap_or(Path::new(".")).join(rel);
             let text = std::fs::read_to_string(&base_path).map_err(|e| file_error(&base_path, e))?;
@@ -132,7 +135,10 @@ impl CampaignConfig {
             .ok_or_else(|| CampaignError::Key { key: "base".into(), msg: "a base PIC config is required".into() })?;
         let mut axes: Vec<(String, Vec<Value>)> = Vec::new();
         for (key, spec) in &self.sweep {
-            let key = key.as_str().ok_or_else(|| CampaignError::Key { key: format!("{key:?}"), msg: "sweep keys are dotted strings".into() })?;
+            let key = key.as_str().ok_or_else(|| CampaignError::Key {
+                key: format!("{key:?}"),
+                msg: "sweep keys are dotted strings".into(),
+            })?;
             let values = sweep_values(key, spec)?;
             axes.push((key.to_string(), values));
         }
@@ -172,7 +178,8 @@ fn sweep_values(key: &str, spec: &Value) -> Result<Vec<Value>, CampaignError> {
     let values = match spec {
         Value::Sequence(list) => list.clone(),
         Value::Mapping(_) => {
-            let range: Range = serde_yaml::from_value(spec.clone()).map_err(|e| bad(crate::pic::config::one_line(&e.to_string())))?;
+            let range: Range =
+                serde_yaml::from_value(spec.clone()).map_err(|e| bad(crate::pic::config::one_line(&e.to_string())))?;
             let num = |v: &Value| v.as_f64().ok_or_else(|| bad("range bounds must be numbers".into()));
             let (from, to) = (num(&range.from)?, num(&range.to)?);
             let integral = range.from.is_i64() && range.to.is_i64() && range.step.as_ref().is_none_or(|s| s.is_i64());

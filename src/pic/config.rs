@@ -182,7 +182,13 @@ fn default_v_range() -> [f64; 4] {
 
 impl Default for Plasma {
     fn default() -> Self {
-        Self { ppc: default_ppc(), quiet_start: false, cold: false, v_th_over_c: default_vth_over_c(), perturbation: None }
+        Self {
+            ppc: default_ppc(),
+            quiet_start: false,
+            cold: false,
+            v_th_over_c: default_vth_over_c(),
+            perturbation: None,
+        }
     }
 }
 impl Default for Shape {
@@ -322,8 +328,12 @@ impl PicConfig {
             return Err(bad("test_particles.tracks", format!("{} tracks but only {} test particles", tp.tracks, tp.n)));
         }
         let dist_ok = match tp.distribution {
-            Distribution::Normal { center, sigma } => center.iter().all(|c| c.is_finite()) && sigma >= 0.0 && sigma.is_finite(),
-            Distribution::Ring { radius, width } => radius >= 0.0 && radius.is_finite() && width >= 0.0 && width.is_finite(),
+            Distribution::Normal { center, sigma } => {
+                center.iter().all(|c| c.is_finite()) && sigma >= 0.0 && sigma.is_finite()
+            }
+            Distribution::Ring { radius, width } => {
+                radius >= 0.0 && radius.is_finite() && width >= 0.0 && width.is_finite()
+            }
             Distribution::Maxwellian { v_th } => v_th > 0.0 && v_th.is_finite(),
         };
         if !dist_ok {

@@ -191,7 +191,15 @@ fn deposit_chunk<const O: usize>(x: &[f64], y: &[f64], w: f64, grid: &mut [f64],
 }
 
 /// `v ← v − c·E(x)` for one chunk; returns Σ v² afterwards.
-fn kick_chunk<const O: usize>(x: &[f64], y: &[f64], vx: &mut [f64], vy: &mut [f64], c: f64, field: &[[f64; 2]], nyp: usize) -> f64 {
+fn kick_chunk<const O: usize>(
+    x: &[f64],
+    y: &[f64],
+    vx: &mut [f64],
+    vy: &mut [f64],
+    c: f64,
+    field: &[[f64; 2]],
+    nyp: usize,
+) -> f64 {
     let mut v2 = 0.0;
     for i in 0..x.len() {
         let (ex, ey) = gather::<O>(x[i], y[i], field, nyp);
@@ -478,14 +486,13 @@ impl Simulation {
         let s = &self.test;
         let field = &self.field;
         let len = chunk_len(s.len(), self.n_chunks);
-        let parts: Vec<Vec<f64>> = s
-            .x
-            .par_chunks(len)
-            .zip(s.y.par_chunks(len))
-            .zip(s.vx.par_chunks(len))
-            .zip(s.vy.par_chunks(len))
-            .map(|(((x, y), vx), vy)| by_order!(order, histogram_chunk::<_>(x, y, vx, vy, c, field, nyp, grid)))
-            .collect();
+        let parts: Vec<Vec<f64>> =
+            s.x.par_chunks(len)
+                .zip(s.y.par_chunks(len))
+                .zip(s.vx.par_chunks(len))
+                .zip(s.vy.par_chunks(len))
+                .map(|(((x, y), vx), vy)| by_order!(order, histogram_chunk::<_>(x, y, vx, vy, c, field, nyp, grid)))
+                .collect();
         let mut counts = vec![0.0; grid.n_cells()];
         for part in parts {
             counts.iter_mut().zip(part).for_each(|(c, p)| *c += p);
@@ -583,7 +590,9 @@ fn load_test_particles(cfg: &PicConfig, rng: &mut ChaCha8Rng) -> Species {
         s.x.push(rng.gen::<f64>() * nx);
         s.y.push(rng.gen::<f64>() * ny);
         let (vx, vy) = match tp.distribution {
-            Distribution::Normal { center, sigma } => (center[0] + sigma * normal(rng), center[1] + sigma * normal(rng)),
+            Distribution::Normal { center, sigma } => {
+                (center[0] + sigma * normal(rng), center[1] + sigma * normal(rng))
+            }
             Distribution::Ring { radius, width } => {
                 let speed = radius + width * normal(rng);
                 let angle = rng.gen::<f64>() * std::f64::consts::TAU;
@@ -614,10 +623,7 @@ pub fn run(cfg: &PicConfig, progress: Progress) -> Result<RunData, PicError> {
     let mut energies = Vec::with_capacity(steps);
     let mut dump = |sim: &Simulation, d: usize, t: &mut Vec<f64>| {
         let counts = sim.test_histogram(&vgrid);
-        f.index_axis_mut(ndarray::Axis(0), d)
-            .as_slice_mut()
-            .expect("standard layout")
-            .copy_from_slice(&counts);
+        f.index_axis_mut(ndarray::Axis(0), d).as_slice_mut().expect("standard layout").copy_from_slice(&counts);
         if let Some(tr) = tracks.as_mut() {
             let v = sim.test_velocities(n_tracks);
             tr.index_axis_mut(ndarray::Axis(0), d).as_slice_mut().expect("standard layout").copy_from_slice(&v);
