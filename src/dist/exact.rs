@@ -132,18 +132,15 @@ impl ExactSum {
         let top = self.tops[i];
         let first_bin = (low / BIN_BITS) as i32;
         let wide = (mantissa as u128) << (low % BIN_BITS);
+        let sign = -(negative as i64); // 0 or −1: (v ^ sign) − sign negates when −1
         let bins = &mut self.bins[i * BINS..(i + 1) * BINS];
+        // Three 32-bit slices cover the ≤ 85-bit shifted mantissa. Slices above `high_bin` are
+        // zero (harmless wherever they land); slices below the window are dropped.
         for k in 0..3 {
             let bin = first_bin + k;
-            if bin > high_bin {
-                break;
-            }
-            if bin + BINS as i32 <= top {
-                continue; // below the window: truncated
-            }
-            let slice = ((wide >> (32 * k)) & 0xffff_ffff) as i64;
-            let slot = bin as usize & MASK;
-            bins[slot] += if negative { -slice } else { slice };
+            let keep = (bin + BINS as i32 > top) as i64;
+            let slice = ((wide >> (32 * k)) & 0xffff_ffff) as i64 * keep;
+            bins[bin as usize & MASK] += (slice ^ sign) - sign;
         }
     }
 
