@@ -64,6 +64,7 @@ AccountingStorageType=accounting_storage/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
+SchedulerParameters=bf_interval=5
 MpiDefault=none
 ReturnToService=2
 # Jobs may be requeued (sbatch --requeue, scontrol requeue); preempted or failed-node jobs too.
@@ -83,7 +84,8 @@ start() {
   install_packages
   mkdir -p "$DIR"/{state,spool,run,log,munge}
   chmod 0755 "$DIR" "$DIR/munge"
-  [ -f "$CONF" ] || write_config
+  # (Re)write the configuration while the controller is down, so edits here take effect.
+  alive "$DIR/run/slurmctld.pid" || write_config
 
   if ! alive "$DIR/run/munged.pid"; then
     if [ ! -s "$DIR/munge/munge.key" ]; then
