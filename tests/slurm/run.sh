@@ -2,7 +2,8 @@
 # Slurm integration tests on a local single-node cluster (scripts/local-slurm.sh):
 #  1. jobs/train.sbatch on 2 tasks runs to completion and writes the run directory;
 #  2. the same job, sent USR1 mid-run (as Slurm does before a time limit), checkpoints (exit 75),
-#     requeues itself, resumes, and ends with the same model as the uninterrupted run.
+#     requeues itself, resumes, and ends with the same model as the uninterrupted run;
+#  3. jobs/scaling.sbatch sweeps 1 and 2 ranks and writes its CSV files.
 # The trainer is COLOP (default: the dist_selftest example's `train` mode, a stand-in with the
 # same command line and checkpoint protocol). Needs root; exits 0 with "skipped" otherwise.
 set -euo pipefail
@@ -78,4 +79,17 @@ restarts="$(scontrol show job "$id" | grep -o 'Restarts=[0-9]*' | cut -d= -f2)"
 grep -q "requeueing" "$WORK"/preempted-*.out || fail "no requeue message in the job output"
 cmp "$WORK/plain/model.h5" "$WORK/preempted/model.h5" || fail "resumed model differs from the uninterrupted one"
 echo "slurm tests: ok: job $id checkpointed on USR1, requeued $restarts time(s), same model"
+
+# 3. Scaling sweep on 1 and 2 ranks writes both CSV files.
+id="$(sbatch --parsable --ntasks=2 --cpus-per-task=1 --job-name=colop-test-scaling \
+  --output="$WORK/scaling-%j.out" --chdir="$ROOT" "$ROOT/jobs/scaling.sbatch" \
+  "${SLURM_SCALING_CONFIG:-$CONFIG}" "$WORK/scaling" "1 2")"
+state="$(wait_job "$id" 600)"
+[ "$state" = COMPLETED ] || fail "scaling job $id ended $state"
+for mode in strong weak; do
+  for p in 1 2; do
+    grep -q "^$mode,$p," "$WORK/scaling/scaling_summary.csv" || fail "no $mode/$p row in scaling_summary.csv"
+  done
+done
+echo "slurm tests: ok: scaling job $id wrote $(($(wc -l <"$WORK/scaling/scaling_epochs.csv") - 1)) epoch rows"
 rm -rf "$WORK"
