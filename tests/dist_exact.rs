@@ -197,9 +197,9 @@ fn equals_correctly_rounded_exact_sum_within_window() {
         let count = rng.gen_range(1..80);
         let vectors = make_vectors(&mut rng, len, count, 6.0, false);
         let got = accumulate_shuffled(&mut rng, &vectors, len).to_f64();
-        for i in 0..len {
+        for (i, value) in got.iter().enumerate() {
             let exact = fsum(&column(&vectors, i)) + 0.0;
-            assert_eq!(got[i].to_bits(), exact.to_bits(), "trial {trial} element {i}: {} vs {exact}", got[i]);
+            assert_eq!(value.to_bits(), exact.to_bits(), "trial {trial} element {i}: {value} vs {exact}");
         }
     }
 }
@@ -212,15 +212,15 @@ fn wild_magnitudes_match_the_documented_truncation() {
         let count = rng.gen_range(1..80);
         let vectors = make_vectors(&mut rng, len, count, 60.0, trial % 2 == 0);
         let got = accumulate_shuffled(&mut rng, &vectors, len).to_f64();
-        for i in 0..len {
+        for (i, &value) in got.iter().enumerate() {
             let col = column(&vectors, i);
             let expected = reference(&col);
-            assert_eq!(got[i].to_bits(), expected.to_bits(), "trial {trial} element {i}: {} vs {expected}", got[i]);
+            assert_eq!(value.to_bits(), expected.to_bits(), "trial {trial} element {i}: {value} vs {expected}");
             // And the guarantee in absolute terms: |S' − S| < n·2^-96·max|x| (+ rounding).
             let exact = fsum(&col);
             let max = col.iter().fold(0.0f64, |m, x| m.max(x.abs()));
             let bound = col.len() as f64 * max * 2f64.powi(-96) + exact.abs() * f64::EPSILON;
-            assert!((got[i] - exact).abs() <= bound, "trial {trial} element {i}");
+            assert!((value - exact).abs() <= bound, "trial {trial} element {i}");
         }
     }
 }

@@ -293,6 +293,15 @@ impl ExactSum {
         }
     }
 
+    /// Bytes sent by one rank in [`crate::dist::Comm::allreduce_exact`] (bins + tops).
+    pub fn reduction_bytes(&self) -> usize {
+        self.bins.len() * 8 + self.tops.len() * 4
+    }
+}
+
+/// The raw state an allreduce over ranks needs (used by the MPI communicator).
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+impl ExactSum {
     /// Per-element top bins (reduced by MAX over ranks before the bins are summed).
     pub(crate) fn tops(&self) -> &[i32] {
         &self.tops
@@ -331,11 +340,6 @@ impl ExactSum {
         self.adds = 0;
         self.count_add(adds);
     }
-
-    /// Bytes sent by one rank in [`crate::dist::Comm::allreduce_exact`] (bins + tops).
-    pub fn reduction_bytes(&self) -> usize {
-        self.bins.len() * 8 + self.tops.len() * 4
-    }
 }
 
 /// A 256-bit two's complement integer, enough for 4 bins of 32 bits plus 31 bits of headroom.
@@ -351,7 +355,7 @@ impl Wide {
         term[..word].fill(0);
         term[word] = (value as u64) << bit;
         if word + 1 < 4 {
-            let upper = if bit == 0 { fill } else { ((value >> (64 - bit)) as u64) & u64::MAX };
+            let upper = if bit == 0 { fill } else { (value >> (64 - bit)) as u64 };
             term[word + 1] = upper;
         }
         let mut carry = false;
