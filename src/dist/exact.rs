@@ -238,11 +238,18 @@ impl ExactSum {
         }
         let bottom = top - BINS as i32 + 1;
         let bins = &self.bins[i * BINS..(i + 1) * BINS];
-        // Two's complement 256-bit integer Σ bin·2^(32·(bin − bottom)).
-        let mut wide = Wide::default();
-        for bin in bottom..=top {
-            wide.add_shifted(bins[bin as usize & MASK], 32 * (bin - bottom) as u32);
-        }
+        // Two's complement 256-bit integer Σ bin·2^(32·(bin − bottom)); through i128 when it fits.
+        let digit = |k: i32| bins[(bottom + k) as usize & MASK];
+        let mut wide = match sum_i128(digit) {
+            Some(total) => Wide::from_i128(total),
+            None => {
+                let mut wide = Wide::default();
+                for k in 0..BINS as i32 {
+                    wide.add_shifted(digit(k), 32 * k as u32);
+                }
+                wide
+            }
+        };
         let negative = wide.is_negative();
         if negative {
             wide.negate();
@@ -342,11 +349,31 @@ impl ExactSum {
     }
 }
 
+/// Σ digit(k)·2^(32k) over the window as an i128, or `None` if it might not fit.
+#[inline]
+fn sum_i128(digit: impl Fn(i32) -> i64) -> Option<i128> {
+    const _: () = assert!(BINS == 4);
+    let top = digit(3);
+    if top.unsigned_abs() >= 1 << 30 {
+        return None;
+    }
+    let mut total = (top as i128) << 96;
+    for k in 0..3 {
+        total = total.checked_add((digit(k) as i128) << (32 * k))?;
+    }
+    Some(total)
+}
+
 /// A 256-bit two's complement integer, enough for 4 bins of 32 bits plus 31 bits of headroom.
 #[derive(Default)]
 struct Wide([u64; 4]);
 
 impl Wide {
+    fn from_i128(v: i128) -> Self {
+        let fill = if v < 0 { u64::MAX } else { 0 };
+        Wide([v as u64, (v >> 64) as u64, fill, fill])
+    }
+
     fn add_shifted(&mut self, value: i64, shift: u32) {
         // Sign-extend value << shift into 256 bits and add with carry.
         let fill = if value < 0 { u64::MAX } else { 0 };
