@@ -85,7 +85,8 @@ impl ExactSum {
         self.tops.is_empty()
     }
 
-    /// Number of additions folded in so far (over merges and reductions).
+    /// Number of additions folded in so far (over merges; after an MPI reduction an upper bound,
+    /// ranks × the largest local count). Only used to guard against bin overflow.
     pub fn adds(&self) -> u64 {
         self.adds
     }
