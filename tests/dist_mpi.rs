@@ -1,6 +1,8 @@
 //! MPI tests of the distribution layer through `examples/dist_selftest` under `mpirun`:
 //! exact sums bitwise identical for 1–4 ranks, and a failing rank ends the whole job quickly
 //! with its message and a non-zero status. Skipped (with a note) when `mpirun` is missing.
+//! `cargo test` builds the example; after `cargo test --test dist_mpi` alone, build it first.
+#![cfg(feature = "mpi")]
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -32,6 +34,12 @@ fn mpirun(ranks: usize, args: &[&str]) -> Option<std::process::Output> {
         .env("RAYON_NUM_THREADS", "1")
         .output()
         .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains("without the `mpi` feature"),
+        "stale example {}: rebuild it with `cargo build --release --example dist_selftest`",
+        selftest().display()
+    );
     Some(output)
 }
 
