@@ -67,3 +67,52 @@ fn a_failing_rank_ends_the_job_with_its_message() {
     assert!(!stderr.contains("barrier returned"), "{stderr}");
     assert!(start.elapsed() < Duration::from_secs(30), "took {:?}", start.elapsed());
 }
+
+/// The stop protocol under mpirun: USR1 to the launcher mid-run → all ranks agree, checkpoint,
+/// exit 75; resuming on another rank count gives the uninterrupted model.
+#[test]
+fn usr1_checkpoints_and_resume_on_other_rank_count_matches() {
+    if mpirun(1, &["exact", "1", "1"]).is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tiny.yaml");
+    std::fs::write(&config, "epochs: 40\nsamples: 4\nsample_ms: 20\n").unwrap();
+    let run = |ranks: usize, out: &std::path::Path, resume: bool| {
+        let mut cmd = Command::new("mpirun");
+        cmd.args(["-n", &ranks.to_string(), "--oversubscribe"])
+            .arg(selftest())
+            .arg("train")
+            .arg(&config)
+            .arg("--out")
+            .arg(out)
+            .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if resume {
+            cmd.arg("--resume").arg(out);
+        }
+        cmd
+    };
+    let plain = dir.path().join("plain");
+    assert!(run(1, &plain, false).status().unwrap().success());
+
+    let stopped = dir.path().join("stopped");
+    let mut child = run(2, &stopped, false).spawn().unwrap();
+    let metrics = stopped.join("metrics.jsonl");
+    let start = Instant::now();
+    while std::fs::read_to_string(&metrics).map(|m| m.lines().count()).unwrap_or(0) < 3 {
+        assert!(start.elapsed() < Duration::from_secs(60), "no progress");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // mpirun forwards SIGUSR1 to every rank.
+    let status = Command::new("kill").args(["-USR1", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let code = child.wait().unwrap().code();
+    assert_eq!(code, Some(75), "expected the checkpointed exit code");
+    assert!(stopped.join("checkpoint.h5").exists());
+    assert!(run(3, &stopped, true).status().unwrap().success());
+    assert_eq!(std::fs::read(plain.join("model.h5")).unwrap(), std::fs::read(stopped.join("model.h5")).unwrap());
+    assert!(!stopped.join("checkpoint.h5").exists());
+}
