@@ -15,6 +15,13 @@ use mpi::Threading;
 
 use super::{Comm, DistError, ExactSum};
 
+/// Allreduces are issued in pieces of at most this many bytes. Open MPI switches to its
+/// large-message algorithm above a few hundred KiB, which was 4× slower for the 470 kB exact
+/// gradient sum on one node (0.40 → 0.10 ms at 2 ranks); on a network the extra piece costs only
+/// a few latencies. Every reduction here is exact (integers, max, min), so splitting cannot
+/// change a result.
+const ALLREDUCE_CHUNK_BYTES: usize = 256 * 1024;
+
 /// Every rank of the launch (`MPI_COMM_WORLD`).
 pub struct MpiComm {
     rank: usize,
@@ -47,8 +54,13 @@ impl MpiComm {
         if self.size == 1 || x.is_empty() {
             return;
         }
-        let send = x.to_vec();
-        self.with_world(|world| world.all_reduce_into(&send[..], x, op));
+        let chunk = (ALLREDUCE_CHUNK_BYTES / std::mem::size_of::<T>()).max(1);
+        self.with_world(|world| {
+            for part in x.chunks_mut(chunk) {
+                let send = part.to_vec();
+                world.all_reduce_into(&send[..], part, &op);
+            }
+        });
     }
 }
 
