@@ -58,7 +58,7 @@ impl MpiComm {
         self.with_world(|world| {
             for part in x.chunks_mut(chunk) {
                 let send = part.to_vec();
-                world.all_reduce_into(&send[..], part, &op);
+                world.all_reduce_into(&send[..], part, op);
             }
         });
     }
