@@ -309,9 +309,9 @@ impl<'a> Problem<'a> {
                     }
                 }
                 for (ctx, v) in &sums {
-                    acc.add_at(ctx * ctx_len, v);
+                    acc.add_slice_at(ctx * ctx_len, v);
                 }
-                acc.add_at(loss_at, &[loss]);
+                acc.add_at(loss_at, loss);
                 j += n_in;
             }
             i = g_end;
@@ -326,7 +326,7 @@ impl<'a> Problem<'a> {
             .map_init(|| RolloutWorkspace::new(self.scheme), |ws, &s| self.sample_loss(c, runs, s, batch, ws))
             .collect();
         for l in losses {
-            acc.add_at(0, &[l]);
+            acc.add_at(0, l);
         }
     }
 

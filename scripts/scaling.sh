@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Strong and weak scaling sweeps of `colop train` over rank counts, collected into CSV.
+#   scripts/scaling.sh [options] CONFIG OUT_DIR
+#     --ranks "1 2 4"      rank counts (default "1 2")
+#     --mode strong|weak|both   (default both)
+#     --threads T          rayon threads per rank (default 1)
+#     --launcher mpirun|srun    (default: srun inside a Slurm allocation, else mpirun)
+# CONFIG may hold placeholders: `{{ranks}}` and `{{N*ranks}}` (N times the rank count), e.g. for
+# a window or run count. Weak scaling replaces them with the rank count P, so the work per rank
+# stays constant; strong scaling trains the 1-rank problem (P = 1) at every rank count. A
+# config without placeholders is used as it is by both.
+# Writes OUT_DIR/<mode>-<ranks>/ (run directories), OUT_DIR/scaling_epochs.csv (one row per
+# epoch: mode, ranks, epoch, seconds, compute_s, comm_s, compute_s_max, compute_s_min) and
+# OUT_DIR/scaling_summary.csv (per mode and rank count, the first epoch left out as warm-up:
+# mean epoch time, compute, allreduce share, imbalance max/min, efficiency).
+# COLOP selects the binary (default: colop on PATH, else target/release/colop).
+set -euo pipefail
+
+ranks_list="1 2"; mode=both; threads=1; launcher=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --ranks) ranks_list="$2"; shift 2 ;;
+    --mode) mode="$2"; shift 2 ;;
+    --threads) threads="$2"; shift 2 ;;
+    --launcher) launcher="$2"; shift 2 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -*) echo "scaling.sh: unknown option $1" >&2; exit 2 ;;
+    *) break ;;
+  esac
+done
+[ $# -eq 2 ] || { echo "usage: scripts/scaling.sh [--ranks \"1 2 4\"] [--mode strong|weak|both] [--threads T] CONFIG OUT_DIR" >&2; exit 2; }
+CONFIG="$1"; OUT="$2"
+[ -f "$CONFIG" ] || { echo "scaling.sh: $CONFIG: no such file" >&2; exit 2; }
+case "$mode" in strong) modes=(strong) ;; weak) modes=(weak) ;; both) modes=(strong weak) ;;
+  *) echo "scaling.sh: --mode must be strong, weak or both" >&2; exit 2 ;; esac
+if [ -z "${COLOP:-}" ]; then
+  if command -v colop >/dev/null 2>&1; then COLOP=colop
+  else COLOP="$(cd "$(dirname "$0")/.." && pwd)/target/release/colop"; fi
+fi
+if [ -z "$launcher" ]; then
+  if [ -n "${SLURM_JOB_ID:-}" ]; then launcher=srun; else launcher=mpirun; fi
+fi
+export RAYON_NUM_THREADS="$threads"
+export OMPI_MCA_rmaps_base_oversubscribe=1
+if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+mkdir -p "$OUT"
+
+# The configuration for problem size P: {{ranks}} → P, {{N*ranks}} → N·P.
+weak_config() {
+  awk -v p="$1" '{
+    while (match($0, /\{\{[0-9]+\*ranks\}\}/)) {
+      n = substr($0, RSTART + 2, RLENGTH - 10) * p
+      $0 = substr($0, 1, RSTART - 1) n substr($0, RSTART + RLENGTH)
+    }
+    gsub(/\{\{ranks\}\}/, p); print }' "$CONFIG"
+}
+
+# A numeric key of a flat JSON line ("" when absent).
+json_number() { grep -o "\"$1\":[^,}]*" <<<"$2" | head -n 1 | cut -d: -f2 | tr -d ' "' || true; }
+
+EPOCHS="$OUT/scaling_epochs.csv"
+echo "mode,ranks,threads,epoch,seconds,compute_s,comm_s,compute_s_max,compute_s_min" >"$EPOCHS.tmp"
+for m in "${modes[@]}"; do
+  for p in $ranks_list; do
+    run="$OUT/$m-$p"
+    rm -rf "$run"
+    config="$OUT/$m-$p.yaml"
+    if [ "$m" = weak ]; then weak_config "$p" >"$config"; else weak_config 1 >"$config"; fi
+    case "$launcher" in
+      srun) launch=(srun --mpi=pmix --kill-on-bad-exit=1 --ntasks="$p" --cpus-per-task="$threads") ;;
+      mpirun) launch=(mpirun -n "$p" --bind-to none -x RAYON_NUM_THREADS) ;;
+      *) echo "scaling.sh: --launcher must be mpirun or srun" >&2; exit 2 ;;
+    esac
+    echo "scaling.sh: $m scaling, $p rank(s) × $threads thread(s)"
+    "${launch[@]}" "$COLOP" train "$config" --out "$run" >"$OUT/$m-$p.log" 2>&1 \
+      || { echo "scaling.sh: run failed, see $OUT/$m-$p.log" >&2; tail -n 5 "$OUT/$m-$p.log" >&2; exit 1; }
+    while IFS= read -r line; do
+      [ -n "$line" ] || continue
+      row="$m,$p,$threads"
+      for key in epoch seconds compute_s comm_s compute_s_max compute_s_min; do
+        row="$row,$(json_number "$key" "$line")"
+      done
+      echo "$row" >>"$EPOCHS.tmp"
+    done <"$run/metrics.jsonl"
+  done
+done
+mv "$EPOCHS.tmp" "$EPOCHS"
+
+# Summary: first epoch of each run skipped (warm-up) unless it is the only one.
+awk -F, 'NR > 1 {
+    key = $1 "," $2 "," $3; n[key]++
+    if (n[key] == 1) { first[key] = $0; next }
+    m[key]++; t[key] += $5; c[key] += $6; r[key] += $7
+    if ($9 > 0) imb[key] += $8 / $9; else imb[key] += 1
+  }
+  END {
+    for (key in n) if (!(key in m)) { split(first[key], f, ","); m[key] = 1; t[key] = f[5]; c[key] = f[6]; r[key] = f[7]; imb[key] = (f[9] > 0 ? f[8] / f[9] : 1) }
+    for (key in m) { split(key, k, ","); base = k[1] ",1," k[3]
+      printf "%s,%d,%.6g,%.6g,%.6g,%.4f,%.4f\n", key, m[key], t[key]/m[key], c[key]/m[key], r[key]/m[key], (t[key] > 0 ? r[key]/t[key] : 0), imb[key]/m[key] }
+  }' "$EPOCHS" | sort -t, -k1,1 -k2,2n >"$OUT/summary.body"
+# Efficiency against the 1-rank run of the same mode: strong T1/(P·TP), weak T1/TP.
+{
+  echo "mode,ranks,threads,epochs,epoch_s,compute_s,comm_s,comm_fraction,imbalance,efficiency"
+  awk -F, '{ if ($2 == 1) t1[$1] = $5; row[NR] = $0; mode[NR] = $1; p[NR] = $2; t[NR] = $5 }
+    END { for (i = 1; i <= NR; i++) {
+      e = ""; if ((mode[i] in t1) && t[i] > 0) e = sprintf("%.4f", mode[i] == "strong" ? t1[mode[i]] / (p[i] * t[i]) : t1[mode[i]] / t[i])
+      print row[i] "," e } }' "$OUT/summary.body"
+} >"$OUT/scaling_summary.csv"
+rm -f "$OUT/summary.body"
+echo "scaling.sh: wrote $EPOCHS and $OUT/scaling_summary.csv"
+column -s, -t "$OUT/scaling_summary.csv" 2>/dev/null || cat "$OUT/scaling_summary.csv"
