@@ -18,7 +18,8 @@ struct Lane {
 /// Time `reps` repetitions of `samples` rollouts of `steps` steps with the same `coeffs`
 /// (physical units, one snapshot interval of length 1 split into the scheme's substep count) and
 /// report the best repetition as JSON: seconds and cell-steps/s for forward alone and for
-/// forward + adjoint (store-all, loss ½‖f_final‖², ∂L/∂coeffs summed over samples).
+/// forward + adjoint (store-all, loss ½‖f_final‖², ∂L/∂coeffs summed over samples), plus the
+/// best single-thread nanoseconds per cell of one `step` and one `step_vjp`.
 pub fn throughput(scheme: &dyn Scheme, coeffs: &Fields, samples: usize, steps: usize, reps: usize) -> serde_json::Value {
     let g = scheme.grid().clone();
     let (nx, ny, n) = (g.nx, g.ny, g.n_cells());
@@ -83,6 +84,22 @@ pub fn throughput(scheme: &dyn Scheme, coeffs: &Fields, samples: usize, steps: u
         scheme.prepare_vjp(coeffs.view(), h, d_prep.view(), d_coeffs.view_mut());
         best_both = best_both.min(t0.elapsed().as_secs_f64());
     }
+    // Single-thread cost of one step and one adjoint step, best of many short runs: a figure
+    // that stays meaningful on a loaded machine.
+    let (mut step_s, mut vjp_s) = (f64::INFINITY, f64::INFINITY);
+    {
+        let lane = &mut lanes[0];
+        let (f0, rest) = lane.states.split_first_mut().expect("at least one state");
+        let out = &mut rest.first_mut().map(|v| &mut v[..]).unwrap_or(&mut lane.lam_next[..]);
+        for _ in 0..50 * reps.max(1) {
+            let t0 = Instant::now();
+            scheme.step(&prepared, f0, out, &mut lane.ws);
+            step_s = step_s.min(t0.elapsed().as_secs_f64());
+            let t0 = Instant::now();
+            scheme.step_vjp(&prepared, f0, f0, &mut lane.lam, &mut lane.d_prepared, &mut lane.ws);
+            vjp_s = vjp_s.min(t0.elapsed().as_secs_f64());
+        }
+    }
     let cell_steps = (samples * steps * n) as f64;
     serde_json::json!({
         "scheme": scheme.name(),
@@ -94,6 +111,8 @@ pub fn throughput(scheme: &dyn Scheme, coeffs: &Fields, samples: usize, steps: u
         "forward_cell_steps_per_s": cell_steps / best_fwd,
         "forward_adjoint_seconds": best_both,
         "forward_adjoint_cell_steps_per_s": cell_steps / best_both,
+        "step_ns_per_cell_1thread": step_s * 1e9 / n as f64,
+        "step_vjp_ns_per_cell_1thread": vjp_s * 1e9 / n as f64,
         "grad_norm": d_coeffs.iter().map(|v| v * v).sum::<f64>().sqrt(),
     })
 }

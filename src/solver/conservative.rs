@@ -149,37 +149,45 @@ impl Conservative {
 }
 
 fn row(a: &[f64], r: usize, n: usize) -> &[f64] {
-    &a[r * n..(r + 1) * n]
+    &a[r * n..][..n]
 }
 
 /// Pre-clamp forward step. `q` holds the 8 padded `(nx+2)×(ny+2)` products `r_k f` (borders 0).
 #[inline(always)]
 fn forward(nx: usize, ny: usize, r: [&[f64]; N_JUMPS], f: &[f64], out: &mut [f64], q: &mut [f64]) {
-    let (px, py) = (nx + 2, ny + 2);
-    let plane = px * py;
+    let py = ny + 2;
+    let plane = (nx + 2) * py;
     // Outflows: q_k = r_k f at the padded position, out = f − Σ_k q_k.
     for i in 0..nx {
-        let f0 = row(f, i, ny);
-        let o = &mut out[i * ny..(i + 1) * ny];
-        o.copy_from_slice(f0);
-        for (k, rk) in r.iter().enumerate() {
-            let rk = row(rk, i, ny);
-            let qk = &mut q[k * plane + (i + 1) * py + 1..][..ny];
-            for j in 0..ny {
-                qk[j] = rk[j] * f0[j];
-                o[j] -= qk[j];
-            }
+        let s = i * ny..;
+        let (f0, o) = (&f[s.clone()][..ny], &mut out[s.clone()][..ny]);
+        let [r0, r1, r2, r3, r4, r5, r6, r7] = r.map(|rk| &rk[s.clone()][..ny]);
+        let mut planes = q.chunks_exact_mut(plane).map(|qk| &mut qk[(i + 1) * py + 1..][..ny]);
+        let mut next = || planes.next().expect("8 planes");
+        let (q0, q1, q2, q3, q4, q5, q6, q7) = (next(), next(), next(), next(), next(), next(), next(), next());
+        for j in 0..ny {
+            let fj = f0[j];
+            q0[j] = r0[j] * fj;
+            q1[j] = r1[j] * fj;
+            q2[j] = r2[j] * fj;
+            q3[j] = r3[j] * fj;
+            q4[j] = r4[j] * fj;
+            q5[j] = r5[j] * fj;
+            q6[j] = r6[j] * fj;
+            q7[j] = r7[j] * fj;
+            o[j] = fj - (((q0[j] + q1[j]) + (q2[j] + q3[j])) + ((q4[j] + q5[j]) + (q6[j] + q7[j])));
         }
     }
     // Inflows: out[c] += Σ_k q_k[c − o_k] (zero border = nothing enters from outside).
     for i in 0..nx {
-        let o = &mut out[i * ny..(i + 1) * ny];
-        for (k, &(di, dj)) in JUMPS.iter().enumerate() {
-            let start = k * plane + ((i + 1) as isize - di) as usize * py + (1 - dj) as usize;
-            let src = &q[start..][..ny];
-            for j in 0..ny {
-                o[j] += src[j];
-            }
+        let o = &mut out[i * ny..][..ny];
+        let src: [&[f64]; N_JUMPS] = std::array::from_fn(|k| {
+            let (di, dj) = JUMPS[k];
+            &q[k * plane + ((i + 1) as isize - di) as usize * py + (1 - dj) as usize..][..ny]
+        });
+        let [s0, s1, s2, s3, s4, s5, s6, s7] = src;
+        for j in 0..ny {
+            o[j] += ((s0[j] + s1[j]) + (s2[j] + s3[j])) + ((s4[j] + s5[j]) + (s6[j] + s7[j]));
         }
     }
 }
@@ -187,6 +195,7 @@ fn forward(nx: usize, ny: usize, r: [&[f64]; N_JUMPS], f: &[f64], out: &mut [f64
 /// Adjoint of the pre-clamp step: `G_k = λ[c+o_k] − λ[c]`, `λ_in = λ + Σ r_k G_k`,
 /// `d_k += f G_k`. `lp` is a padded `(nx+2)×(ny+2)` copy of λ (border 0).
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn adjoint(
     nx: usize,
     ny: usize,
@@ -201,17 +210,26 @@ fn adjoint(
     for i in 0..nx {
         lp[(i + 1) * py + 1..][..ny].copy_from_slice(row(lam, i, ny));
     }
+    let mut d = d;
     for i in 0..nx {
-        let s = i * ny..(i + 1) * ny;
-        let (l0, f0, li) = (&lam[s.clone()], &f[s.clone()], &mut lam_in[s.clone()]);
+        let s = i * ny..;
+        let (l0, f0, li) = (&lam[s.clone()][..ny], &f[s.clone()][..ny], &mut lam_in[s.clone()][..ny]);
         li.copy_from_slice(l0);
-        for (k, &(di, dj)) in JUMPS.iter().enumerate() {
-            let target = &lp[((i + 1) as isize + di) as usize * py + (1 + dj) as usize..][..ny];
-            let (rk, dk) = (&r[k][s.clone()], &mut d[k][s.clone()]);
+        // Jumps in pairs: fewer passes over λ_in than one per jump, few enough streams to vectorise.
+        for k in (0..N_JUMPS).step_by(2) {
+            let target = |k: usize| {
+                let (di, dj) = JUMPS[k];
+                &lp[((i + 1) as isize + di) as usize * py + (1 + dj) as usize..][..ny]
+            };
+            let (ta, tb) = (target(k), target(k + 1));
+            let (ra, rb) = (&r[k][s.clone()][..ny], &r[k + 1][s.clone()][..ny]);
+            let (dl, dr) = d.split_at_mut(k + 1);
+            let (da, db) = (&mut dl[k][s.clone()][..ny], &mut dr[0][s.clone()][..ny]);
             for j in 0..ny {
-                let g = target[j] - l0[j];
-                li[j] += rk[j] * g;
-                dk[j] += f0[j] * g;
+                let (ga, gb) = (ta[j] - l0[j], tb[j] - l0[j]);
+                li[j] += ra[j] * ga + rb[j] * gb;
+                da[j] += f0[j] * ga;
+                db[j] += f0[j] * gb;
             }
         }
     }
