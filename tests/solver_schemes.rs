@@ -13,9 +13,10 @@ fn scheme(kind: SchemeKind, boundary: Boundary, clamp: bool, substeps: Substeps)
     scheme_on(&grid, kind, boundary, clamp, substeps)
 }
 
-/// The smallest grid: no column is interior for every transposed one-sided stencil.
+/// Small grids: 4 rows (the minimum) and 7 columns, where the transposed one-sided Δ1 has an
+/// interior column and the transposed Δ2 none.
 fn small_scheme(kind: SchemeKind, boundary: Boundary, clamp: bool, substeps: Substeps) -> Box<dyn Scheme> {
-    let grid = VelocityGrid::new(4, 5, [-1.0, 1.0, -1.0, 1.5], "v_th").unwrap();
+    let grid = VelocityGrid::new(4, 7, [-1.0, 1.0, -1.0, 1.5], "v_th").unwrap();
     scheme_on(&grid, kind, boundary, clamp, substeps)
 }
 
