@@ -6,6 +6,9 @@ use crate::operator::Fields;
 use rayon::prelude::*;
 use std::time::Instant;
 
+/// Cells per task of the parallel gradient reduction.
+const CHUNK: usize = 2048;
+
 /// One sample's buffers: every state of the rollout, adjoint vectors, gradient accumulator.
 struct Lane {
     states: Vec<Vec<f64>>,
@@ -76,10 +79,15 @@ pub fn throughput(scheme: &dyn Scheme, coeffs: &Fields, samples: usize, steps: u
             forward(lane);
             adjoint(lane);
         });
+        // Sum over samples in sample order (deterministic), parallel over chunks of cells.
         let mut d_prep = Fields::zeros(prepared.raw_dim());
-        for lane in &lanes {
-            d_prep += &lane.d_prepared;
-        }
+        let flat = d_prep.as_slice_mut().expect("contiguous");
+        flat.par_chunks_mut(CHUNK).enumerate().for_each(|(c, acc)| {
+            for lane in &lanes {
+                let src = &lane.d_prepared.as_slice().expect("contiguous")[c * CHUNK..][..acc.len()];
+                acc.iter_mut().zip(src).for_each(|(a, s)| *a += s);
+            }
+        });
         d_coeffs.fill(0.0);
         scheme.prepare_vjp(coeffs.view(), h, d_prep.view(), d_coeffs.view_mut());
         best_both = best_both.min(t0.elapsed().as_secs_f64());
