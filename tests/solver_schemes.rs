@@ -2,9 +2,9 @@
 //! hand-computed central steps, conservation and positivity of the conservative scheme.
 
 use colop::grid::VelocityGrid;
+use colop::operator::Equation;
 use colop::operator::Fields;
 use colop::solver::{build, AutoWord, Boundary, Scheme, SchemeKind, SolverSpec, Substeps};
-use colop::operator::Equation;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -20,7 +20,13 @@ fn small_scheme(kind: SchemeKind, boundary: Boundary, clamp: bool, substeps: Sub
     scheme_on(&grid, kind, boundary, clamp, substeps)
 }
 
-fn scheme_on(grid: &VelocityGrid, kind: SchemeKind, boundary: Boundary, clamp: bool, substeps: Substeps) -> Box<dyn Scheme> {
+fn scheme_on(
+    grid: &VelocityGrid,
+    kind: SchemeKind,
+    boundary: Boundary,
+    clamp: bool,
+    substeps: Substeps,
+) -> Box<dyn Scheme> {
     let spec = SolverSpec { scheme: kind, boundary, clamp_nonnegative: clamp, substeps, ..Default::default() };
     build(&spec, &Equation::FokkerPlanck, grid).unwrap()
 }
@@ -64,7 +70,9 @@ fn assert_rel(a: f64, b: f64, tol: f64, what: &str) {
 #[test]
 fn step_vjp_is_the_transpose() {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
-    for (kind, boundary, make) in CASES.iter().flat_map(|&(k, b)| [(k, b, scheme as Maker), (k, b, small_scheme as Maker)]) {
+    for (kind, boundary, make) in
+        CASES.iter().flat_map(|&(k, b)| [(k, b, scheme as Maker), (k, b, small_scheme as Maker)])
+    {
         for clamp in [false, true] {
             let s = make(kind, boundary, clamp, Substeps::Fixed(1));
             let linear = make(kind, boundary, false, Substeps::Fixed(1));
@@ -201,7 +209,15 @@ fn prepare_vjp_is_the_transpose() {
 
 /// ½‖f_T − target‖² after `steps` steps from `f0`, and (if asked) its gradient wrt the physical
 /// coefficients by the store-all adjoint.
-fn rollout_loss(s: &dyn Scheme, c: &Fields, h: f64, f0: &[f64], target: &[f64], steps: usize, grad: Option<&mut Fields>) -> f64 {
+fn rollout_loss(
+    s: &dyn Scheme,
+    c: &Fields,
+    h: f64,
+    f0: &[f64],
+    target: &[f64],
+    steps: usize,
+    grad: Option<&mut Fields>,
+) -> f64 {
     let g = s.grid();
     let mut p = Fields::zeros((s.n_prepared(), g.nx, g.ny));
     s.prepare(c.view(), h, p.view_mut());
@@ -317,7 +333,8 @@ fn reference_central(g: &VelocityGrid, c: &Fields, f: &[Vec<f64>], dt: f64, boun
         }
         out
     };
-    let along_y = |op: &dyn Fn(&[f64]) -> Vec<f64>, u: &Vec<Vec<f64>>| -> Vec<Vec<f64>> { u.iter().map(|r| op(r)).collect() };
+    let along_y =
+        |op: &dyn Fn(&[f64]) -> Vec<f64>, u: &Vec<Vec<f64>>| -> Vec<Vec<f64>> { u.iter().map(|r| op(r)).collect() };
     let (dvx, dvy) = (g.dvx(), g.dvy());
     let prod = |k: usize, s: f64| -> Vec<Vec<f64>> {
         (0..nx).map(|i| (0..ny).map(|j| c[[k, i, j]] * s * f[i][j]).collect()).collect()
@@ -398,7 +415,9 @@ fn conservative_conserves_mass_and_positivity() {
     let mut p = Fields::zeros((s.n_prepared(), g.nx, g.ny));
     s.prepare(c.view(), h, p.view_mut());
     // The bound holds: every cell's total out-weight ≤ 1.
-    let worst = (0..g.n_cells()).map(|k| (0..8).map(|r| p.as_slice().unwrap()[r * g.n_cells() + k]).sum::<f64>()).fold(0.0, f64::max);
+    let worst = (0..g.n_cells())
+        .map(|k| (0..8).map(|r| p.as_slice().unwrap()[r * g.n_cells() + k]).sum::<f64>())
+        .fold(0.0, f64::max);
     assert!(worst <= 1.0 && worst > 0.5, "h·max out-rate = {worst}");
     let mut f = vec_uniform(&mut rng, g.n_cells(), 0.0, 1.0);
     f[..g.ny].iter_mut().for_each(|v| *v = 0.0); // an empty row

@@ -23,7 +23,13 @@ struct Lane {
 /// report the best repetition as JSON: seconds and cell-steps/s for forward alone and for
 /// forward + adjoint (store-all, loss ½‖f_final‖², ∂L/∂coeffs summed over samples), plus the
 /// best single-thread nanoseconds per cell of one `step` and one `step_vjp`.
-pub fn throughput(scheme: &dyn Scheme, coeffs: &Fields, samples: usize, steps: usize, reps: usize) -> serde_json::Value {
+pub fn throughput(
+    scheme: &dyn Scheme,
+    coeffs: &Fields,
+    samples: usize,
+    steps: usize,
+    reps: usize,
+) -> serde_json::Value {
     let g = scheme.grid().clone();
     let (nx, ny, n) = (g.nx, g.ny, g.n_cells());
     let h = 1.0 / scheme.substeps(coeffs.view(), 1.0) as f64;
@@ -61,7 +67,14 @@ pub fn throughput(scheme: &dyn Scheme, coeffs: &Fields, samples: usize, steps: u
     let adjoint = |lane: &mut Lane| {
         lane.lam.copy_from_slice(&lane.states[steps]);
         for t in (0..steps).rev() {
-            scheme.step_vjp(&prepared, &lane.states[t], &lane.lam, &mut lane.lam_next, &mut lane.d_prepared, &mut lane.ws);
+            scheme.step_vjp(
+                &prepared,
+                &lane.states[t],
+                &lane.lam,
+                &mut lane.lam_next,
+                &mut lane.d_prepared,
+                &mut lane.ws,
+            );
             std::mem::swap(&mut lane.lam, &mut lane.lam_next);
         }
     };

@@ -111,15 +111,7 @@ fn dot_row(row: &[(usize, f64)], u: &[f64]) -> f64 {
 
 /// Pre-clamp forward step into `out`. `sx`, `r1`, `r2` are `ny`-long scratch rows.
 #[inline(always)]
-fn forward(
-    t: &Tables,
-    p: [&[f64]; 5],
-    f: &[f64],
-    out: &mut [f64],
-    sx: &mut [f64],
-    r1: &mut [f64],
-    r2: &mut [f64],
-) {
+fn forward(t: &Tables, p: [&[f64]; 5], f: &[f64], out: &mut [f64], sx: &mut [f64], r1: &mut [f64], r2: &mut [f64]) {
     let (nx, ny) = (t.x1.rows.len(), t.y1.rows.len());
     let [ax, ay, dxx, dyy, dxy] = p;
     let (sx, r1, r2) = (&mut sx[..ny], &mut r1[..ny], &mut r2[..ny]);
@@ -220,7 +212,13 @@ fn adjoint(
         }
         let s = i * ny..;
         let (f0, li) = (&f[s.clone()][..ny], &mut lam_in[s.clone()][..ny]);
-        let (ax0, ay0, dxx0, dyy0, dxy0) = (&ax[s.clone()][..ny], &ay[s.clone()][..ny], &dxx[s.clone()][..ny], &dyy[s.clone()][..ny], &dxy[s.clone()][..ny]);
+        let (ax0, ay0, dxx0, dyy0, dxy0) = (
+            &ax[s.clone()][..ny],
+            &ay[s.clone()][..ny],
+            &dxx[s.clone()][..ny],
+            &dyy[s.clone()][..ny],
+            &dxy[s.clone()][..ny],
+        );
         let (dax0, day0, ddxx0, ddyy0, ddxy0) = (
             &mut dax[s.clone()][..ny],
             &mut day[s.clone()][..ny],
@@ -313,7 +311,13 @@ impl Scheme for Central {
             Zip::from(&mut o).and(&c).for_each(|o, &c| *o = s * c);
         }
     }
-    fn prepare_vjp(&self, _coeffs: ArrayView3<f64>, h: f64, d_prepared: ArrayView3<f64>, mut d_coeffs: ArrayViewMut3<f64>) {
+    fn prepare_vjp(
+        &self,
+        _coeffs: ArrayView3<f64>,
+        h: f64,
+        d_prepared: ArrayView3<f64>,
+        mut d_coeffs: ArrayViewMut3<f64>,
+    ) {
         for (k, (mut dc, dp)) in d_coeffs.outer_iter_mut().zip(d_prepared.outer_iter()).enumerate() {
             let s = h * self.scales[k];
             Zip::from(&mut dc).and(&dp).for_each(|dc, &dp| *dc += s * dp);

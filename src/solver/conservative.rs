@@ -296,7 +296,13 @@ impl Scheme for Conservative {
             }
         }
     }
-    fn prepare_vjp(&self, coeffs: ArrayView3<f64>, h: f64, d_prepared: ArrayView3<f64>, mut d_coeffs: ArrayViewMut3<f64>) {
+    fn prepare_vjp(
+        &self,
+        coeffs: ArrayView3<f64>,
+        h: f64,
+        d_prepared: ArrayView3<f64>,
+        mut d_coeffs: ArrayViewMut3<f64>,
+    ) {
         for i in 0..self.grid.nx {
             for j in 0..self.grid.ny {
                 let a = self.allowed(i, j);

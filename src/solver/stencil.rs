@@ -28,12 +28,7 @@ impl Table1D {
                 Some(row) => rows.push(row),
                 None => {
                     *is_std = true;
-                    rows.push(
-                        (0..3)
-                            .filter(|&k| interior[k] != 0.0)
-                            .map(|k| (r + k - 1, interior[k]))
-                            .collect(),
-                    );
+                    rows.push((0..3).filter(|&k| interior[k] != 0.0).map(|k| (r + k - 1, interior[k])).collect());
                 }
             }
         }
