@@ -359,3 +359,47 @@ impl Scheme for Central {
         crate::simd_dispatch!(adjoint_k(&self.tables, p, f, lam, lam_in, d, sx, r1));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// The AVX2 and plain builds of both kernels give the same bits.
+    #[test]
+    fn simd_and_plain_kernels_agree_bitwise() {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+            for boundary in [Boundary::Guard, Boundary::OneSided] {
+                let grid = VelocityGrid::new(9, 13, [-1.0, 1.0, -2.0, 2.0], "v_th").unwrap();
+                let t = Tables::new(&grid, boundary);
+                let n = grid.n_cells();
+                let mut rand_vec = |len: usize| (0..len).map(|_| rng.gen_range(-1.0..1.0)).collect::<Vec<f64>>();
+                let (p, f, lam) = (rand_vec(5 * n), rand_vec(n), rand_vec(n));
+                let pf: [&[f64]; 5] = std::array::from_fn(|k| &p[k * n..(k + 1) * n]);
+                let run = |avx: bool| {
+                    let (mut out, mut lam_in, mut d) = (vec![0.0; n], vec![0.0; n], vec![0.0; 5 * n]);
+                    let (mut a, mut b, mut c) = (vec![0.0; 13], vec![0.0; 13], vec![0.0; 13]);
+                    let mut it = d.chunks_exact_mut(n);
+                    let dd: [&mut [f64]; 5] = std::array::from_fn(|_| it.next().unwrap());
+                    if avx {
+                        // SAFETY: AVX2 checked above.
+                        unsafe {
+                            forward_k::avx2(&t, pf, &f, &mut out, &mut a, &mut b, &mut c);
+                            adjoint_k::avx2(&t, pf, &f, &lam, &mut lam_in, dd, &mut a, &mut b);
+                        }
+                    } else {
+                        forward_k::plain(&t, pf, &f, &mut out, &mut a, &mut b, &mut c);
+                        adjoint_k::plain(&t, pf, &f, &lam, &mut lam_in, dd, &mut a, &mut b);
+                    }
+                    (out, lam_in, d)
+                };
+                let (x, y) = (run(true), run(false));
+                assert!(x.0.iter().zip(&y.0).all(|(a, b)| a.to_bits() == b.to_bits()));
+                assert!(x.1.iter().zip(&y.1).all(|(a, b)| a.to_bits() == b.to_bits()));
+                assert!(x.2.iter().zip(&y.2).all(|(a, b)| a.to_bits() == b.to_bits()));
+            }
+        }
+    }
+}

@@ -350,3 +350,43 @@ impl Scheme for Conservative {
         crate::simd_dispatch!(adjoint_k(nx, ny, r, f, lam, lam_in, d, lp));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// The AVX2 and plain builds of both kernels give the same bits.
+    #[test]
+    fn simd_and_plain_kernels_agree_bitwise() {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+            let (nx, ny) = (9, 13);
+            let n = nx * ny;
+            let mut rand_vec = |len: usize| (0..len).map(|_| rng.gen_range(-1.0..1.0)).collect::<Vec<f64>>();
+            let (r, f, lam) = (rand_vec(N_JUMPS * n), rand_vec(n), rand_vec(n));
+            let rs: [&[f64]; N_JUMPS] = std::array::from_fn(|k| &r[k * n..(k + 1) * n]);
+            let run = |avx: bool| {
+                let (mut out, mut lam_in, mut d) = (vec![0.0; n], vec![0.0; n], vec![0.0; N_JUMPS * n]);
+                let (mut q, mut lp) = (vec![0.0; N_JUMPS * (nx + 2) * (ny + 2)], vec![0.0; (nx + 2) * (ny + 2)]);
+                let dd = split_mut::<N_JUMPS>(&mut d);
+                if avx {
+                    // SAFETY: AVX2 checked above.
+                    unsafe {
+                        forward_k::avx2(nx, ny, rs, &f, &mut out, &mut q);
+                        adjoint_k::avx2(nx, ny, rs, &f, &lam, &mut lam_in, dd, &mut lp);
+                    }
+                } else {
+                    forward_k::plain(nx, ny, rs, &f, &mut out, &mut q);
+                    adjoint_k::plain(nx, ny, rs, &f, &lam, &mut lam_in, dd, &mut lp);
+                }
+                [out, lam_in, d]
+            };
+            let (x, y) = (run(true), run(false));
+            for (a, b) in x.iter().zip(&y) {
+                assert!(a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits()));
+            }
+        }
+    }
+}
