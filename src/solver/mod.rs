@@ -9,7 +9,7 @@
 //!
 //! Schemes: [`central`] (the reference code's step, `guard`/`one-sided` edges) and
 //! [`conservative`] (jump rates: Σf exact, f ≥ 0 under its step bound); [`stencil`] holds their
-//! shared 1-D operator tables; [`bench`](self::bench) measures throughput. Kernels are compiled twice (plain
+//! shared 1-D operator tables; [`bench`](mod@bench) measures throughput. Kernels are compiled twice (plain
 //! and AVX2, picked at run time) with identical results, and never allocate.
 
 use crate::grid::VelocityGrid;
