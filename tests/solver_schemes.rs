@@ -2,9 +2,9 @@
 //! hand-computed central steps, conservation and positivity of the conservative scheme.
 
 use colop::grid::VelocityGrid;
+use colop::operator::Equation;
 use colop::operator::Fields;
 use colop::solver::{build, AutoWord, Boundary, Scheme, SchemeKind, SolverSpec, Substeps};
-use colop::operator::Equation;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -13,10 +13,25 @@ fn scheme(kind: SchemeKind, boundary: Boundary, clamp: bool, substeps: Substeps)
     scheme_on(&grid, kind, boundary, clamp, substeps)
 }
 
-fn scheme_on(grid: &VelocityGrid, kind: SchemeKind, boundary: Boundary, clamp: bool, substeps: Substeps) -> Box<dyn Scheme> {
+/// Small grids: 4 rows (the minimum) and 7 columns, where the transposed one-sided Δ1 has an
+/// interior column and the transposed Δ2 none.
+fn small_scheme(kind: SchemeKind, boundary: Boundary, clamp: bool, substeps: Substeps) -> Box<dyn Scheme> {
+    let grid = VelocityGrid::new(4, 7, [-1.0, 1.0, -1.0, 1.5], "v_th").unwrap();
+    scheme_on(&grid, kind, boundary, clamp, substeps)
+}
+
+fn scheme_on(
+    grid: &VelocityGrid,
+    kind: SchemeKind,
+    boundary: Boundary,
+    clamp: bool,
+    substeps: Substeps,
+) -> Box<dyn Scheme> {
     let spec = SolverSpec { scheme: kind, boundary, clamp_nonnegative: clamp, substeps, ..Default::default() };
     build(&spec, &Equation::FokkerPlanck, grid).unwrap()
 }
+
+type Maker = fn(SchemeKind, Boundary, bool, Substeps) -> Box<dyn Scheme>;
 
 const CASES: [(SchemeKind, Boundary); 3] = [
     (SchemeKind::Central, Boundary::Guard),
@@ -55,13 +70,15 @@ fn assert_rel(a: f64, b: f64, tol: f64, what: &str) {
 #[test]
 fn step_vjp_is_the_transpose() {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
-    for (kind, boundary) in CASES {
+    for (kind, boundary, make) in
+        CASES.iter().flat_map(|&(k, b)| [(k, b, scheme as Maker), (k, b, small_scheme as Maker)])
+    {
         for clamp in [false, true] {
-            let s = scheme(kind, boundary, clamp, Substeps::Fixed(1));
-            let linear = scheme(kind, boundary, false, Substeps::Fixed(1));
+            let s = make(kind, boundary, clamp, Substeps::Fixed(1));
+            let linear = make(kind, boundary, false, Substeps::Fixed(1));
             let g = s.grid().clone();
             let n = g.n_cells();
-            let what = format!("{kind:?}/{boundary:?}/clamp={clamp}");
+            let what = format!("{kind:?}/{boundary:?}/clamp={clamp}/{}x{}", g.nx, g.ny);
             let c = coeffs(&mut rng, &g);
             // A large step so that the clamp is active somewhere.
             let mut p = Fields::zeros((s.n_prepared(), g.nx, g.ny));
@@ -72,7 +89,7 @@ fn step_vjp_is_the_transpose() {
             linear.step(&p, &f, &mut pre, &mut linear.workspace());
             let mask: Vec<f64> = pre.iter().map(|&v| if clamp && v < 0.0 { 0.0 } else { 1.0 }).collect();
             if clamp {
-                assert!(mask.iter().any(|&m| m == 0.0), "{what}: clamp never active");
+                assert!(mask.contains(&0.0), "{what}: clamp never active");
             }
             // wrt f: the pre-clamp step is linear in f.
             let u = vec_uniform(&mut rng, n, -1.0, 1.0);
@@ -192,7 +209,15 @@ fn prepare_vjp_is_the_transpose() {
 
 /// ½‖f_T − target‖² after `steps` steps from `f0`, and (if asked) its gradient wrt the physical
 /// coefficients by the store-all adjoint.
-fn rollout_loss(s: &dyn Scheme, c: &Fields, h: f64, f0: &[f64], target: &[f64], steps: usize, grad: Option<&mut Fields>) -> f64 {
+fn rollout_loss(
+    s: &dyn Scheme,
+    c: &Fields,
+    h: f64,
+    f0: &[f64],
+    target: &[f64],
+    steps: usize,
+    grad: Option<&mut Fields>,
+) -> f64 {
     let g = s.grid();
     let mut p = Fields::zeros((s.n_prepared(), g.nx, g.ny));
     s.prepare(c.view(), h, p.view_mut());
@@ -308,7 +333,8 @@ fn reference_central(g: &VelocityGrid, c: &Fields, f: &[Vec<f64>], dt: f64, boun
         }
         out
     };
-    let along_y = |op: &dyn Fn(&[f64]) -> Vec<f64>, u: &Vec<Vec<f64>>| -> Vec<Vec<f64>> { u.iter().map(|r| op(r)).collect() };
+    let along_y =
+        |op: &dyn Fn(&[f64]) -> Vec<f64>, u: &Vec<Vec<f64>>| -> Vec<Vec<f64>> { u.iter().map(|r| op(r)).collect() };
     let (dvx, dvy) = (g.dvx(), g.dvy());
     let prod = |k: usize, s: f64| -> Vec<Vec<f64>> {
         (0..nx).map(|i| (0..ny).map(|j| c[[k, i, j]] * s * f[i][j]).collect()).collect()
@@ -337,14 +363,17 @@ fn reference_central(g: &VelocityGrid, c: &Fields, f: &[Vec<f64>], dt: f64, boun
 #[test]
 fn central_step_matches_the_reference_formula() {
     let mut rng = ChaCha8Rng::seed_from_u64(14);
-    let g = VelocityGrid::new(6, 5, [-1.5, 1.5, -1.0, 1.5], "v_th").unwrap();
-    for boundary in [Boundary::Guard, Boundary::OneSided] {
+    let grids = [
+        VelocityGrid::new(6, 5, [-1.5, 1.5, -1.0, 1.5], "v_th").unwrap(),
+        VelocityGrid::new(4, 4, [-1.0, 1.0, -1.0, 0.5], "v_th").unwrap(),
+    ];
+    for (g, boundary) in grids.iter().flat_map(|g| [(g, Boundary::Guard), (g, Boundary::OneSided)]) {
         for clamp in [false, true] {
-            let s = scheme_on(&g, SchemeKind::Central, boundary, clamp, Substeps::Fixed(1));
+            let s = scheme_on(g, SchemeKind::Central, boundary, clamp, Substeps::Fixed(1));
             let c = uniform(&mut rng, (5, g.nx, g.ny), -1.0, 1.0);
             let f: Vec<Vec<f64>> = (0..g.nx).map(|_| vec_uniform(&mut rng, g.ny, 0.0, 1.0)).collect();
             let dt = 0.2;
-            let mut want = reference_central(&g, &c, &f, dt, boundary);
+            let mut want = reference_central(g, &c, &f, dt, boundary);
             if clamp {
                 want.iter_mut().flatten().for_each(|v| *v = v.max(0.0));
             }
@@ -355,7 +384,7 @@ fn central_step_matches_the_reference_formula() {
             s.step(&p, &flat, &mut out, &mut s.workspace());
             let want = want.concat();
             if clamp {
-                assert!(want.iter().any(|&v| v == 0.0), "clamp not exercised");
+                assert!(want.contains(&0.0), "clamp not exercised");
             }
             for (k, (a, b)) in out.iter().zip(&want).enumerate() {
                 assert!((a - b).abs() <= 1e-14 * b.abs().max(1.0), "{boundary:?} cell {k}: {a} vs {b}");
@@ -386,7 +415,9 @@ fn conservative_conserves_mass_and_positivity() {
     let mut p = Fields::zeros((s.n_prepared(), g.nx, g.ny));
     s.prepare(c.view(), h, p.view_mut());
     // The bound holds: every cell's total out-weight ≤ 1.
-    let worst = (0..g.n_cells()).map(|k| (0..8).map(|r| p.as_slice().unwrap()[r * g.n_cells() + k]).sum::<f64>()).fold(0.0, f64::max);
+    let worst = (0..g.n_cells())
+        .map(|k| (0..8).map(|r| p.as_slice().unwrap()[r * g.n_cells() + k]).sum::<f64>())
+        .fold(0.0, f64::max);
     assert!(worst <= 1.0 && worst > 0.5, "h·max out-rate = {worst}");
     let mut f = vec_uniform(&mut rng, g.n_cells(), 0.0, 1.0);
     f[..g.ny].iter_mut().for_each(|v| *v = 0.0); // an empty row

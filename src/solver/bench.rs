@@ -6,6 +6,9 @@ use crate::operator::Fields;
 use rayon::prelude::*;
 use std::time::Instant;
 
+/// Cells per task of the parallel gradient reduction.
+const CHUNK: usize = 2048;
+
 /// One sample's buffers: every state of the rollout, adjoint vectors, gradient accumulator.
 struct Lane {
     states: Vec<Vec<f64>>,
@@ -18,8 +21,15 @@ struct Lane {
 /// Time `reps` repetitions of `samples` rollouts of `steps` steps with the same `coeffs`
 /// (physical units, one snapshot interval of length 1 split into the scheme's substep count) and
 /// report the best repetition as JSON: seconds and cell-steps/s for forward alone and for
-/// forward + adjoint (store-all, loss ½‖f_final‖², ∂L/∂coeffs summed over samples).
-pub fn throughput(scheme: &dyn Scheme, coeffs: &Fields, samples: usize, steps: usize, reps: usize) -> serde_json::Value {
+/// forward + adjoint (store-all, loss ½‖f_final‖², ∂L/∂coeffs summed over samples), plus the
+/// best single-thread nanoseconds per cell of one `step` and one `step_vjp`.
+pub fn throughput(
+    scheme: &dyn Scheme,
+    coeffs: &Fields,
+    samples: usize,
+    steps: usize,
+    reps: usize,
+) -> serde_json::Value {
     let g = scheme.grid().clone();
     let (nx, ny, n) = (g.nx, g.ny, g.n_cells());
     let h = 1.0 / scheme.substeps(coeffs.view(), 1.0) as f64;
@@ -57,7 +67,14 @@ pub fn throughput(scheme: &dyn Scheme, coeffs: &Fields, samples: usize, steps: u
     let adjoint = |lane: &mut Lane| {
         lane.lam.copy_from_slice(&lane.states[steps]);
         for t in (0..steps).rev() {
-            scheme.step_vjp(&prepared, &lane.states[t], &lane.lam, &mut lane.lam_next, &mut lane.d_prepared, &mut lane.ws);
+            scheme.step_vjp(
+                &prepared,
+                &lane.states[t],
+                &lane.lam,
+                &mut lane.lam_next,
+                &mut lane.d_prepared,
+                &mut lane.ws,
+            );
             std::mem::swap(&mut lane.lam, &mut lane.lam_next);
         }
     };
@@ -75,13 +92,34 @@ pub fn throughput(scheme: &dyn Scheme, coeffs: &Fields, samples: usize, steps: u
             forward(lane);
             adjoint(lane);
         });
+        // Sum over samples in sample order (deterministic), parallel over chunks of cells.
         let mut d_prep = Fields::zeros(prepared.raw_dim());
-        for lane in &lanes {
-            d_prep += &lane.d_prepared;
-        }
+        let flat = d_prep.as_slice_mut().expect("contiguous");
+        flat.par_chunks_mut(CHUNK).enumerate().for_each(|(c, acc)| {
+            for lane in &lanes {
+                let src = &lane.d_prepared.as_slice().expect("contiguous")[c * CHUNK..][..acc.len()];
+                acc.iter_mut().zip(src).for_each(|(a, s)| *a += s);
+            }
+        });
         d_coeffs.fill(0.0);
         scheme.prepare_vjp(coeffs.view(), h, d_prep.view(), d_coeffs.view_mut());
         best_both = best_both.min(t0.elapsed().as_secs_f64());
+    }
+    // Single-thread cost of one step and one adjoint step, best of many short runs: a figure
+    // that stays meaningful on a loaded machine.
+    let (mut step_s, mut vjp_s) = (f64::INFINITY, f64::INFINITY);
+    {
+        let lane = &mut lanes[0];
+        let (f0, rest) = lane.states.split_first_mut().expect("at least one state");
+        let out = &mut rest.first_mut().map(|v| &mut v[..]).unwrap_or(&mut lane.lam_next[..]);
+        for _ in 0..50 * reps.max(1) {
+            let t0 = Instant::now();
+            scheme.step(&prepared, f0, out, &mut lane.ws);
+            step_s = step_s.min(t0.elapsed().as_secs_f64());
+            let t0 = Instant::now();
+            scheme.step_vjp(&prepared, f0, f0, &mut lane.lam, &mut lane.d_prepared, &mut lane.ws);
+            vjp_s = vjp_s.min(t0.elapsed().as_secs_f64());
+        }
     }
     let cell_steps = (samples * steps * n) as f64;
     serde_json::json!({
@@ -94,6 +132,8 @@ pub fn throughput(scheme: &dyn Scheme, coeffs: &Fields, samples: usize, steps: u
         "forward_cell_steps_per_s": cell_steps / best_fwd,
         "forward_adjoint_seconds": best_both,
         "forward_adjoint_cell_steps_per_s": cell_steps / best_both,
+        "step_ns_per_cell_1thread": step_s * 1e9 / n as f64,
+        "step_vjp_ns_per_cell_1thread": vjp_s * 1e9 / n as f64,
         "grad_norm": d_coeffs.iter().map(|v| v * v).sum::<f64>().sqrt(),
     })
 }

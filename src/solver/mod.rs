@@ -6,6 +6,11 @@
 //! by the step, rates...). Its adjoint is split the same way: `step_vjp` accumulates ∂L/∂prepared
 //! over steps and samples, and `prepare_vjp` maps that back to ∂L/∂fields once. Rollouts over many
 //! steps, with checkpointed recomputation, live in [`rollout`] and [`checkpoint`].
+//!
+//! Schemes: [`central`] (the reference code's step, `guard`/`one-sided` edges) and
+//! [`conservative`] (jump rates: Σf exact, f ≥ 0 under its step bound); [`stencil`] holds their
+//! shared 1-D operator tables; [`bench`](mod@bench) measures throughput. Kernels are compiled twice (plain
+//! and AVX2, picked at run time) with identical results, and never allocate.
 
 use crate::grid::VelocityGrid;
 use crate::operator::{Equation, Fields};
