@@ -7,7 +7,6 @@ fn main() {
     let cli = Cli::parse();
     let comm = colop::dist::init();
     colop::cli::logging::init(cli.verbose, cli.quiet, comm.rank());
-    colop::dist::signals::install();
     let ctx = Context { comm: comm.clone() };
     match cli::run(cli, &ctx) {
         Ok(()) => comm.finish(),
@@ -17,13 +16,10 @@ fn main() {
                 comm.finish();
                 std::process::exit(colop::train::EXIT_CHECKPOINTED);
             }
-            // One line: the outermost context first, causes after it.
-            let msg = format!("{e:#}");
-            eprintln!("colop: error (rank {}): {msg}", comm.rank());
-            if comm.size() > 1 {
-                comm.abort(1);
-            }
-            std::process::exit(1);
+            // One line: the outermost context first, causes after it. With several ranks this
+            // ends every rank of the job (never a hang in a collective).
+            let msg = format!("{e:#}").replace('\n', "; ");
+            comm.fail(&msg, 1);
         }
     }
 }

@@ -32,6 +32,8 @@ pub struct Args {
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum What {
+    /// Raw scheme throughput: forward and forward+adjoint cell-steps/s, 90 samples of 51×51.
+    Solver,
     /// Training epochs: forward + adjoint + model VJP + exact reduction per epoch.
     Epoch,
     /// Peak memory and time of gradients for long rollouts, store-all vs checkpointed.
@@ -112,11 +114,55 @@ pub fn epoch_benchmark(kind: ModelKind, solver_spec: &SolverSpec, unroll: usize,
     }))
 }
 
+/// The reference truth's fields on the 51×51 grid.
+fn reference_fields() -> anyhow::Result<(VelocityGrid, crate::operator::Fields)> {
+    let grid = VelocityGrid::square(51, 5.0)?;
+    let truth = crate::synth::TruthSpec::Radial {
+        a_par: "stationary".into(),
+        d_par: "0.016*(1+v^2/4)^(-1.5)".into(),
+        d_perp: "0.016*(1+v^2/4)^(-0.5)".into(),
+    };
+    let f = crate::synth::truth_fields(&truth, &grid, &Default::default())?;
+    Ok((grid, f))
+}
+
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     crate::cli::train::init_threads(args.threads)?;
     let mut out = serde_json::Map::new();
     let central = SolverSpec::default();
-    if matches!(args.what, What::Epoch | What::All) {
+    let all = args.what == What::All;
+    if ctx.comm.rank() == 0 && (all || args.what == What::Solver) {
+        let (grid, fields) = reference_fields()?;
+        let mut v = Vec::new();
+        for kind in [crate::solver::SchemeKind::Central, crate::solver::SchemeKind::Conservative] {
+            for clamp in [false, true] {
+                let spec = SolverSpec { scheme: kind, clamp_nonnegative: clamp, ..SolverSpec::default() };
+                let scheme = solver::build(&spec, &crate::operator::Equation::FokkerPlanck, &grid)?;
+                for steps in [1, 10] {
+                    let mut j = crate::solver::bench::throughput(scheme.as_ref(), &fields, 90, steps, args.reps);
+                    if let Some(o) = j.as_object_mut() {
+                        o.insert("clamp".into(), clamp.into());
+                    }
+                    v.push(j);
+                }
+            }
+        }
+        out.insert("solver".into(), serde_json::Value::Array(v));
+    }
+    if ctx.comm.rank() == 0 && (all || args.what == What::Memory) {
+        let (grid, fields) = reference_fields()?;
+        let scheme = solver::build(&central, &crate::operator::Equation::FokkerPlanck, &grid)?;
+        let opts = crate::solver::membench::MemBenchOptions { h: 0.25, repeats: args.reps.clamp(1, 3), ..Default::default() };
+        out.insert("memory".into(), crate::solver::membench::memory_benchmark(scheme.as_ref(), &fields, &opts));
+    }
+    if all || args.what == What::Reduction {
+        // Collective: every rank takes part; rank 0 prints.
+        out.insert("reduction".into(), crate::dist::bench::reduction_benchmark(ctx.comm.as_ref(), 5 * 51 * 51, 50));
+    }
+    if ctx.comm.rank() != 0 {
+        return Ok(());
+    }
+    if all || args.what == What::Epoch {
         let mut v = Vec::new();
         for kind in [ModelKind::Tensor, ModelKind::ParPerp] {
             for (unroll, windows) in [(1, 90), (10, 90)] {

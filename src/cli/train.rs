@@ -56,6 +56,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         anyhow::ensure!(o == &out, "--out and --resume name different directories");
     }
     let cfg = TrainConfig::load(&cfg_path)?;
+    // SIGTERM/SIGUSR1 (Slurm's warning before a time limit or preemption) now checkpoint and
+    // exit with code 75 instead of killing the run.
+    crate::dist::signals::install()?;
     let outcome = crate::train::train(&cfg, &out, ckpt.as_deref(), args.stop_after, ctx.comm.as_ref())?;
     if ctx.comm.rank() == 0 {
         let saved = outcome.saved_model(&cfg);

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Exit code of a run that stopped on a signal after writing `checkpoint.h5`.
-pub const EXIT_CHECKPOINTED: i32 = 75;
+pub use crate::dist::signals::EXIT_CHECKPOINTED;
 
 /// Why training ended early.
 #[derive(Debug, thiserror::Error)]
