@@ -166,33 +166,28 @@ impl<'a> Problem<'a> {
         }
     }
 
-    /// Loss and ∂L/∂(context fields) of one sample. Returns `(loss, gradient [n_nodes, n_fields, nx, ny])`.
-    fn sample_gradient(
+    /// Adjoint rollout of one sample: adds ∂L/∂prepared into `d_prepared` (one buffer for static
+    /// models, one per interval for time-dependent ones) and returns the sample's loss.
+    fn sample_adjoint(
         &self,
         c: &EpochCoeffs,
         runs: &[Option<RunSlice>],
         s: Sample,
         batch: usize,
         schedules: &BTreeMap<usize, Schedule>,
+        d_prepared: &mut [Fields],
         ws: &mut RolloutWorkspace,
-    ) -> (f64, Vec<f64>) {
+    ) -> f64 {
         let slice = runs[s.run].as_ref().expect("rank holds the runs of its samples");
         let k_max = s.intervals;
-        let nn = self.n_nodes();
-        let shape = self.fields_shape();
-        let g = self.model.grid();
-        let pshape = (self.scheme.n_prepared(), g.nx, g.ny);
-        let h = slice.dt / c.substeps[s.run] as f64;
-        let (prepared, grad_slot, n_slots): (Vec<&Fields>, Vec<usize>, usize) = if nn == 1 {
-            let p = c.prepared[s.run].as_ref().expect("prepared");
-            (vec![p; k_max], vec![0; k_max], 1)
+        let (prepared, grad_slot): (Vec<&Fields>, Vec<usize>) = if self.n_nodes() == 1 {
+            (vec![c.prepared[s.run].as_ref().expect("prepared"); k_max], vec![0; k_max])
         } else {
             let pt = &c.prepared_t[s.run];
-            ((0..k_max).map(|k| &pt[s.start + k]).collect(), (0..k_max).collect(), k_max)
+            ((0..k_max).map(|k| &pt[s.start + k]).collect(), (0..k_max).collect())
         };
-        let mut d_prepared = vec![Fields::zeros(pshape); n_slots];
         let loss_kind = self.loss;
-        let mut loss = |k: usize, state: &[f64], lam: &mut [f64]| -> f64 {
+        let loss = |k: usize, state: &[f64], lam: &mut [f64]| -> f64 {
             let w = self.snapshot_weight(k, k_max, batch);
             if w == 0.0 {
                 return 0.0;
@@ -200,41 +195,85 @@ impl<'a> Problem<'a> {
             crate::train::loss::add_loss(loss_kind, state, slice.snapshot(s.start + k), w, lam)
         };
         let schedule = &schedules[&(k_max * c.substeps[s.run])];
-        let stats = rollout::gradient(
-            self.scheme,
-            &prepared,
-            &grad_slot,
-            &mut d_prepared,
-            c.substeps[s.run],
-            slice.snapshot(s.start),
-            schedule,
-            ws,
-            &mut loss,
-        );
-        let mut grad = vec![0.0; self.ctx_len()];
+        rollout::gradient(self.scheme, &prepared, &grad_slot, d_prepared, c.substeps[s.run], slice.snapshot(s.start), schedule, ws, loss).loss
+    }
+
+    /// Loss and slot gradients of one block of consecutive samples, summed in sample order and
+    /// added to `acc` exactly. Static models sum ∂L/∂prepared over the block and map it to
+    /// ∂L/∂fields once per run; time-dependent models map each interval to its time nodes.
+    #[allow(clippy::too_many_arguments)]
+    fn block_gradient(
+        &self,
+        c: &EpochCoeffs,
+        runs: &[Option<RunSlice>],
+        block: &[Sample],
+        batch: usize,
+        schedules: &BTreeMap<usize, Schedule>,
+        ws: &mut RolloutWorkspace,
+        acc: &mut ExactSum,
+    ) {
+        let nn = self.n_nodes();
+        let shape = self.fields_shape();
         let flen = shape.0 * shape.1 * shape.2;
+        let g = self.model.grid();
+        let pshape = (self.scheme.n_prepared(), g.nx, g.ny);
+        let ctx_len = self.ctx_len();
+        let mut loss = 0.0;
+        let mut d = Fields::zeros(shape);
         if nn == 1 {
-            let mut d = Fields::zeros(shape);
-            self.scheme.prepare_vjp(c.node_fields[slice.ctx].view(), h, d_prepared[0].view(), d.view_mut());
-            grad[..flen].copy_from_slice(d.as_slice().expect("standard layout"));
-        } else {
-            let mut f = Fields::zeros(shape);
-            let mut d = Fields::zeros(shape);
-            for (k, dp) in d_prepared.iter().enumerate() {
-                let t = slice.t_mid(s.start + k);
-                self.fields_at(c, slice.ctx, t, &mut f);
+            // One ∂L/∂prepared per run in the block, in order of first appearance.
+            let mut per_run: Vec<(usize, Vec<Fields>)> = Vec::new();
+            for &s in block {
+                let idx = match per_run.iter().position(|(r, _)| *r == s.run) {
+                    Some(i) => i,
+                    None => {
+                        per_run.push((s.run, vec![Fields::zeros(pshape)]));
+                        per_run.len() - 1
+                    }
+                };
+                loss += self.sample_adjoint(c, runs, s, batch, schedules, &mut per_run[idx].1, ws);
+            }
+            for (r, dp) in &per_run {
+                let slice = runs[*r].as_ref().expect("held");
+                let h = slice.dt / c.substeps[*r] as f64;
                 d.fill(0.0);
-                self.scheme.prepare_vjp(f.view(), h, dp.view(), d.view_mut());
-                let ds = d.as_slice().expect("standard layout");
-                for nw in self.model.time_weights(t) {
-                    let dst = &mut grad[nw.node * flen..(nw.node + 1) * flen];
-                    for (a, b) in dst.iter_mut().zip(ds) {
-                        *a += nw.weight * b;
+                self.scheme.prepare_vjp(c.node_fields[slice.ctx].view(), h, dp[0].view(), d.view_mut());
+                acc.add_slice_at(slice.ctx * ctx_len, d.as_slice().expect("standard layout"));
+            }
+        } else {
+            let mut sums: Vec<(usize, Vec<f64>)> = Vec::new();
+            let mut f = Fields::zeros(shape);
+            for &s in block {
+                let slice = runs[s.run].as_ref().expect("held");
+                let h = slice.dt / c.substeps[s.run] as f64;
+                let mut d_prepared = vec![Fields::zeros(pshape); s.intervals];
+                loss += self.sample_adjoint(c, runs, s, batch, schedules, &mut d_prepared, ws);
+                let grad = match sums.iter().position(|(ctx, _)| *ctx == slice.ctx) {
+                    Some(i) => &mut sums[i].1,
+                    None => {
+                        sums.push((slice.ctx, vec![0.0; ctx_len]));
+                        &mut sums.last_mut().expect("pushed").1
+                    }
+                };
+                for (k, dp) in d_prepared.iter().enumerate() {
+                    let t = slice.t_mid(s.start + k);
+                    self.fields_at(c, slice.ctx, t, &mut f);
+                    d.fill(0.0);
+                    self.scheme.prepare_vjp(f.view(), h, dp.view(), d.view_mut());
+                    let ds = d.as_slice().expect("standard layout");
+                    for nw in self.model.time_weights(t) {
+                        let dst = &mut grad[nw.node * flen..(nw.node + 1) * flen];
+                        for (a, b) in dst.iter_mut().zip(ds) {
+                            *a += nw.weight * b;
+                        }
                     }
                 }
             }
+            for (ctx, v) in &sums {
+                acc.add_slice_at(ctx * ctx_len, v);
+            }
         }
-        (stats.loss, grad)
+        acc.add_at(acc.len() - 1, loss);
     }
 
     /// Loss of one sample without gradient.
@@ -257,8 +296,11 @@ impl<'a> Problem<'a> {
     }
 
     /// Accumulate the loss and slot gradients of `samples` (this rank's part of a batch of
-    /// `batch` samples; `first_index` is the global index of `samples[0]`) into `acc`, summing
-    /// blocks of `block` consecutive global indices in f64 before each exact addition.
+    /// `batch` samples; `first_index` is the global index of `samples[0]`) into `acc`. Blocks of
+    /// `block` consecutive global indices are summed in f64 in sample order, each block sum is
+    /// added exactly; blocks run in parallel into per-task exact sums merged exactly, so the
+    /// result depends neither on the thread count nor on the rank layout.
+    #[allow(clippy::too_many_arguments)]
     pub fn accumulate_gradient(
         &self,
         c: &EpochCoeffs,
@@ -277,44 +319,34 @@ impl<'a> Problem<'a> {
                 e.insert(Schedule::from_config(self.checkpoints, self.memory_budget_mb, state_bytes, rayon::current_num_threads(), n)?);
             }
         }
-        let ctx_len = self.ctx_len();
-        let loss_at = acc.len() - 1;
-        // Bound memory: at most this many per-sample gradients alive at once.
-        let group = (block * 4 * rayon::current_num_threads()).max(block);
+        // Block boundaries in the global numbering.
+        let mut blocks: Vec<&[Sample]> = Vec::new();
         let mut i = 0;
         while i < samples.len() {
-            // Groups end on block boundaries of the global numbering.
-            let g_end = {
-                let gi = first_index + i + group;
-                (gi - gi % block).max(first_index + i + 1).min(first_index + samples.len()) - first_index
-            };
-            let part = &samples[i..g_end];
-            let results: Vec<(f64, Vec<f64>)> = part
-                .par_iter()
-                .map_init(|| RolloutWorkspace::new(self.scheme), |ws, &s| self.sample_gradient(c, runs, s, batch, &schedules, ws))
-                .collect();
-            let mut j = 0;
-            while j < part.len() {
-                let gidx = first_index + i + j;
-                let b_end = (gidx / block + 1) * block;
-                let n_in = (b_end - gidx).min(part.len() - j);
-                let mut loss = 0.0;
-                let mut sums: Vec<(usize, Vec<f64>)> = Vec::new();
-                for (s, (l, gvec)) in part[j..j + n_in].iter().zip(&results[j..j + n_in]) {
-                    loss += l;
-                    let ctx = runs[s.run].as_ref().expect("held").ctx;
-                    match sums.iter_mut().find(|(c, _)| *c == ctx) {
-                        Some((_, v)) => v.iter_mut().zip(gvec).for_each(|(a, b)| *a += b),
-                        None => sums.push((ctx, gvec.clone())),
-                    }
-                }
-                for (ctx, v) in &sums {
-                    acc.add_slice_at(ctx * ctx_len, v);
-                }
-                acc.add_at(loss_at, loss);
-                j += n_in;
-            }
-            i = g_end;
+            let g = first_index + i;
+            let end = ((g / block + 1) * block - first_index).min(samples.len());
+            blocks.push(&samples[i..end]);
+            i = end;
+        }
+        let threads = rayon::current_num_threads();
+        let len = acc.len();
+        let partial = blocks
+            .par_iter()
+            .with_min_len(blocks.len().div_ceil(2 * threads).max(1))
+            .fold(
+                || (ExactSum::new(len), RolloutWorkspace::new(self.scheme)),
+                |(mut part, mut ws), b| {
+                    self.block_gradient(c, runs, b, batch, &schedules, &mut ws, &mut part);
+                    (part, ws)
+                },
+            )
+            .map(|(part, _)| part)
+            .reduce_with(|mut a, b| {
+                a.merge(&b);
+                a
+            });
+        if let Some(p) = partial {
+            acc.merge(&p);
         }
         Ok(())
     }
