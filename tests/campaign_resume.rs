@@ -38,14 +38,14 @@ fn interrupted_campaign_resumes() {
     assert_eq!((third.ran, third.skipped), (0, 4));
 }
 
-/// The CLI under `mpirun -n 2`: plan, run, lose an output, run again (only it is redone).
-/// Skipped when mpirun is not installed.
+/// The CLI under `mpirun -n 2`: plan, run, lose an output, run again (only it is redone), then
+/// train an operator on the campaign's runs, also on 2 ranks.
 #[test]
-fn campaign_cli_under_mpirun_resumes() {
-    if std::process::Command::new("mpirun").arg("--version").output().is_err() {
-        eprintln!("mpirun not found; skipping");
-        return;
-    }
+fn campaign_cli_under_mpirun_resumes_and_trains() {
+    assert!(
+        std::process::Command::new("mpirun").arg("--version").output().is_ok(),
+        "mpirun not found: install openmpi-bin (scripts/setup.sh does)"
+    );
     let colop = env!("CARGO_BIN_EXE_colop");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("campaign.yaml");
@@ -83,4 +83,27 @@ fn campaign_cli_under_mpirun_resumes() {
     let log = mpirun(&["campaign", "run"]);
     assert_eq!(log.matches("skipping").count(), 3, "{log}");
     assert!(log.contains("1 ran, 3 skipped"), "{log}");
+    // Train on the campaign's runs, conditioned on the shape order.
+    let files: Vec<String> = manifest.runs.iter().map(|r| format!("c/{}", r.output)).collect();
+    let cfg = dir.path().join("train.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data: {{ train: [{}], i_start: 0 }}\nmodel: {{ kind: mlp-conditioned, conditioners: [shape], width: 8, depth: 1 }}\ntrain: {{ stages: [ {{unroll: 1, epochs: 3}} ] }}\n",
+            files.join(", ")
+        ),
+    )
+    .unwrap();
+    let run_dir = dir.path().join("trained");
+    let output = std::process::Command::new("mpirun")
+        .args(["-n", "2", "--oversubscribe"])
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("RAYON_NUM_THREADS", "1")
+        .arg(colop)
+        .args(["train", cfg.to_str().unwrap(), "--out", run_dir.to_str().unwrap(), "--no-plots"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(run_dir.join("model.h5").is_file());
 }

@@ -71,9 +71,10 @@ fn synth_train_eval_end_to_end() {
     std::fs::write(d.join("train.yaml"), train_yaml("par-perp", "")).unwrap();
     let run = d.join("run");
     ok(&colop(&["train", d.join("train.yaml").to_str().unwrap(), "--out", run.to_str().unwrap(), "--no-plots"], &[]));
-    for f in ["config.yaml", "metrics.jsonl", "model.h5", "checkpoint.h5"] {
+    for f in ["config.yaml", "metrics.jsonl", "model.h5"] {
         assert!(run.join(f).is_file(), "missing {f}");
     }
+    assert!(!run.join("checkpoint.h5").exists(), "a finished run keeps no checkpoint");
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     let lines: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 10);

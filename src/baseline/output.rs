@@ -60,7 +60,7 @@ pub fn write_estimates(path: &Path, est: &TrackEstimate, min_count: u64) -> Resu
     let h5 = |source| EstimatesWriteError::Hdf5 { path: name.clone(), source };
     let (_, filled) = est.model_fields(min_count);
     let result = crate::io::write_atomic(path, |tmp| -> Result<(), WriteFailure> {
-        let file = hdf5::File::create(tmp)?;
+        let file = crate::io::h5_create(tmp)?;
         file.new_dataset_builder().with_data(&est.counts).create("counts")?;
         let a = est.fields.slice(ndarray::s![0..2, .., ..]);
         let d = est.fields.slice(ndarray::s![2..5, .., ..]);

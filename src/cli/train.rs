@@ -64,6 +64,8 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         let saved = outcome.saved_model(&cfg);
         let model_path = out.join("model.h5");
         write_model(&model_path, &saved)?;
+        // The run is complete: a checkpoint would only invite a pointless resume.
+        let _ = std::fs::remove_file(out.join("checkpoint.h5"));
         if !args.no_plots {
             crate::cli::plot::run_dir_figures(&out)?;
         }

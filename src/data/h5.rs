@@ -12,7 +12,7 @@ pub(crate) fn open(path: &Path) -> Result<hdf5::File, DataError> {
     if !meta.is_file() {
         return Err(DataError::invalid(path, "not a file"));
     }
-    hdf5::File::open(path).map_err(|e| DataError::invalid(path, format!("not a readable HDF5 file ({e})")))
+    crate::io::h5_open(path).map_err(|e| DataError::invalid(path, format!("not a readable HDF5 file ({e})")))
 }
 
 /// Whether values of this type convert to f64 (integers and floats).
@@ -118,7 +118,7 @@ pub(crate) fn attr_string(path: &Path, loc: &Location, name: &str, item: &str) -
 
 /// Write `run` to a new HDF5 file at `path` (not atomic: the caller renames).
 pub(crate) fn write_run_file(path: &Path, run: &RunData) -> hdf5::Result<()> {
-    let file = hdf5::File::create(path)?;
+    let file = crate::io::h5_create(path)?;
     let (_, nx, ny) = run.f.dim();
     file.new_dataset_builder().with_data(run.f.view()).chunk((1, nx, ny)).create("f")?;
     file.new_dataset_builder().with_data(run.t.as_slice()).create("t")?;

@@ -59,7 +59,7 @@ fn read_str_attr(loc: &hdf5::Location, name: &str) -> hdf5::Result<String> {
 }
 
 fn write_inner(path: &Path, m: &SavedModel) -> hdf5::Result<()> {
-    let file = hdf5::File::create(path)?;
+    let file = crate::io::h5_create(path)?;
     let g = &m.grid;
     if m.fields.shape()[0] == fp::N_FIELDS {
         file.new_dataset_builder().with_data(&m.fields.slice(s![0..2, .., ..])).create("A")?;
@@ -110,7 +110,7 @@ pub fn write_model(path: &Path, model: &SavedModel) -> Result<(), SavedModelErro
 }
 
 fn read_inner(path: &Path) -> Result<SavedModel, String> {
-    let file = hdf5::File::open(path).map_err(|e| format!("not a readable HDF5 file ({e})"))?;
+    let file = crate::io::h5_open(path).map_err(|e| format!("not a readable HDF5 file ({e})"))?;
     let attr = |n: &str| read_str_attr(&file, n).map_err(|e| format!("attribute `{n}`: {e}"));
     let spec: ModelSpec = serde_yaml::from_str(&attr("spec")?).map_err(|e| format!("attribute `spec`: {e}"))?;
     let solver: SolverSpec = serde_yaml::from_str(&attr("solver")?).map_err(|e| format!("attribute `solver`: {e}"))?;

@@ -475,9 +475,6 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: Option<&Path>, stop_after: O
     }
     let (best_loss, best_stage, theta) = best.context("no stage ran")?;
     tracing::info!("best model: stage {best_stage}, loss {best_loss:.6e}");
-    if rank0 {
-        st.save(&ckpt_path)?;
-    }
     Ok(Outcome { model: setup.model, theta, cond_ranges: setup.cond_ranges, t_span: setup.t_span, best_stage, best_loss })
 }
 

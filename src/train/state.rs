@@ -37,7 +37,7 @@ impl TrainState {
     /// Write atomically.
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
         crate::io::write_atomic(path, |tmp| -> anyhow::Result<()> {
-            let f = hdf5::File::create(tmp).map_err(|e| h5err(path, e))?;
+            let f = crate::io::h5_create(tmp).map_err(|e| h5err(path, e))?;
             let w = |name: &str, v: &[f64]| -> hdf5::Result<()> {
                 f.new_dataset_builder().with_data(&Array1::from(v.to_vec())).create(name).map(|_| ())
             };
@@ -75,18 +75,18 @@ impl TrainState {
 
     /// Read and check against the expected parameter count and number of stages.
     pub fn load(path: &Path, n_params: usize, n_stages: usize) -> anyhow::Result<Self> {
-        let f = hdf5::File::open(path).map_err(|e| h5err(path, format!("not a readable checkpoint ({e})")))?;
+        let f = crate::io::h5_open(path).map_err(|e| h5err(path, format!("not a readable checkpoint ({e})")))?;
         let r = |name: &str| -> anyhow::Result<Vec<f64>> {
             let v: Vec<f64> = f.dataset(name).and_then(|d| d.read_raw()).map_err(|e| h5err(path, format!("dataset `{name}`: {e}")))?;
             anyhow::ensure!(v.len() == n_params, "{}: dataset `{name}` has {} values, the model has {n_params} parameters", path.display(), v.len());
             Ok(v)
         };
         let u = |name: &str| -> anyhow::Result<u64> { f.attr(name).and_then(|a| a.read_scalar()).map_err(|e| h5err(path, format!("attribute `{name}`: {e}"))) };
+        let theta = r("theta")?;
         let mut adam = Adam::new(n_params);
         adam.m = r("adam_m")?;
         adam.v = r("adam_v")?;
         adam.step = u("adam_step")?;
-        let theta = r("theta")?;
         let stage = u("stage")? as usize;
         anyhow::ensure!(stage <= n_stages, "{}: checkpoint is at stage {stage}, the config has {n_stages}", path.display());
         let mut best = vec![None; n_stages];

@@ -4,8 +4,8 @@
 #  2. the same job, sent USR1 mid-run (as Slurm does before a time limit), checkpoints (exit 75),
 #     requeues itself, resumes, and ends with the same model as the uninterrupted run;
 #  3. jobs/scaling.sbatch sweeps 1 and 2 ranks and writes its CSV files.
-# The trainer is COLOP (default: the dist_selftest example's `train` mode, a stand-in with the
-# same command line and checkpoint protocol). Needs root; exits 0 with "skipped" otherwise.
+# The trainer is COLOP (default: target/release/colop) on tiny synthetic runs made here. Needs
+# root; exits 0 with "skipped" otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT="$PWD"
@@ -16,8 +16,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 if [ -z "${COLOP:-}" ]; then
-  cargo build --release --example dist_selftest >/dev/null
-  COLOP="$TARGET/release/examples/dist_selftest"
+  cargo build --release --bin colop >/dev/null
+  COLOP="$TARGET/release/colop"
 fi
 export COLOP
 bash scripts/local-slurm.sh start
@@ -25,7 +25,29 @@ export SLURM_CONF="${COLOP_SLURM_DIR:-/tmp/colop-slurm}/slurm.conf"
 
 WORK="$(mktemp -d /tmp/colop-slurm-test.XXXXXX)"
 CONFIG="${SLURM_TEST_CONFIG:-$WORK/tiny.yaml}"
-[ -f "$CONFIG" ] || printf 'epochs: 30\nsamples: 4\nsample_ms: 100\n' >"$CONFIG"
+if [ ! -f "$CONFIG" ]; then
+  # Two small runs and a config whose epochs take long enough (sub-steps) for a signal to land
+  # mid-run.
+  cat >"$WORK/synth.yaml" <<'YAML'
+grid: { n: 31, v_max: 4.0 }
+operator: { kind: radial, d_par: "0.05*(1+v^2/4)^(-1.5)", d_perp: "0.05*(1+v^2/4)^(-0.5)", a_par: stationary }
+snapshots: 24
+substeps: 20
+runs:
+  - { name: a, initial: [ { kind: normal, centre: [-1.0, 0.5], sigma: 0.6 } ] }
+  - { name: b, initial: [ { kind: ring, radius: 1.5, width: 0.3 } ] }
+YAML
+  "$COLOP" -q synth "$WORK/synth.yaml" --out "$WORK/data" >/dev/null
+  cat >"$CONFIG" <<'YAML'
+data: { train: [data/a.h5, data/b.h5], valid_fraction: 0.1, i_start: 2 }
+model: { kind: par-perp }
+solver: { scheme: central, substeps: 20 }
+train:
+  seed: 5
+  log_every: 20
+  stages: [ { unroll: 2, epochs: 60, lr: 1.0e-3 }, { unroll: 4, epochs: 30 } ]
+YAML
+fi
 fail() { echo "slurm tests: FAIL: $*" >&2; tail -n 30 "$WORK"/*.out >&2 || true; exit 1; }
 
 job_state() { scontrol show job "$1" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2; }
