@@ -147,6 +147,6 @@ fn bad_inputs_give_one_line_errors_and_no_partial_files() {
     std::fs::write(d.join("c.yaml"), train_yaml("par-perp", "").replace("data/blob.h5", "data/corrupt.h5")).unwrap();
     let line = fail(&colop(&["train", d.join("c.yaml").to_str().unwrap(), "--out", d.join("c-run").to_str().unwrap()], &[]));
     assert!(line.contains("corrupt.h5"), "{line}");
-    let leftovers: Vec<PathBuf> = std::fs::read_dir(d.join("data")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().contains(".tmp")).collect();
+    let leftovers: Vec<PathBuf> = std::fs::read_dir(d.join("data")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains(".tmp-"))).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }

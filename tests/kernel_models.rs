@@ -282,16 +282,19 @@ fn kernel_substeps_follow_the_stated_bound() {
 }
 
 fn kernel_spec(param: KernelParam, symmetry: Symmetry, k: usize) -> ModelSpec {
+    let mlp = param == KernelParam::Mlp;
+    let default = ModelSpec::default();
     ModelSpec {
         kind: ModelKind::Kernel,
         kernel_param: param,
         symmetry,
         stencil: k,
-        width: 8,
-        depth: 2,
-        activation: Activation::Silu,
+        // Network options only where the network exists (validate rejects them otherwise).
+        width: if mlp { 8 } else { default.width },
+        depth: if mlp { 2 } else { default.depth },
+        activation: if mlp { Activation::Silu } else { default.activation },
         divergence: Divergence::Backward,
-        ..ModelSpec::default()
+        ..default
     }
 }
 

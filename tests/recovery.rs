@@ -89,9 +89,17 @@ fn par_perp_recovers_the_truth_from_noisy_counts() {
 fn whole_run_rollout_is_at_least_as_accurate_as_the_curriculum() {
     let dir = tempfile::tempdir().unwrap();
     synth(dir.path(), None);
-    let staged = profile_errors(&train(dir.path(), "par-perp", CURRICULUM, "staged"));
-    let whole = profile_errors(&train(dir.path(), "par-perp", "[ {unroll: all, epochs: 300, lr: 1.0e-3} ]", "whole"));
-    eprintln!("staged {staged:?}, unroll all {whole:?}");
-    let worst = |e: [f64; 3]| e.iter().copied().fold(0.0, f64::max);
-    assert!(worst(whole) <= worst(staged) * 1.05 || worst(whole) < 0.02, "whole {whole:?} vs staged {staged:?}");
+    let staged = train(dir.path(), "par-perp", CURRICULUM, "staged");
+    let whole = train(dir.path(), "par-perp", "[ {unroll: all, epochs: 1000, lr: 3.0e-3}, {unroll: all, epochs: 500, lr: 5.0e-4} ]", "whole");
+    let (es, ew) = (profile_errors(&staged), profile_errors(&whole));
+    eprintln!("profile errors: staged {es:?}, unroll all {ew:?}");
+    assert!(ew.iter().all(|x| *x < 0.05), "{ew:?}");
+    // Accuracy of what both are for: rolling whole runs out.
+    for run in ["normal.h5", "ring.h5"] {
+        let path = dir.path().join(run);
+        let l1 = |m: &colop::operator::saved::SavedModel| evaluate_run(&Rollable::new(m, vec![]).unwrap(), &path, 5, 0).unwrap().mean_l1_norm;
+        let (ls, lw) = (l1(&staged), l1(&whole));
+        eprintln!("{run}: mean l1_norm staged {ls:.4e}, unroll all {lw:.4e}");
+        assert!(lw <= ls * 1.02, "{run}: unroll all {lw} vs staged {ls}");
+    }
 }
