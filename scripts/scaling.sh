@@ -45,8 +45,14 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 mkdir -p "$OUT"
 
-# The configuration for problem size P: {{ranks}} → P, {{N*ranks}} → N·P.
+CONFIG_DIR="$(cd "$(dirname "$CONFIG")" && pwd)"
+# The configuration for problem size P: {{ranks}} → P, {{N*ranks}} → N·P. Relative paths keep
+# resolving against the original config's directory (`base_dir`).
 weak_config() {
+  render "$1"
+  grep -q '^base_dir:' "$CONFIG" || echo "base_dir: $CONFIG_DIR"
+}
+render() {
   awk -v p="$1" '{
     while (match($0, /\{\{[0-9]+\*ranks\}\}/)) {
       n = substr($0, RSTART + 2, RLENGTH - 10) * p

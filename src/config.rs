@@ -20,7 +20,8 @@ pub struct TrainConfig {
     #[serde(default)]
     pub solver: SolverSpec,
     pub train: TrainSpec,
-    /// Directory relative paths are resolved against (filled in when the file is loaded).
+    /// Directory relative paths are resolved against (default: the config file's directory;
+    /// generated configs written elsewhere set it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_dir: Option<PathBuf>,
 }
@@ -136,7 +137,9 @@ impl TrainConfig {
         let mut cfg: TrainConfig = load_yaml(path)?;
         if cfg.base_dir.is_none() {
             let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            cfg.base_dir = Some(if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir });
+            let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+            // Absolute, so the copy written to a run directory resolves from anywhere (resume).
+            cfg.base_dir = Some(std::fs::canonicalize(&dir).unwrap_or(dir));
         }
         cfg.validate(path)?;
         Ok(cfg)

@@ -93,6 +93,36 @@ fn identical_models_for_1_2_3_4_ranks_and_resume_across_rank_counts() {
 }
 
 #[test]
+fn every_model_family_gives_the_same_model_on_one_and_two_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d);
+    for (i, model) in [
+        "par-perp-time, n_t: 3",
+        "mlp-conditioned, conditioners: [p], width: 8, depth: 1",
+        "mlp, symmetry: mirror, width: 8, depth: 1",
+        "kernel, stencil: 3, symmetry: transposed",
+        "tensor-sym, nonnegative_d: true",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let cfg = d.join(format!("m{i}.yaml"));
+        // The first case also exercises the conservative scheme with checkpointed adjoints.
+        let solver = if i == 0 { "solver: { scheme: conservative, substeps: auto, checkpoints: 2 }\n" } else { "" };
+        std::fs::write(&cfg, format!("{}{solver}", train_yaml(model))).unwrap();
+        let mut models = Vec::new();
+        for n in [1, 2] {
+            let run = d.join(format!("m{i}-{n}"));
+            ok(&mpirun(n, &["train", cfg.to_str().unwrap(), "--out", run.to_str().unwrap(), "--no-plots"]));
+            let f = hdf5::File::open(run.join("model.h5")).unwrap();
+            models.push(f.dataset("theta").unwrap().read_raw::<f64>().unwrap());
+        }
+        assert!(models[0] == models[1], "{model}: 1 and 2 ranks differ");
+    }
+}
+
+#[test]
 fn a_failing_rank_ends_every_rank_with_its_message() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

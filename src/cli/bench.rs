@@ -73,7 +73,7 @@ pub fn epoch_benchmark(kind: ModelKind, solver_spec: &SolverSpec, unroll: usize,
     let runs = vec![Some(slice)];
     let mut theta = model.init_params(1);
     let problem = Problem { model: model.as_ref(), scheme: scheme.as_ref(), loss: LossKind::Mae, mode: LossMode::Accumulated, cond: vec![vec![]], checkpoints: solver_spec.checkpoints, memory_budget_mb: solver_spec.memory_budget_mb };
-    let block = crate::train::dataset::block_size(samples.len());
+    let block = crate::train::dataset::block_size(samples.len(), problem.acc_len());
     let mut adam = crate::train::adam::Adam::new(theta.len());
     let mut best = f64::INFINITY;
     let mut split = (0.0, 0.0, 0.0);

@@ -47,6 +47,21 @@ impl RunSlice {
     }
 }
 
+/// Field values of all contexts and time nodes.
+fn field_values(model: &dyn OperatorModel, n_ctx: usize) -> usize {
+    n_ctx * model.n_time_nodes() * model.n_fields() * model.grid().n_cells()
+}
+
+/// See [`Problem::theta_level`].
+pub fn theta_level(model: &dyn OperatorModel, n_ctx: usize) -> bool {
+    model.n_params() * 8 <= field_values(model, n_ctx)
+}
+
+/// Length of the exact accumulator of a model with `n_ctx` contexts (loss included).
+pub fn accumulator_len(model: &dyn OperatorModel, n_ctx: usize) -> usize {
+    1 + if theta_level(model, n_ctx) { model.n_params() } else { field_values(model, n_ctx) }
+}
+
 /// What stays fixed during a stage.
 pub struct Problem<'a> {
     pub model: &'a dyn OperatorModel,
@@ -63,6 +78,8 @@ pub struct Problem<'a> {
 
 /// Coefficients derived from θ for one epoch, shared by all samples.
 pub struct EpochCoeffs {
+    /// The parameters these coefficients were computed from.
+    pub theta: Vec<f64>,
     /// `[ctx * n_nodes + node]`, physical units.
     pub node_fields: Vec<Fields>,
     /// Per run: solver steps per snapshot interval.
@@ -85,9 +102,36 @@ impl<'a> Problem<'a> {
         let g = self.model.grid();
         self.n_nodes() * self.model.n_fields() * g.n_cells()
     }
-    /// Length of the exact accumulator: all contexts plus the loss.
+    /// Whether blocks reduce ∂L/∂θ (one model VJP per block) rather than ∂L/∂fields: chosen for
+    /// models with far fewer parameters than field values (e.g. par-perp: 78 against 13 005), where
+    /// it shrinks both the exact additions and the allreduce. Depends on the model only.
+    pub fn theta_level(&self) -> bool {
+        theta_level(self.model, self.n_ctx())
+    }
+    /// Length of the exact accumulator: ∂L/∂θ or all contexts' field gradients, plus the loss.
     pub fn acc_len(&self) -> usize {
-        self.n_ctx() * self.ctx_len() + 1
+        accumulator_len(self.model, self.n_ctx())
+    }
+
+    /// Add one block's gradient of context `ctx` (`[n_nodes, n_fields, nx, ny]`) to `acc`, as
+    /// field gradients or mapped to ∂L/∂θ (see [`Problem::theta_level`]).
+    fn deposit(&self, c: &EpochCoeffs, ctx: usize, grad: &[f64], acc: &mut ExactSum) {
+        if !self.theta_level() {
+            acc.add_slice_at(ctx * self.ctx_len(), grad);
+            return;
+        }
+        let shape = self.fields_shape();
+        let flen = shape.0 * shape.1 * shape.2;
+        let mut d_theta = vec![0.0; self.model.n_params()];
+        for node in 0..self.n_nodes() {
+            let g = &grad[node * flen..(node + 1) * flen];
+            if g.iter().all(|v| *v == 0.0) {
+                continue;
+            }
+            let df = Fields::from_shape_vec(shape, g.to_vec()).expect("shape");
+            self.model.node_fields_vjp(&c.theta, &self.cond[ctx], node, &df, &mut d_theta);
+        }
+        acc.add_slice_at(0, &d_theta);
     }
 
     fn fields_shape(&self) -> (usize, usize, usize) {
@@ -135,7 +179,7 @@ impl<'a> Problem<'a> {
                 prepared[r] = Some(p);
             } else {
                 let rows = slice.t.len() - 1;
-                let tmp_coeffs = EpochCoeffs { node_fields: node_fields.clone(), substeps: vec![], prepared: vec![], prepared_t: vec![] };
+                let tmp_coeffs = EpochCoeffs { theta: vec![], node_fields: node_fields.clone(), substeps: vec![], prepared: vec![], prepared_t: vec![] };
                 prepared_t[r] = (0..rows)
                     .into_par_iter()
                     .map(|row| {
@@ -148,7 +192,7 @@ impl<'a> Problem<'a> {
                     .collect();
             }
         }
-        EpochCoeffs { node_fields, substeps, prepared, prepared_t }
+        EpochCoeffs { theta: theta.to_vec(), node_fields, substeps, prepared, prepared_t }
     }
 
     /// Weight of snapshot k (1-based) of a sample with `k_max` intervals in a batch of `batch` samples.
@@ -238,7 +282,7 @@ impl<'a> Problem<'a> {
                 let h = slice.dt / c.substeps[*r] as f64;
                 d.fill(0.0);
                 self.scheme.prepare_vjp(c.node_fields[slice.ctx].view(), h, dp[0].view(), d.view_mut());
-                acc.add_slice_at(slice.ctx * ctx_len, d.as_slice().expect("standard layout"));
+                self.deposit(c, slice.ctx, d.as_slice().expect("standard layout"), acc);
             }
         } else {
             let mut sums: Vec<(usize, Vec<f64>)> = Vec::new();
@@ -270,7 +314,7 @@ impl<'a> Problem<'a> {
                 }
             }
             for (ctx, v) in &sums {
-                acc.add_slice_at(ctx * ctx_len, v);
+                self.deposit(c, *ctx, v, acc);
             }
         }
         acc.add_at(acc.len() - 1, loss);
@@ -365,6 +409,12 @@ impl<'a> Problem<'a> {
     /// ∂L/∂θ from the reduced slot gradients (every rank, fixed order), plus the model's penalty.
     /// Returns the penalty value.
     pub fn theta_gradient(&self, theta: &[f64], slots: &[f64], d_theta: &mut [f64]) -> f64 {
+        if self.theta_level() {
+            for (d, g) in d_theta.iter_mut().zip(slots) {
+                *d += g;
+            }
+            return self.model.penalty(theta, d_theta);
+        }
         let nn = self.n_nodes();
         let shape = self.fields_shape();
         let flen = shape.0 * shape.1 * shape.2;

@@ -159,6 +159,11 @@ impl Setup {
             .collect()
     }
 
+    /// Exact-accumulator length for `n_ctx` conditioning contexts.
+    fn acc_len(&self, n_ctx: usize) -> usize {
+        engine::accumulator_len(self.model.as_ref(), n_ctx)
+    }
+
     /// All runs (train then valid) with their contexts.
     fn all_runs(&self) -> Vec<&RunInfo> {
         self.train_runs.iter().chain(&self.valid_runs).collect()
@@ -195,10 +200,11 @@ fn load_stage(cfg: &TrainConfig, setup: &Setup, stage: usize, comm: &dyn Comm) -
         windows::split_validation(&all, cfg.data.valid_fraction, cfg.train.seed)?
     };
     let (rank, size) = (comm.rank(), comm.size());
+    let cond_len = if setup.cond_ranges.is_empty() { 1 } else { runs.len() };
     let mine_train: Vec<Sample> = if cfg.train.batch_size.is_some() {
         train.clone()
     } else {
-        train[shard(&train, cost, size, block_size(train.len()))[rank].clone()].to_vec()
+        train[shard(&train, cost, size, block_size(train.len(), setup.acc_len(cond_len)))[rank].clone()].to_vec()
     };
     let mine_valid = if valid.is_empty() { Vec::new() } else { valid[shard(&valid, cost, size, 1)[rank].clone()].to_vec() };
     let mut held: Vec<Sample> = mine_train;
@@ -219,10 +225,40 @@ fn load_stage(cfg: &TrainConfig, setup: &Setup, stage: usize, comm: &dyn Comm) -
     Ok(StageData { train, valid, slices, run_meta, cond })
 }
 
-fn append_metrics(path: &Path, m: &EpochMetrics) -> anyhow::Result<()> {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| path.display().to_string())?;
-    writeln!(f, "{}", serde_json::to_string(m)?).with_context(|| path.display().to_string())?;
-    Ok(())
+/// `metrics.jsonl`, appended by rank 0 through a buffer flushed about once a second and before
+/// any checkpoint or exit, so writing it costs the epoch loop nothing measurable.
+struct MetricsLog {
+    path: PathBuf,
+    out: Option<std::io::BufWriter<std::fs::File>>,
+    last_flush: Instant,
+}
+
+impl MetricsLog {
+    fn new(path: PathBuf, enabled: bool) -> anyhow::Result<Self> {
+        let out = if enabled {
+            let f = std::fs::OpenOptions::new().create(true).append(true).open(&path).with_context(|| path.display().to_string())?;
+            Some(std::io::BufWriter::new(f))
+        } else {
+            None
+        };
+        Ok(Self { path, out, last_flush: Instant::now() })
+    }
+    fn push(&mut self, m: &EpochMetrics) -> anyhow::Result<()> {
+        if let Some(out) = &mut self.out {
+            writeln!(out, "{}", serde_json::to_string(m)?).with_context(|| self.path.display().to_string())?;
+            if self.last_flush.elapsed().as_secs_f64() > 1.0 {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+    fn flush(&mut self) -> anyhow::Result<()> {
+        if let Some(out) = &mut self.out {
+            out.flush().with_context(|| self.path.display().to_string())?;
+        }
+        self.last_flush = Instant::now();
+        Ok(())
+    }
 }
 
 /// Keep only the metrics lines before (stage, epoch) — used when resuming.
@@ -330,6 +366,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: Option<&Path>, stop_after: O
         b.set_position(done_epochs as u64);
     }
     let t_start = Instant::now() - std::time::Duration::from_secs_f64(st.seconds);
+    let mut metrics = MetricsLog::new(metrics_path, rank0)?;
     let mut last_data: Option<StageData> = None;
     let mut epochs_run = 0usize;
     while st.stage < n_stages {
@@ -362,7 +399,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: Option<&Path>, stop_after: O
                 substeps = coeffs.substeps.iter().copied().max().unwrap_or(1);
                 let batch_samples: Vec<Sample> = batch.iter().map(|&i| data.train[i]).collect();
                 let n = batch_samples.len();
-                let block = block_size(n);
+                let block = block_size(n, problem.acc_len());
                 let range = if cfg.train.batch_size.is_some() {
                     shard(&batch_samples, cost, comm.size(), block)[comm.rank()].clone()
                 } else {
@@ -430,15 +467,16 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: Option<&Path>, stop_after: O
                 substeps,
                 ranks: comm.size(),
             };
-            if rank0 {
-                append_metrics(&metrics_path, &m)?;
-            }
+            metrics.push(&m)?;
             progress.epoch(&m, spec.epochs);
             epochs_run += 1;
             let stop = mx[2] > 0.0 || stop_after.is_some_and(|n| epochs_run >= n && st.stage < n_stages);
             let periodic = cfg.train.checkpoint_every > 0 && (epoch + 1) % cfg.train.checkpoint_every == 0;
-            if (stop || periodic) && rank0 {
-                st.save(&ckpt_path)?;
+            if stop || periodic {
+                metrics.flush()?;
+                if rank0 {
+                    st.save(&ckpt_path)?;
+                }
             }
             if stop {
                 comm.barrier();
@@ -451,6 +489,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: Option<&Path>, stop_after: O
         }
         last_data = Some(data);
     }
+    metrics.flush()?;
     progress.finish();
     // Overall best: each stage's best judged by the last stage's selection loss.
     let data = match last_data {
@@ -462,7 +501,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: Option<&Path>, stop_after: O
         let Some(b) = b else { continue };
         let (problem, coeffs) = setup_problem_coeffs(&setup, &data, cfg, &b.theta);
         let (samples, n) = if data.valid.is_empty() { (&data.train, data.train.len()) } else { (&data.valid, data.valid.len()) };
-        let blk = if data.valid.is_empty() { block_size(n) } else { 1 };
+        let blk = if data.valid.is_empty() { block_size(n, problem.acc_len()) } else { 1 };
         let r = shard(samples, cost, comm.size(), blk)[comm.rank()].clone();
         let mut acc = ExactSum::new(1);
         problem.accumulate_loss(&coeffs, &data.slices, &samples[r], n, &mut acc);
