@@ -195,7 +195,7 @@ impl TrainConfig {
         if let crate::solver::Checkpoints::Count(0) = self.solver.checkpoints {
             return Err(bad("solver.checkpoints", "must be ≥ 1, `auto` or `all`".into()));
         }
-        if !(self.solver.memory_budget_mb > 0.0) {
+        if self.solver.memory_budget_mb.is_nan() || self.solver.memory_budget_mb <= 0.0 {
             return Err(bad("solver.memory_budget_mb", "must be positive".into()));
         }
         Ok(())

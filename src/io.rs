@@ -47,6 +47,18 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     })
 }
 
+/// Open an HDF5 file read-only, without HDF5's advisory file locking (which fails spuriously on
+/// many parallel file systems and between handles of one process; colop never writes a file in
+/// place: writers create a temporary file and rename it).
+pub fn h5_open(path: &Path) -> hdf5::Result<hdf5::File> {
+    hdf5::File::with_options().with_fapl(|p| p.file_locking(false)).open(path)
+}
+
+/// Create (truncate) an HDF5 file, without file locking (see [`h5_open`]).
+pub fn h5_create(path: &Path) -> hdf5::Result<hdf5::File> {
+    hdf5::File::with_options().with_fapl(|p| p.file_locking(false)).create(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,16 +77,4 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"ok");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
-}
-
-/// Open an HDF5 file read-only, without HDF5's advisory file locking (which fails spuriously on
-/// many parallel file systems and between handles of one process; colop never writes a file in
-/// place: writers create a temporary file and rename it).
-pub fn h5_open(path: &Path) -> hdf5::Result<hdf5::File> {
-    hdf5::File::with_options().with_fapl(|p| p.file_locking(false)).open(path)
-}
-
-/// Create (truncate) an HDF5 file, without file locking (see [`h5_open`]).
-pub fn h5_create(path: &Path) -> hdf5::Result<hdf5::File> {
-    hdf5::File::with_options().with_fapl(|p| p.file_locking(false)).create(path)
 }

@@ -171,7 +171,7 @@ impl SynthConfig {
 
     pub fn grid(&self) -> anyhow::Result<VelocityGrid> {
         anyhow::ensure!(self.grid.v_max > 0.0, "grid.v_max must be positive");
-        Ok(VelocityGrid::square(self.grid.n, self.grid.v_max).context("grid")?)
+        VelocityGrid::square(self.grid.n, self.grid.v_max).context("grid")
     }
 }
 

@@ -73,8 +73,7 @@ fn time_dependent_model_recovers_linear_growth() {
     for (j, &t) in t_nodes.iter().enumerate() {
         let fac = 1.0 + t / 63.0;
         let (mut num, mut den, mut num2, mut den2) = (0.0, 0.0, 0.0, 0.0);
-        for i in 0..nv {
-            let vi = vflat[i];
+        for (i, &vi) in vflat.iter().enumerate() {
             if !(0.5..=3.0).contains(&vi) {
                 continue;
             }

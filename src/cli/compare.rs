@@ -70,7 +70,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         let curves: Vec<(String, &RunEval)> = evals.iter().map(|(l, e)| (l.clone(), &e[i])).collect();
         figures::l1_norm_vs_time(&args.out.join(format!("l1_norm_{stem}.png")), &curves)?;
         for (l, e) in &evals {
-            let safe: String = l.chars().map(|c| if c.is_alphanumeric() { c } else { '_' }).collect();
+            let safe: String = l.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
             figures::moments_vs_time(&args.out.join(format!("moments_{stem}_{safe}.png")), &format!("{stem}: {l}"), &e[i])?;
         }
     }

@@ -23,9 +23,9 @@ pub fn grid_units_to_fields(a: &Array3<f64>, d: &Array3<f64>, grid: &VelocityGri
     let (dx, dy) = (grid.dvx(), grid.dvy());
     let scale = [dx, dy, dx * dx, dy * dy, dx * dy];
     let mut f = Fields::zeros((fp::N_FIELDS, nx, ny));
-    for k in 0..fp::N_FIELDS {
+    for (k, s) in scale.iter().enumerate() {
         let src = if k < 2 { a.index_axis(ndarray::Axis(0), k) } else { d.index_axis(ndarray::Axis(0), k - 2) };
-        f.index_axis_mut(ndarray::Axis(0), k).assign(&(&src * scale[k]));
+        f.index_axis_mut(ndarray::Axis(0), k).assign(&(&src * *s));
     }
     Ok(f)
 }

@@ -212,6 +212,7 @@ impl<'a> Problem<'a> {
 
     /// Adjoint rollout of one sample: adds ∂L/∂prepared into `d_prepared` (one buffer for static
     /// models, one per interval for time-dependent ones) and returns the sample's loss.
+    #[allow(clippy::too_many_arguments)]
     fn sample_adjoint(
         &self,
         c: &EpochCoeffs,

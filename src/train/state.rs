@@ -115,7 +115,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("checkpoint.h5");
         let mut adam = Adam::new(3);
-        adam.update(&mut vec![0.0; 3], &[1.0, 2.0, 3.0], 0.1);
+        adam.update(&mut [0.0; 3], &[1.0, 2.0, 3.0], 0.1);
         let s = TrainState {
             theta: vec![0.1, 0.2, f64::MIN_POSITIVE],
             adam,
