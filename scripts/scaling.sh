@@ -65,7 +65,7 @@ render() {
 json_number() { grep -o "\"$1\":[^,}]*" <<<"$2" | head -n 1 | cut -d: -f2 | tr -d ' "' || true; }
 
 EPOCHS="$OUT/scaling_epochs.csv"
-echo "mode,ranks,threads,epoch,seconds,compute_s,comm_s,compute_s_max,compute_s_min" >"$EPOCHS.tmp"
+echo "mode,ranks,threads,epoch,epoch_s,compute_s,comm_s,compute_s_max,compute_s_min" >"$EPOCHS.tmp"
 for m in "${modes[@]}"; do
   for p in $ranks_list; do
     run="$OUT/$m-$p"
@@ -83,7 +83,7 @@ for m in "${modes[@]}"; do
     while IFS= read -r line; do
       [ -n "$line" ] || continue
       row="$m,$p,$threads"
-      for key in epoch seconds compute_s comm_s compute_s_max compute_s_min; do
+      for key in epoch epoch_s compute_s comm_s compute_s_max compute_s_min; do
         row="$row,$(json_number "$key" "$line")"
       done
       echo "$row" >>"$EPOCHS.tmp"
@@ -113,5 +113,6 @@ awk -F, 'NR > 1 {
       print row[i] "," e } }' "$OUT/summary.body"
 } >"$OUT/scaling_summary.csv"
 rm -f "$OUT/summary.body"
-echo "scaling.sh: wrote $EPOCHS and $OUT/scaling_summary.csv"
+"$COLOP" -q plot "$OUT/scaling_summary.csv" --out "$OUT/scaling.png" >/dev/null
+echo "scaling.sh: wrote $EPOCHS, $OUT/scaling_summary.csv and $OUT/scaling.png"
 column -s, -t "$OUT/scaling_summary.csv" 2>/dev/null || cat "$OUT/scaling_summary.csv"

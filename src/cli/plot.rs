@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 /// Options of `colop plot`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A run directory (model.h5 + metrics.jsonl) or a model file.
+    /// A run directory (model.h5 + metrics.jsonl), a model file, or a `scaling_summary.csv` of
+    /// `scripts/scaling.sh`.
     pub target: PathBuf,
-    /// Output directory (default: `<run dir>/plots`, or beside the model file).
+    /// Output directory (default: `<run dir>/plots`, or beside the model file); for a scaling
+    /// CSV, the PNG file (default: the CSV path with `.png`).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Conditioner values for conditioned models, e.g. `ppc=32` (default: mid-range).
@@ -34,6 +36,13 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             args.target.parent().map(|p| p.join("plots")).unwrap_or_else(|| PathBuf::from("plots"))
         }
     });
+    if args.target.extension().is_some_and(|e| e == "csv") {
+        let text = std::fs::read_to_string(&args.target).with_context(|| args.target.display().to_string())?;
+        let png = args.out.clone().unwrap_or_else(|| args.target.with_extension("png"));
+        figures::scaling(&png, &text)?;
+        println!("{}", png.display());
+        return Ok(());
+    }
     let written = draw(&args.target, &out, args.params.unwrap_or_default(), args.times)?;
     for p in written {
         println!("{}", p.display());

@@ -128,3 +128,40 @@ pub fn moments_vs_time(path: &Path, title: &str, run: &RunEval) -> Result<(), Pl
     ];
     grid_of_lines(path, title, &plots, 2, (640, 460))
 }
+
+/// Scaling study from `scaling_summary.csv` (columns `mode, ranks, …, comm_fraction, imbalance,
+/// efficiency`): efficiency, allreduce share and imbalance against the rank count.
+pub fn scaling(path: &Path, csv: &str) -> Result<(), PlotError> {
+    let mut header: Vec<&str> = Vec::new();
+    let mut rows: Vec<Vec<&str>> = Vec::new();
+    for (i, line) in csv.lines().enumerate() {
+        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        if i == 0 {
+            header = cells;
+        } else if !line.trim().is_empty() {
+            rows.push(cells);
+        }
+    }
+    let col = |name: &str| header.iter().position(|h| *h == name).ok_or_else(|| PlotError::data(path, format!("no column `{name}`")));
+    let (mode, ranks, comm, imb, eff) = (col("mode")?, col("ranks")?, col("comm_fraction")?, col("imbalance")?, col("efficiency")?);
+    let num = |r: &Vec<&str>, c: usize| r.get(c).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    let mut modes: Vec<&str> = rows.iter().map(|r| r[mode]).collect();
+    modes.sort_unstable();
+    modes.dedup();
+    let series = |c: usize| -> Vec<Series> {
+        modes
+            .iter()
+            .map(|m| {
+                let pts: Vec<&Vec<&str>> = rows.iter().filter(|r| r[mode] == *m).collect();
+                Series::new(*m, pts.iter().map(|r| num(r, ranks)).collect(), pts.iter().map(|r| num(r, c)).collect()).markers()
+            })
+            .collect()
+    };
+    let (e, cf, ib) = (series(eff), series(comm), series(imb));
+    let plots = [
+        LinePlot { title: "parallel efficiency".into(), x_label: "ranks".into(), y_label: "efficiency".into(), series: &e, log_y: false },
+        LinePlot { title: "allreduce share of an epoch".into(), x_label: "ranks".into(), y_label: "comm_s / epoch".into(), series: &cf, log_y: false },
+        LinePlot { title: "imbalance".into(), x_label: "ranks".into(), y_label: "max/min compute".into(), series: &ib, log_y: false },
+    ];
+    grid_of_lines(path, "scaling", &plots, 3, (520, 420))
+}
