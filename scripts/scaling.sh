@@ -113,6 +113,6 @@ awk -F, 'NR > 1 {
       print row[i] "," e } }' "$OUT/summary.body"
 } >"$OUT/scaling_summary.csv"
 rm -f "$OUT/summary.body"
-"$COLOP" -q plot "$OUT/scaling_summary.csv" --out "$OUT/scaling.png" >/dev/null
+"$COLOP" -q plot "$OUT/scaling_summary.csv" --out "$OUT/scaling.png" >/dev/null || echo "scaling.sh: could not draw $OUT/scaling.png" >&2
 echo "scaling.sh: wrote $EPOCHS, $OUT/scaling_summary.csv and $OUT/scaling.png"
 column -s, -t "$OUT/scaling_summary.csv" 2>/dev/null || cat "$OUT/scaling_summary.csv"

@@ -225,7 +225,7 @@ fn load_stage(cfg: &TrainConfig, setup: &Setup, stage: usize, comm: &dyn Comm) -
     Ok(StageData { train, valid, slices, run_meta, cond })
 }
 
-/// `metrics.jsonl`, appended by rank 0 through a buffer flushed about once a second and before
+/// `metrics.jsonl`, appended by rank 0 through a buffer flushed every quarter second and before
 /// any checkpoint or exit, so writing it costs the epoch loop nothing measurable.
 struct MetricsLog {
     path: PathBuf,
@@ -246,7 +246,7 @@ impl MetricsLog {
     fn push(&mut self, m: &EpochMetrics) -> anyhow::Result<()> {
         if let Some(out) = &mut self.out {
             writeln!(out, "{}", serde_json::to_string(m)?).with_context(|| self.path.display().to_string())?;
-            if self.last_flush.elapsed().as_secs_f64() > 1.0 {
+            if self.last_flush.elapsed().as_secs_f64() > 0.25 {
                 self.flush()?;
             }
         }

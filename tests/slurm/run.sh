@@ -45,7 +45,7 @@ solver: { scheme: central, substeps: 20 }
 train:
   seed: 5
   log_every: 20
-  stages: [ { unroll: 2, epochs: 60, lr: 1.0e-3 }, { unroll: 4, epochs: 30 } ]
+  stages: [ { unroll: 2, epochs: 150, lr: 1.0e-3 }, { unroll: 4, epochs: 60 } ]
 YAML
 fi
 fail() { echo "slurm tests: FAIL: $*" >&2; tail -n 30 "$WORK"/*.out >&2 || true; exit 1; }
