@@ -153,16 +153,16 @@ impl Rollable {
 
     /// Normalised conditioner vector for a run's parameters (overrides first).
     pub fn cond_for(&self, params: &std::collections::BTreeMap<String, f64>) -> anyhow::Result<Vec<f64>> {
-        self.cond_names
+        let values = self
+            .cond_names
             .iter()
-            .map(|(name, lo, hi)| {
-                let v = match self.overrides.iter().find(|o| &o.0 == name) {
-                    Some(o) => o.1,
-                    None => *params.get(name).with_context(|| format!("run has no parameter `{name}`; give it with --params {name}=VALUE"))?,
-                };
-                Ok(if hi > lo { 2.0 * (v - lo) / (hi - lo) - 1.0 } else { 0.0 })
+            .map(|(name, _, _)| match self.overrides.iter().find(|o| &o.0 == name) {
+                Some(o) => Ok(o.1),
+                None => params.get(name).copied().with_context(|| format!("run has no parameter `{name}`; give it with --params {name}=VALUE")),
             })
-            .collect()
+            .collect::<anyhow::Result<Vec<f64>>>()?;
+        let ranges: Vec<(f64, f64)> = self.cond_names.iter().map(|c| (c.1, c.2)).collect();
+        Ok(crate::operator::mlp::normalise_conditioners(&values, &ranges))
     }
 
     /// Fields at time `t` for conditioner vector `cond`.

@@ -146,17 +146,9 @@ impl Setup {
 
     /// Normalised conditioner vector of a run: min–max to [−1, 1] over the training runs.
     pub fn cond_of(&self, run: &RunInfo) -> Vec<f64> {
-        self.cond_ranges
-            .iter()
-            .map(|(name, lo, hi)| {
-                let v = run.params()[name];
-                if hi > lo {
-                    2.0 * (v - lo) / (hi - lo) - 1.0
-                } else {
-                    0.0
-                }
-            })
-            .collect()
+        let values: Vec<f64> = self.cond_ranges.iter().map(|(name, _, _)| run.params()[name]).collect();
+        let ranges: Vec<(f64, f64)> = self.cond_ranges.iter().map(|c| (c.1, c.2)).collect();
+        crate::operator::mlp::normalise_conditioners(&values, &ranges)
     }
 
     /// Exact-accumulator length for `n_ctx` conditioning contexts.
