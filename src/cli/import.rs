@@ -8,6 +8,26 @@ pub enum Command {
     /// Convert folders of NNNNNN.npy histograms plus args.yaml (the reference code's layout) into
     /// one run file <out>/<folder name>.h5 each.
     NpyFolder(NpyFolderArgs),
+    /// Turn operator arrays in the reference code's grid units (A [2,Nx,Ny], D [3,Nx,Ny] in the
+    /// order xx, yy, xy) into a `tensor` model on the grid of a run file.
+    Operator(OperatorArgs),
+}
+
+/// Options of `colop import operator`.
+#[derive(clap::Args, Debug)]
+pub struct OperatorArgs {
+    /// Drag in grid units (A/Δv), `.npy` float64 [2, Nx, Ny].
+    #[arg(long)]
+    pub a: PathBuf,
+    /// Diffusion in grid units (D/Δv²), `.npy` float64 [3, Nx, Ny], order xx, yy, xy.
+    #[arg(long)]
+    pub d: PathBuf,
+    /// A run file whose velocity grid the arrays live on.
+    #[arg(long)]
+    pub like: PathBuf,
+    /// The model file to write.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// Options of `colop import npy-folder`.
@@ -27,6 +47,14 @@ pub struct NpyFolderArgs {
 pub fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
     match cmd {
         Command::NpyFolder(args) => npy_folder(args, ctx),
+        Command::Operator(args) => {
+            if ctx.comm.rank() == 0 {
+                let model = crate::operator::import::import_operator(&args.a, &args.d, &args.like)?;
+                crate::operator::saved::write_model(&args.out, &model)?;
+                println!("{}", args.out.display());
+            }
+            Ok(())
+        }
     }
 }
 
