@@ -9,7 +9,7 @@ use crate::grid::VelocityGrid;
 use crate::operator::spec::ModelKind;
 use crate::operator::{self, BuildInfo, ModelSpec};
 use crate::solver::{self, SolverSpec};
-use crate::synth::{generate_run, Initial, RunSpec, SynthConfig};
+use crate::synth::{generate_run, GridSpec, Initial, RunSpec, SynthConfig, TruthSpec};
 use crate::train::engine::{Problem, RunSlice, Sample};
 use std::time::Instant;
 
@@ -43,20 +43,34 @@ pub enum What {
     All,
 }
 
-/// The reference benchmark's data: one 51×51 run of 96 snapshots, noise-free.
+/// The reference truth: the radial operator of the recovery tests (d0 = 0.016, stationary drag).
+fn reference_truth() -> TruthSpec {
+    TruthSpec::Radial {
+        a_par: "stationary".into(),
+        d_par: "0.016*(1+v^2/4)^(-1.5)".into(),
+        d_perp: "0.016*(1+v^2/4)^(-0.5)".into(),
+    }
+}
+
+/// The reference benchmark's data: one 51×51 run of 96 snapshots, noise-free, normalised as the
+/// trainer does.
 fn reference_run() -> anyhow::Result<(VelocityGrid, RunSlice)> {
-    let cfg: SynthConfig = serde_yaml::from_str(
-        "grid: {n: 51, v_max: 5.0}
-operator: {kind: radial, d_par: \"0.016*(1+v^2/4)^(-1.5)\", d_perp: \"0.016*(1+v^2/4)^(-0.5)\", a_par: stationary}
-snapshots: 96
-substeps: 20
-runs: []",
-    )?;
+    let cfg = SynthConfig {
+        grid: GridSpec { n: 51, v_max: 5.0 },
+        operator: reference_truth(),
+        time_factor: None,
+        snapshots: 96,
+        dt: 1.0,
+        substeps: 20,
+        n_particles: 3e5,
+        noise: None,
+        runs: Vec::new(),
+    };
     let run = RunSpec { name: "bench".into(), initial: vec![Initial::Normal { centre: [-2.0, 0.0], sigma: 0.4, weight: 1.0 }], params: Default::default() };
-    let data = generate_run(&cfg, &run, 0)?;
-    let total = data.f.index_axis(ndarray::Axis(0), 5).sum();
-    let f = data.f.mapv(|v| v / total);
-    Ok((data.grid.clone(), RunSlice { first: 0, f, t: data.t.clone(), dt: data.dt, ctx: 0 }))
+    let mut data = generate_run(&cfg, &run, 0)?;
+    let norm = crate::data::particle_count(data.f.index_axis(ndarray::Axis(0), 5));
+    crate::data::normalise(&mut data.f, norm);
+    Ok((data.grid.clone(), RunSlice { first: 0, f: data.f, t: data.t, dt: data.dt, ctx: 0 }))
 }
 
 /// Seconds per training epoch and cell-steps/s for `windows` windows of `unroll` intervals.
@@ -117,12 +131,7 @@ pub fn epoch_benchmark(kind: ModelKind, solver_spec: &SolverSpec, unroll: usize,
 /// The reference truth's fields on the 51×51 grid.
 fn reference_fields() -> anyhow::Result<(VelocityGrid, crate::operator::Fields)> {
     let grid = VelocityGrid::square(51, 5.0)?;
-    let truth = crate::synth::TruthSpec::Radial {
-        a_par: "stationary".into(),
-        d_par: "0.016*(1+v^2/4)^(-1.5)".into(),
-        d_perp: "0.016*(1+v^2/4)^(-0.5)".into(),
-    };
-    let f = crate::synth::truth_fields(&truth, &grid, &Default::default())?;
+    let f = crate::synth::truth_fields(&reference_truth(), &grid, &Default::default())?;
     Ok((grid, f))
 }
 
