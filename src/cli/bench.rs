@@ -22,9 +22,6 @@ pub struct Args {
     /// Repetitions (the best time is reported).
     #[arg(long, default_value_t = 5)]
     pub reps: usize,
-    /// Threads (default: every core).
-    #[arg(long)]
-    pub threads: Option<usize>,
     /// Write the JSON here as well as to stdout.
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
@@ -136,7 +133,6 @@ fn reference_fields() -> anyhow::Result<(VelocityGrid, crate::operator::Fields)>
 }
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
-    crate::cli::train::init_threads(args.threads)?;
     let mut out = serde_json::Map::new();
     let central = SolverSpec::default();
     let all = args.what == What::All;

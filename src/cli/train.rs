@@ -17,9 +17,6 @@ pub struct Args {
     /// Continue the run in this directory from its checkpoint.h5 (any rank count).
     #[arg(long)]
     pub resume: Option<PathBuf>,
-    /// Threads per rank (default: RAYON_NUM_THREADS or every core).
-    #[arg(long)]
-    pub threads: Option<usize>,
     /// Stop after this many epochs of this invocation, as on SIGTERM: write checkpoint.h5 and
     /// exit with code 75 (for time-sliced jobs and tests).
     #[arg(long)]
@@ -29,17 +26,7 @@ pub struct Args {
     pub no_plots: bool,
 }
 
-/// Set the rayon pool size once per process.
-pub fn init_threads(threads: Option<usize>) -> anyhow::Result<()> {
-    if let Some(n) = threads {
-        anyhow::ensure!(n >= 1, "--threads must be ≥ 1");
-        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("thread pool")?;
-    }
-    Ok(())
-}
-
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
-    init_threads(args.threads)?;
     let (cfg_path, out, ckpt) = match (&args.resume, &args.config) {
         (Some(dir), cfg) => {
             let ckpt = dir.join("checkpoint.h5");
