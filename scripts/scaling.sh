@@ -6,13 +6,16 @@
 #     --threads T          rayon threads per rank (default 1)
 #     --launcher mpirun|srun    (default: srun inside a Slurm allocation, else mpirun)
 # CONFIG may hold placeholders: `{{ranks}}` and `{{N*ranks}}` (N times the rank count), e.g. for
-# a window or run count. Weak scaling replaces them with the rank count P, so the work per rank
+# a window or run count, and `{{ranks:ITEM}}` / `{{N*ranks:ITEM}}` (ITEM repeated that many
+# times, comma-separated, e.g. a run file in a `train: [...]` list; see configs/scaling.yaml). Weak scaling replaces them with the rank count P, so the work per rank
 # stays constant; strong scaling trains the 1-rank problem (P = 1) at every rank count. A
 # config without placeholders is used as it is by both.
 # Writes OUT_DIR/<mode>-<ranks>/ (run directories), OUT_DIR/scaling_epochs.csv (one row per
-# epoch: mode, ranks, epoch, seconds, compute_s, comm_s, compute_s_max, compute_s_min) and
-# OUT_DIR/scaling_summary.csv (per mode and rank count, the first epoch left out as warm-up:
-# mean epoch time, compute, allreduce share, imbalance max/min, efficiency).
+# epoch: mode, ranks, threads, epoch, epoch_s, compute_s, comm_s, compute_s_max, compute_s_min,
+# comm_s_min) and OUT_DIR/scaling_summary.csv (per mode and rank count, the first 10% of epochs
+# left out as warm-up: mean epoch time, compute, time in collectives and its share, the
+# collectives alone (comm_s_min: the last rank to arrive waits for nobody) and their share,
+# imbalance max/min compute, efficiency).
 # COLOP selects the binary (default: colop on PATH, else target/release/colop).
 set -euo pipefail
 
@@ -23,7 +26,7 @@ while [ $# -gt 0 ]; do
     --mode) mode="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
     --launcher) launcher="$2"; shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     -*) echo "scaling.sh: unknown option $1" >&2; exit 2 ;;
     *) break ;;
   esac
@@ -53,19 +56,27 @@ weak_config() {
   grep -q '^base_dir:' "$CONFIG" || echo "base_dir: $CONFIG_DIR"
 }
 render() {
-  awk -v p="$1" '{
-    while (match($0, /\{\{[0-9]+\*ranks\}\}/)) {
-      n = substr($0, RSTART + 2, RLENGTH - 10) * p
-      $0 = substr($0, 1, RSTART - 1) n substr($0, RSTART + RLENGTH)
-    }
-    gsub(/\{\{ranks\}\}/, p); print }' "$CONFIG"
+  awk -v p="$1" '
+    # {{N*ranks:ITEM}} / {{ranks:ITEM}} → ITEM repeated N·P times, comma-separated.
+    function repeat(item, n,   out, i) { out = item; for (i = 2; i <= n; i++) out = out ", " item; return out }
+    {
+      while (match($0, /\{\{([0-9]+\*)?ranks(:[^}]*)?\}\}/)) {
+        token = substr($0, RSTART + 2, RLENGTH - 4)
+        n = p
+        if (token ~ /^[0-9]+\*/) { n = substr(token, 1, index(token, "*") - 1) * p; token = substr(token, index(token, "*") + 1) }
+        rep = n
+        if (index(token, ":") > 0) rep = repeat(substr(token, index(token, ":") + 1), n)
+        $0 = substr($0, 1, RSTART - 1) rep substr($0, RSTART + RLENGTH)
+      }
+      print
+    }' "$CONFIG"
 }
 
 # A numeric key of a flat JSON line ("" when absent).
 json_number() { grep -o "\"$1\":[^,}]*" <<<"$2" | head -n 1 | cut -d: -f2 | tr -d ' "' || true; }
 
 EPOCHS="$OUT/scaling_epochs.csv"
-echo "mode,ranks,threads,epoch,epoch_s,compute_s,comm_s,compute_s_max,compute_s_min" >"$EPOCHS.tmp"
+echo "mode,ranks,threads,epoch,epoch_s,compute_s,comm_s,compute_s_max,compute_s_min,comm_s_min" >"$EPOCHS.tmp"
 for m in "${modes[@]}"; do
   for p in $ranks_list; do
     run="$OUT/$m-$p"
@@ -83,7 +94,7 @@ for m in "${modes[@]}"; do
     while IFS= read -r line; do
       [ -n "$line" ] || continue
       row="$m,$p,$threads"
-      for key in epoch epoch_s compute_s comm_s compute_s_max compute_s_min; do
+      for key in epoch epoch_s compute_s comm_s compute_s_max compute_s_min comm_s_min; do
         row="$row,$(json_number "$key" "$line")"
       done
       echo "$row" >>"$EPOCHS.tmp"
@@ -92,21 +103,26 @@ for m in "${modes[@]}"; do
 done
 mv "$EPOCHS.tmp" "$EPOCHS"
 
-# Summary: first epoch of each run skipped (warm-up) unless it is the only one.
-awk -F, 'NR > 1 {
-    key = $1 "," $2 "," $3; n[key]++
-    if (n[key] == 1) { first[key] = $0; next }
-    m[key]++; t[key] += $5; c[key] += $6; r[key] += $7
+# Summary: the first 10% of each run's epochs (at least one, unless it is the only one) are
+# warm-up and left out.
+awk -F, 'NR > 1 { key = $1 "," $2 "," $3; total[key]++ }
+  END { for (k in total) print k "," total[k] }' "$EPOCHS" >"$OUT/summary.counts"
+awk -F, 'FNR == NR { skip[$1 "," $2 "," $3] = ($4 > 1 ? int(($4 + 9) / 10) : 0); next }
+  FNR > 1 {
+    key = $1 "," $2 "," $3; seen[key]++
+    if (seen[key] <= skip[key]) next
+    m[key]++; t[key] += $5; c[key] += $6; r[key] += $7; a[key] += $10
     if ($9 > 0) imb[key] += $8 / $9; else imb[key] += 1
   }
   END {
-    for (key in n) if (!(key in m)) { split(first[key], f, ","); m[key] = 1; t[key] = f[5]; c[key] = f[6]; r[key] = f[7]; imb[key] = (f[9] > 0 ? f[8] / f[9] : 1) }
-    for (key in m) { split(key, k, ","); base = k[1] ",1," k[3]
-      printf "%s,%d,%.6g,%.6g,%.6g,%.4f,%.4f\n", key, m[key], t[key]/m[key], c[key]/m[key], r[key]/m[key], (t[key] > 0 ? r[key]/t[key] : 0), imb[key]/m[key] }
-  }' "$EPOCHS" | sort -t, -k1,1 -k2,2n >"$OUT/summary.body"
+    for (key in m)
+      printf "%s,%d,%.6g,%.6g,%.6g,%.4f,%.6g,%.4f,%.4f\n", key, m[key], t[key]/m[key], c[key]/m[key], r[key]/m[key],
+        (t[key] > 0 ? r[key]/t[key] : 0), a[key]/m[key], (t[key] > 0 ? a[key]/t[key] : 0), imb[key]/m[key]
+  }' "$OUT/summary.counts" "$EPOCHS" | sort -t, -k1,1 -k2,2n >"$OUT/summary.body"
+rm -f "$OUT/summary.counts"
 # Efficiency against the 1-rank run of the same mode: strong T1/(P·TP), weak T1/TP.
 {
-  echo "mode,ranks,threads,epochs,epoch_s,compute_s,comm_s,comm_fraction,imbalance,efficiency"
+  echo "mode,ranks,threads,epochs,epoch_s,compute_s,comm_s,comm_fraction,allreduce_s,allreduce_fraction,imbalance,efficiency"
   awk -F, '{ if ($2 == 1) t1[$1] = $5; row[NR] = $0; mode[NR] = $1; p[NR] = $2; t[NR] = $5 }
     END { for (i = 1; i <= NR; i++) {
       e = ""; if ((mode[i] in t1) && t[i] > 0) e = sprintf("%.4f", mode[i] == "strong" ? t1[mode[i]] / (p[i] * t[i]) : t1[mode[i]] / t[i])

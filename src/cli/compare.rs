@@ -29,6 +29,59 @@ pub struct Args {
     /// First snapshot of the rollouts (each run's own numbering).
     #[arg(long, default_value_t = 5)]
     pub i_start: usize,
+    /// Speed range (v_th) over which the radial profiles are judged against the theory.
+    #[arg(long, num_args = 2, value_names = ["V_MIN", "V_MAX"], default_values_t = [0.5, 3.0])]
+    pub v_window: Vec<f64>,
+}
+
+/// Deviation of one radial profile from the theory over a speed window: relative L2 over the
+/// profile's own nodes in the window, and the largest |value/theory − 1| there.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Agreement {
+    pub rel_l2: f64,
+    pub max_rel: f64,
+    pub nodes: usize,
+}
+
+/// Agreement of `(v, values)` with the theory curve `(tv, tvalues)` (interpolated linearly) over
+/// `window`; nodes with a non-finite value (empty track bins) are skipped.
+pub fn agreement(v: &[f64], values: &[f64], tv: &[f64], tvalues: &[f64], window: [f64; 2]) -> Agreement {
+    let (mut num, mut den, mut max_rel, mut nodes) = (0.0, 0.0, 0.0f64, 0);
+    for (&x, &y) in v.iter().zip(values) {
+        if x < window[0] || x > window[1] || !y.is_finite() {
+            continue;
+        }
+        let t = crate::theory::output::interpolate(tv, tvalues, x);
+        num += (y - t).powi(2);
+        den += t * t;
+        if t != 0.0 {
+            max_rel = max_rel.max((y / t - 1.0).abs());
+        }
+        nodes += 1;
+    }
+    let rel_l2 = if den > 0.0 { (num / den).sqrt() } else { f64::NAN };
+    Agreement { rel_l2, max_rel: if nodes > 0 { max_rel } else { f64::NAN }, nodes }
+}
+
+/// The theory's radial curve: `coefficients.csv` of a `colop theory` directory (fine grid), else
+/// the profile exported by its model.
+fn theory_curve(dir: &Path, fallback: Option<&figures::Profile>) -> anyhow::Result<Option<figures::Profile>> {
+    let csv = dir.join("coefficients.csv");
+    if !csv.is_file() {
+        return Ok(fallback.cloned());
+    }
+    let text = std::fs::read_to_string(&csv).with_context(|| csv.display().to_string())?;
+    let mut cols: [Vec<f64>; 4] = Default::default();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let vals: Vec<f64> = line.split(',').map(|c| c.trim().parse::<f64>()).collect::<Result<_, _>>()
+            .with_context(|| format!("{}: line {}: not four numbers", csv.display(), i + 1))?;
+        anyhow::ensure!(vals.len() == 4, "{}: line {}: expected v,A_par,D_par,D_perp", csv.display(), i + 1);
+        for (c, v) in cols.iter_mut().zip(vals) {
+            c.push(v);
+        }
+    }
+    let [v, a, dp, dq] = cols;
+    Ok(Some(("theory".into(), v, a, dp, dq)))
 }
 
 /// (label, model file) of every operator compared.
@@ -74,6 +127,16 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             figures::moments_vs_time(&args.out.join(format!("moments_{stem}_{safe}.png")), &format!("{stem}: {l}"), &e[i])?;
         }
     }
+    let window = [args.v_window[0], args.v_window[1]];
+    anyhow::ensure!(window[0] < window[1], "--v-window: V_MIN must be below V_MAX");
+    let theory = theory_curve(&args.theory, profiles.iter().find(|p| p.0 == "theory"))?;
+    let mut agreements = Vec::new();
+    if let Some((_, tv, ta, tp, tq)) = &theory {
+        for (label, v, a, dp, dq) in profiles.iter().filter(|p| p.0 != "theory") {
+            let row = [("A_par", agreement(v, a, tv, ta, window)), ("D_par", agreement(v, dp, tv, tp, window)), ("D_perp", agreement(v, dq, tv, tq, window))];
+            agreements.push((label.clone(), row));
+        }
+    }
     let histogram_bytes = summary["histogram_bytes"].as_u64().unwrap_or(0);
     let track_bytes = summary["track_bytes"].as_u64().unwrap_or(0);
     let mut md = String::new();
@@ -95,9 +158,46 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         }
     }
     writeln!(md, "\nHistograms the learned model trained on: {histogram_bytes} bytes; particle tracks the estimator read: {track_bytes} bytes; theory: none.")?;
-    let json = serde_json::json!({ "rows": rows, "histogram_bytes": histogram_bytes, "track_bytes": track_bytes });
+    let mut agreement_json = Vec::new();
+    if !agreements.is_empty() {
+        writeln!(md, "\n## Radial profiles against the theory, {} ≤ |v| ≤ {} v_th\n", window[0], window[1])?;
+        writeln!(md, "Relative L2 deviation over each operator's nodes in the window (largest |value/theory − 1| in brackets).\n")?;
+        writeln!(md, "| operator | A_par | D_par | D_perp |")?;
+        writeln!(md, "|---|---|---|---|")?;
+        for (label, row) in &agreements {
+            let cell = |a: &Agreement| format!("{:.1}% ({:.0}%)", 100.0 * a.rel_l2, 100.0 * a.max_rel);
+            writeln!(md, "| {label} | {} | {} | {} |", cell(&row[0].1), cell(&row[1].1), cell(&row[2].1))?;
+            let entry: serde_json::Map<String, serde_json::Value> =
+                row.iter().map(|(k, a)| (k.to_string(), serde_json::to_value(a).expect("plain numbers"))).collect();
+            agreement_json.push(serde_json::json!({ "operator": label, "coefficients": entry }));
+        }
+    }
+    let json = serde_json::json!({
+        "rows": rows, "histogram_bytes": histogram_bytes, "track_bytes": track_bytes,
+        "theory_agreement": { "v_window": window, "operators": agreement_json },
+    });
     crate::io::write_bytes_atomic(&args.out.join("compare.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
     crate::io::write_bytes_atomic(&args.out.join("compare.md"), md.as_bytes())?;
     print!("{md}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agreement_is_judged_inside_the_window_only() {
+        let tv = [0.0, 1.0, 2.0, 3.0, 4.0];
+        let tq = [1.0, 1.0, 1.0, 1.0, 1.0];
+        // 10% high inside [0.5, 3], wildly off outside, one empty bin inside.
+        let v = [0.25, 1.0, 2.0, 2.5, 3.5];
+        let q = [9.0, 1.1, 1.1, f64::NAN, -5.0];
+        let a = agreement(&v, &q, &tv, &tq, [0.5, 3.0]);
+        assert_eq!(a.nodes, 2);
+        assert!((a.rel_l2 - 0.1).abs() < 1e-12 && (a.max_rel - 0.1).abs() < 1e-12, "{a:?}");
+        let none = agreement(&v, &q, &tv, &tq, [5.0, 6.0]);
+        assert_eq!(none.nodes, 0);
+        assert!(none.rel_l2.is_nan() && none.max_rel.is_nan());
+    }
 }

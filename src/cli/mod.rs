@@ -73,21 +73,27 @@ pub struct Context {
 /// thread: the thread that issues MPI calls is the one that computes, and no idle worker spins
 /// beside it while the caller waits. Run from the main thread instead, a rank would hand every
 /// parallel loop to a worker and then busy-poll in MPI beside it: three runnable threads for two
-/// ranks on two cores, which cost 20–25% of weak-scaling efficiency.
+/// ranks on two cores, which cost 20–25% of weak-scaling efficiency. An MPI library that accepts
+/// calls from its initial thread only gets the command run there, with the same pool size.
 pub fn run(cli: Cli, ctx: &Context) -> anyhow::Result<()> {
-    let pool = thread_pool(cli.threads)?;
-    pool.install(|| dispatch(cli.command, ctx))
+    let builder = pool_builder(cli.threads)?;
+    if ctx.comm.any_thread() {
+        builder.build()?.install(|| dispatch(cli.command, ctx))
+    } else {
+        builder.build_global()?;
+        dispatch(cli.command, ctx)
+    }
 }
 
 /// The pool commands run in: `threads` workers, or rayon's default (RAYON_NUM_THREADS, else
 /// every core).
-pub fn thread_pool(threads: Option<usize>) -> anyhow::Result<rayon::ThreadPool> {
+fn pool_builder(threads: Option<usize>) -> anyhow::Result<rayon::ThreadPoolBuilder> {
     let mut builder = rayon::ThreadPoolBuilder::new().thread_name(|i| format!("colop-{i}"));
     if let Some(n) = threads {
         anyhow::ensure!(n >= 1, "--threads must be ≥ 1");
         builder = builder.num_threads(n);
     }
-    Ok(builder.build()?)
+    Ok(builder)
 }
 
 fn dispatch(command: Command, ctx: &Context) -> anyhow::Result<()> {

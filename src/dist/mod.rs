@@ -55,6 +55,12 @@ pub trait Comm: Send + Sync {
     /// Orderly shutdown (MPI_Finalize); call once before a normal exit.
     fn finish(&self) {}
 
+    /// Whether collectives may be called from any thread (one at a time), not only from the
+    /// thread that initialised the communicator.
+    fn any_thread(&self) -> bool {
+        true
+    }
+
     /// Whether this is rank 0, the only rank that writes outputs.
     fn is_root(&self) -> bool {
         self.rank() == 0

@@ -26,6 +26,8 @@ const ALLREDUCE_CHUNK_BYTES: usize = 256 * 1024;
 pub struct MpiComm {
     rank: usize,
     size: usize,
+    /// Whether MPI accepts calls from any thread (one at a time): `MPI_THREAD_SERIALIZED` or more.
+    any_thread: bool,
     /// `Some` until `finish`; the lock also serialises MPI calls.
     universe: Mutex<Option<Universe>>,
 }
@@ -35,12 +37,13 @@ impl MpiComm {
     pub fn init() -> Result<Self, DistError> {
         let (universe, provided) =
             mpi::initialize_with_threading(Threading::Serialized).ok_or(DistError::AlreadyInitialized)?;
-        if provided < Threading::Serialized {
+        let any_thread = provided >= Threading::Serialized;
+        if !any_thread {
             tracing::debug!("MPI provides thread level {provided:?}; colop calls MPI from the main thread only");
         }
         let world = universe.world();
         let (rank, size) = (world.rank() as usize, world.size() as usize);
-        Ok(Self { rank, size, universe: Mutex::new(Some(universe)) })
+        Ok(Self { rank, size, any_thread, universe: Mutex::new(Some(universe)) })
     }
 
     /// Run `f` on the world communicator while holding the MPI lock.
@@ -71,6 +74,10 @@ impl Comm for MpiComm {
 
     fn size(&self) -> usize {
         self.size
+    }
+
+    fn any_thread(&self) -> bool {
+        self.any_thread
     }
 
     fn allreduce_exact(&self, acc: &mut ExactSum) {

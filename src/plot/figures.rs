@@ -130,7 +130,8 @@ pub fn moments_vs_time(path: &Path, title: &str, run: &RunEval) -> Result<(), Pl
 }
 
 /// Scaling study from `scaling_summary.csv` (columns `mode, ranks, …, comm_fraction, imbalance,
-/// efficiency`): efficiency, allreduce share and imbalance against the rank count.
+/// efficiency`, optionally `allreduce_fraction`): efficiency, the share of an epoch spent in
+/// collectives (and in the collectives alone, without waiting) and imbalance against the rank count.
 pub fn scaling(path: &Path, csv: &str) -> Result<(), PlotError> {
     let mut header: Vec<&str> = Vec::new();
     let mut rows: Vec<Vec<&str>> = Vec::new();
@@ -157,10 +158,17 @@ pub fn scaling(path: &Path, csv: &str) -> Result<(), PlotError> {
             })
             .collect()
     };
-    let (e, cf, ib) = (series(eff), series(comm), series(imb));
+    let (e, mut cf, ib) = (series(eff), series(comm), series(imb));
+    if let Ok(pure) = col("allreduce_fraction") {
+        for (mut s, m) in series(pure).into_iter().zip(&modes) {
+            s.label = format!("{m}: collectives alone");
+            s.stroke = super::lines::Stroke::Dashed;
+            cf.push(s);
+        }
+    }
     let plots = [
         LinePlot { title: "parallel efficiency".into(), x_label: "ranks".into(), y_label: "efficiency".into(), series: &e, log_y: false },
-        LinePlot { title: "allreduce share of an epoch".into(), x_label: "ranks".into(), y_label: "comm_s / epoch".into(), series: &cf, log_y: false },
+        LinePlot { title: "time in collectives, share of an epoch".into(), x_label: "ranks".into(), y_label: "fraction".into(), series: &cf, log_y: false },
         LinePlot { title: "imbalance".into(), x_label: "ranks".into(), y_label: "max/min compute".into(), series: &ib, log_y: false },
     ];
     grid_of_lines(path, "scaling", &plots, 3, (520, 420))

@@ -48,8 +48,12 @@ pub struct EpochMetrics {
     pub compute_s: f64,
     pub compute_s_max: f64,
     pub compute_s_min: f64,
+    /// Seconds in collectives (this rank): the allreduces plus waiting for slower ranks.
     pub comm_s: f64,
     pub comm_s_max: f64,
+    /// Least `comm_s` over ranks: the rank that arrives last waits for nobody, so this is the
+    /// cost of the collectives themselves; `comm_s − comm_s_min` is waiting (imbalance).
+    pub comm_s_min: f64,
     pub n_train: usize,
     pub n_valid: usize,
     pub substeps: usize,
@@ -454,6 +458,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: Option<&Path>, stop_after: O
                 compute_s_min: mn[0],
                 comm_s,
                 comm_s_max: mx[1],
+                comm_s_min: mn[1],
                 n_train: data.train.len(),
                 n_valid: data.valid.len(),
                 substeps,
