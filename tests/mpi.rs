@@ -147,3 +147,49 @@ fn a_failing_rank_ends_every_rank_with_its_message() {
     assert!(took < Duration::from_secs(60), "took {took:?}");
     assert!(!d.join("run/model.h5").exists());
 }
+
+#[test]
+fn scaling_script_grows_the_problem_with_the_rank_count_and_summarises_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d);
+    let cfg = d.join("scaling.yaml");
+    std::fs::write(
+        &cfg,
+        "data: { train: [ {{ranks:data/a.h5}} ], i_start: 2 }\nmodel: { kind: tensor }\ntrain: { seed: 1, checkpoint_every: 0, stages: [ {unroll: 1, epochs: 12, lr: 1.0e-3} ] }\n",
+    )
+    .unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/scaling.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .args(["--ranks", "1 2", cfg.to_str().unwrap(), d.join("study").to_str().unwrap()])
+        .env("COLOP", env!("CARGO_BIN_EXE_colop"))
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // Weak scaling at 2 ranks trains on the run twice, strong scaling on it once.
+    let n_train = |run: &str| -> u64 {
+        let text = std::fs::read_to_string(d.join("study").join(run).join("metrics.jsonl")).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        line["n_train"].as_u64().unwrap()
+    };
+    assert_eq!(n_train("weak-2"), 2 * n_train("weak-1"));
+    assert_eq!(n_train("strong-2"), n_train("strong-1"));
+    let summary = std::fs::read_to_string(d.join("study/scaling_summary.csv")).unwrap();
+    let header: Vec<&str> = summary.lines().next().unwrap().split(',').collect();
+    for col in ["comm_fraction", "allreduce_s", "allreduce_fraction", "imbalance", "efficiency"] {
+        assert!(header.contains(&col), "no column {col}: {header:?}");
+    }
+    let eff = header.iter().position(|h| *h == "efficiency").unwrap();
+    for (mode, ranks) in [("strong", "1"), ("strong", "2"), ("weak", "1"), ("weak", "2")] {
+        let row: Vec<&str> = summary.lines().find(|l| l.starts_with(&format!("{mode},{ranks},"))).unwrap_or_else(|| panic!("no {mode}/{ranks} row:\n{summary}")).split(',').collect();
+        let e: f64 = row[eff].parse().unwrap();
+        assert!(e > 0.0 && e.is_finite(), "{mode}/{ranks}: efficiency {e}");
+        if ranks == "1" {
+            assert_eq!(e, 1.0);
+        }
+    }
+    assert!(d.join("study/scaling.png").is_file());
+}
