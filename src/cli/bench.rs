@@ -163,6 +163,10 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     if all || args.what == What::Reduction {
         // Collective: every rank takes part; rank 0 prints.
         out.insert("reduction".into(), crate::dist::bench::reduction_benchmark(ctx.comm.as_ref(), 5 * 51 * 51, 50));
+        out.insert(
+            "allreduce_scaling".into(),
+            crate::dist::bench::allreduce_scaling(ctx.comm.as_ref(), &[1, 64, 1024, 4096, 13005, 32768], 50, 5 * 51 * 51 + 1, &[2, 16, 128, 1024]),
+        );
     }
     if ctx.comm.rank() != 0 {
         return Ok(());
