@@ -361,6 +361,96 @@ fn kernel_models_gradients_and_transposed_symmetry() {
 }
 
 #[test]
+fn kernel_tensor_is_in_grid_units_transposes_and_starts_as_diffusion() {
+    let grid = VelocityGrid::new(12, 10, [-3.0, 3.0, -2.0, 2.5], "v_th").unwrap();
+    let (nx, ny, n) = (grid.nx, grid.ny, grid.n_cells());
+    for div in DIVERGENCES {
+        let spec = ModelSpec { divergence: div, ..kernel_spec(KernelParam::Tensor, Symmetry::None, 3) };
+        let model = operator::build(&spec, &info(&grid)).unwrap();
+        // K_x = Δv_x·θ, K_y = Δv_y·θ.
+        let theta = random(model.n_params(), 1, -1.0, 1.0);
+        let f = model_fields(model.as_ref(), &theta);
+        for p in 0..18 {
+            let unit = if p < 9 { grid.dvx() } else { grid.dvy() };
+            assert!((0..n).all(|c| f.as_slice().unwrap()[p * n + c] == unit * theta[p * n + c]), "{div:?} plane {p}");
+        }
+        // JVP and VJP are transposes of each other.
+        let (u, w) = (random(model.n_params(), 2, -1.0, 1.0), random_fields(18, &grid, 3, 1.0));
+        let ju = model.node_fields_jvp(&theta, &[], 0, &u).expect("tensor kernels are linear");
+        let mut jtw = vec![0.0; u.len()];
+        model.node_fields_vjp(&theta, &[], 0, &w, &mut jtw);
+        assert!(rel((&ju * &w).sum(), dot(&u, &jtw)) <= 1e-12, "{div:?}");
+        // The initial weights step ½D∇²f with D = 0.01 Δv² per axis (f zero on a two-cell border,
+        // so no edge is involved): compact second differences for forward/backward, the
+        // two-cell-wide ones of centred differences of centred differences.
+        let init = model_fields(model.as_ref(), &model.init_params(7));
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let f0: Vec<f64> = (0..n)
+            .map(|c| {
+                let (i, j) = (c / ny, c % ny);
+                if (2..nx - 2).contains(&i) && (2..ny - 2).contains(&j) { rng.gen::<f64>() } else { 0.0 }
+            })
+            .collect();
+        let h = 0.3;
+        let scheme = KernelScheme::new(&grid, 3, div, false, Substeps::Fixed(1)).unwrap();
+        let out = &rollout(&scheme, &init, h, &f0, 1)[1];
+        let s = if div == Divergence::Centred { 2 } else { 1 };
+        let scale = if div == Divergence::Centred { 0.25 } else { 1.0 };
+        for c in 0..n {
+            let (i, j) = ((c / ny) as isize, (c % ny) as isize);
+            let at = |di: isize, dj: isize| guarded(&f0, ny, nx, i + di, j + dj);
+            let lap = at(s, 0) + at(-s, 0) + at(0, s) + at(0, -s) - 4.0 * f0[c];
+            let expected = f0[c] + 0.5 * 0.01 * h * scale * lap;
+            assert!((out[c] - expected).abs() <= 1e-15, "{div:?} cell {c}: {} vs {expected}", out[c]);
+        }
+    }
+    // k = 1 cannot hold a diffusion: the identity.
+    let one = operator::build(&kernel_spec(KernelParam::Tensor, Symmetry::Transposed, 1), &info(&VelocityGrid::square(6, 2.0).unwrap())).unwrap();
+    assert!(one.init_params(1).iter().all(|&t| t == 0.0));
+}
+
+#[test]
+fn kernel_smoothness_penalty_gradients_and_null_space() {
+    let grid = VelocityGrid::square(7, 3.0).unwrap();
+    let n = grid.n_cells();
+    for param in [KernelParam::Tensor, KernelParam::Mlp] {
+        for symmetry in [Symmetry::None, Symmetry::Transposed] {
+            for (d1, d2) in [(0.7, 0.0), (0.0, 1.3), (0.4, 0.9)] {
+                let label = format!("{param:?} {symmetry:?} d1={d1} d2={d2}");
+                let spec = ModelSpec { kernel_smooth_d1: d1, kernel_smooth_d2: d2, ..kernel_spec(param, symmetry, 3) };
+                let model = operator::build(&spec, &info(&grid)).unwrap();
+                let theta = model_theta(model.as_ref(), 21);
+                let mut grad = vec![0.0; theta.len()];
+                let value = model.penalty(&theta, &mut grad);
+                assert!(value > 0.0, "{label}");
+                let u = random(theta.len(), 22, -1.0, 1.0);
+                let at = |eps: f64| {
+                    let t: Vec<f64> = theta.iter().zip(&u).map(|(t, u)| t + eps * u).collect();
+                    model.penalty(&t, &mut vec![0.0; t.len()])
+                };
+                let fd = (at(1e-6) - at(-1e-6)) / 2e-6;
+                assert!(rel(fd, dot(&grad, &u)) <= 1e-6, "{label}: fd {fd} vs {}", dot(&grad, &u));
+            }
+        }
+    }
+    // Tensor weights affine in (i, j) are free under the second-difference penalty, constant ones
+    // under both; the value is (d1·Σ first differences² + d2·Σ second differences²) / (planes·cells).
+    let spec = |d1: f64, d2: f64| ModelSpec { kernel_smooth_d1: d1, kernel_smooth_d2: d2, ..kernel_spec(KernelParam::Tensor, Symmetry::Transposed, 3) };
+    let affine: Vec<f64> = (0..9 * n).map(|q| 0.3 * (q / n) as f64 + 0.02 * (q % n / 7) as f64 - 0.05 * (q % 7) as f64).collect();
+    let constant: Vec<f64> = (0..9 * n).map(|q| (q / n) as f64).collect();
+    let m2 = operator::build(&spec(0.0, 2.0), &info(&grid)).unwrap();
+    let m1 = operator::build(&spec(2.0, 0.0), &info(&grid)).unwrap();
+    let mut g = vec![0.0; 9 * n];
+    assert!(m2.penalty(&affine, &mut g).abs() < 1e-28 && g.iter().all(|v| v.abs() < 1e-15));
+    assert_eq!(m1.penalty(&constant, &mut g), 0.0);
+    let mut spike = vec![0.0; 9 * n];
+    spike[3 * n + 3 * 7 + 3] = 1.0; // one interior cell of one plane
+    let (v1, v2) = (m1.penalty(&spike, &mut g), m2.penalty(&spike, &mut g));
+    assert!(rel(v1, 2.0 * 4.0 / (9 * n) as f64) <= 1e-15, "{v1}");
+    assert!(rel(v2, 2.0 * (2.0 * (1.0 + 4.0 + 1.0)) / (9 * n) as f64) <= 1e-15, "{v2}");
+}
+
+#[test]
 fn kernel_model_through_scheme_gradients() {
     let grid = VelocityGrid::square(9, 3.0).unwrap();
     let n = grid.n_cells();

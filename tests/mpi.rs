@@ -101,7 +101,7 @@ fn every_model_family_gives_the_same_model_on_one_and_two_ranks() {
         "par-perp-time, n_t: 3",
         "mlp-conditioned, conditioners: [p], width: 8, depth: 1",
         "mlp, symmetry: mirror, width: 8, depth: 1",
-        "kernel, stencil: 3, symmetry: transposed",
+        "kernel, stencil: 3, symmetry: transposed, kernel_smooth_d2: 1.0",
         "tensor-sym, nonnegative_d: true",
     ]
     .iter()

@@ -489,6 +489,10 @@ fn validate_rejects_unused_and_impossible_options() {
         ("{kind: mlp-conditioned, conditioners: [ppc, ppc]}", "conditioners"),
         ("{kind: mlp-conditioned, conditioners: ['']}", "conditioners"),
         ("{kind: kernel, stencil: 4}", "stencil"),
+        ("{kind: tensor, kernel_smooth_d1: 1.0}", "kernel_smooth_d1"),
+        ("{kind: par-perp-time, kernel_smooth_d2: 1.0}", "kernel_smooth_d2"),
+        ("{kind: kernel, kernel_smooth_d2: -1.0}", "kernel_smooth_d2"),
+        ("{kind: kernel, kernel_smooth_d1: .inf}", "kernel_smooth_d1"),
     ];
     for (yaml, key) in rejected {
         let err = spec(yaml).validate().err().unwrap_or_else(|| panic!("{yaml} accepted")).to_string();
@@ -506,6 +510,7 @@ fn validate_rejects_unused_and_impossible_options() {
         "{kind: mlp-conditioned, conditioners: [ppc, v_th]}",
         "{kind: kernel, stencil: 5, divergence: forward, symmetry: transposed}",
         "{kind: kernel, kernel_param: mlp, width: 16}",
+        "{kind: kernel, kernel_smooth_d1: 0.5, kernel_smooth_d2: 1.0}",
     ];
     for yaml in accepted {
         spec(yaml).validate().unwrap_or_else(|e| panic!("{yaml}: {e}"));

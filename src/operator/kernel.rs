@@ -8,10 +8,22 @@
 //! K_x(0, 0; v) = −A_x(v) and centred differences the operator is the drift −∂_x(A_x f).
 //!
 //! Parameterisations (`kernel_param`):
-//! - `tensor`: θ is K itself, in v_th·ω_p, C order (`[2k², Nx, Ny]`, or `[k², Nx, Ny]` = K_x
-//!   only with the transposed symmetry); initialised to zero (the identity evolution);
+//! - `tensor`: θ is K in grid units, C order (`[2k², Nx, Ny]`, or `[k², Nx, Ny]` = K_x only with
+//!   the transposed symmetry): K_x = Δv_x·θ, K_y = Δv_y·θ, as A = Δv·q in the Fokker–Planck models
+//!   ([`super::fp_model`]), so an Adam step of size lr moves a weight by lr cells per unit time
+//!   whatever the grid. Initialised to the weak isotropic diffusion ½D∇²f, D/Δv² =
+//!   [`INITIAL_DIFFUSION`], that the Fokker–Planck models start from, written in the configured
+//!   divergence (see [`KernelModel::initial_tensor`]); zero (the identity evolution) for k = 1;
 //! - `mlp`: an MLP ([`super::nn`]) of the normalised cell centre (x̂, ŷ) as in [`super::mlp`] with
 //!   2k² (or k²) outputs times [`super::mlp::OUTPUT_SCALE`] v_th·ω_p.
+//!
+//! Smoothness in velocity (`kernel_smooth_d1`, `kernel_smooth_d2`, either parameterisation): the
+//! penalty [`smoothness`] on the free planes in grid units, K/Δv, i.e. first and second differences
+//! of each plane across neighbouring cells along v_x and along v_y. A free weight per cell is
+//! constrained only by the data that pass through that cell, and with the centred divergence the
+//! grid-scale (odd–even) part of K is neither damped nor identified by smooth data; the
+//! second-difference penalty removes that part without biasing weights that vary linearly in v
+//! (a drift ∝ v), and carries the fitted weights smoothly into cells the data barely reach.
 //!
 //! `symmetry: transposed` (square grid, same range on both axes) stores K_x only and sets
 //! K_y(v_x, v_y, l, m) = K_x(v_y, v_x, m, l), i.e. plane (l, m) of K_y at cell (i, j) is plane (m, l)
@@ -20,6 +32,7 @@
 use super::mlp::{cell_inputs, require_square_grid, LAST_LAYER_GAIN, OUTPUT_SCALE};
 use super::nn::Mlp;
 use super::spec::{KernelParam, ModelKind, Symmetry};
+use super::fp_model::INITIAL_DIFFUSION;
 use super::{BuildInfo, Divergence, Equation, Fields, ModelError, ModelSpec, OperatorModel};
 use crate::grid::VelocityGrid;
 use ndarray::{ArrayD, IxDyn};
@@ -56,6 +69,8 @@ pub struct KernelModel {
     transposed: bool,
     /// `Some` for `kernel_param: mlp`.
     net: Option<Mlp>,
+    smooth_d1: f64,
+    smooth_d2: f64,
 }
 
 impl KernelModel {
@@ -93,7 +108,42 @@ impl KernelModel {
                 Some(Mlp::new(2, spec.width, spec.depth, free, spec.activation))
             }
         };
-        Ok(Self { grid, k, divergence: spec.divergence, transposed, net })
+        Ok(Self { grid, k, divergence: spec.divergence, transposed, net, smooth_d1: spec.kernel_smooth_d1, smooth_d2: spec.kernel_smooth_d2 })
+    }
+
+    /// Grid unit of free plane `q` (v_th·ω_p): Δv of its axis (K_x planes first).
+    fn plane_unit(&self, q: usize) -> f64 {
+        if q < self.k * self.k {
+            self.grid.dvx()
+        } else {
+            self.grid.dvy()
+        }
+    }
+
+    /// Initial tensor θ: the weak isotropic diffusion ½D∇²f with D = [`INITIAL_DIFFUSION`]·Δv² (as
+    /// the Fokker–Planck models start from), written as fluxes in the configured divergence; zero
+    /// (the identity evolution) for k = 1, which cannot represent it.
+    pub fn initial_tensor(&self) -> Vec<f64> {
+        let n = self.grid.n_cells();
+        let mut theta = vec![0.0; self.n_free() * n];
+        if self.k < 3 {
+            return theta;
+        }
+        let d = INITIAL_DIFFUSION;
+        // (offset along the axis, grid-unit weight) of the flux ½D∂f.
+        let taps: &[(isize, f64)] = match self.divergence {
+            Divergence::Forward => &[(0, 0.5 * d), (-1, -0.5 * d)],
+            Divergence::Backward => &[(1, 0.5 * d), (0, -0.5 * d)],
+            Divergence::Centred => &[(1, 0.25 * d), (-1, -0.25 * d)],
+        };
+        let axes = if self.transposed { 1 } else { 2 };
+        for axis in 0..axes {
+            for &(o, w) in taps {
+                let (l, m) = if axis == 0 { (o, 0) } else { (0, o) };
+                theta[field_index(self.k, axis, l, m) * n..][..n].fill(w);
+            }
+        }
+        theta
     }
 
     /// Number of independent planes: k² with the transposed symmetry, else 2k².
@@ -110,7 +160,12 @@ impl KernelModel {
         let n = self.grid.n_cells();
         let nf = self.n_free();
         match &self.net {
-            None => out[..nf * n].copy_from_slice(theta),
+            None => {
+                for (q, (o, t)) in out[..nf * n].chunks_exact_mut(n).zip(theta.chunks_exact(n)).enumerate() {
+                    let unit = self.plane_unit(q);
+                    o.iter_mut().zip(t).for_each(|(o, t)| *o = unit * t);
+                }
+            }
             Some(net) => {
                 let mut raw = vec![0.0; n * nf];
                 net.forward(theta, &cell_inputs(&self.grid, None, &[]), &mut raw);
@@ -119,6 +174,29 @@ impl KernelModel {
                         out[q * n + c] = OUTPUT_SCALE * raw[c * nf + q];
                     }
                 }
+            }
+        }
+    }
+
+    /// `d_theta += (∂ free planes / ∂θ)ᵀ d_free`.
+    fn free_planes_vjp(&self, theta: &[f64], d_free: &[f64], d_theta: &mut [f64]) {
+        let n = self.grid.n_cells();
+        let nf = self.n_free();
+        match &self.net {
+            None => {
+                for (q, (d, g)) in d_theta.chunks_exact_mut(n).zip(d_free.chunks_exact(n)).enumerate() {
+                    let unit = self.plane_unit(q);
+                    d.iter_mut().zip(g).for_each(|(d, g)| *d += unit * g);
+                }
+            }
+            Some(net) => {
+                let mut d_raw = vec![0.0; n * nf];
+                for c in 0..n {
+                    for q in 0..nf {
+                        d_raw[c * nf + q] = OUTPUT_SCALE * d_free[q * n + c];
+                    }
+                }
+                net.vjp(theta, &cell_inputs(&self.grid, None, &[]), &d_raw, d_theta);
             }
         }
     }
@@ -158,9 +236,42 @@ impl OperatorModel for KernelModel {
     }
     fn init_params(&self, seed: u64) -> Vec<f64> {
         match &self.net {
-            None => vec![0.0; self.n_params()],
+            None => self.initial_tensor(),
             Some(net) => net.init(seed, LAST_LAYER_GAIN),
         }
+    }
+
+    /// The tensor parameterisation is linear: the JVP is the fields of `d_theta`. `None` for mlp.
+    fn node_fields_jvp(&self, _theta: &[f64], cond: &[f64], node: usize, d_theta: &[f64]) -> Option<Fields> {
+        self.net.is_none().then(|| {
+            let g = &self.grid;
+            let mut out = Fields::zeros((self.n_fields(), g.nx, g.ny));
+            self.node_fields(d_theta, cond, node, &mut out);
+            out
+        })
+    }
+
+    fn penalty(&self, theta: &[f64], d_theta: &mut [f64]) -> f64 {
+        if self.smooth_d1 == 0.0 && self.smooth_d2 == 0.0 {
+            return 0.0;
+        }
+        let n = self.grid.n_cells();
+        let nf = self.n_free();
+        // Free planes in grid units (the tensor parameterisation's θ).
+        let mut q = vec![0.0; nf * n];
+        self.free_planes(theta, &mut q);
+        for (p, plane) in q.chunks_exact_mut(n).enumerate() {
+            let unit = self.plane_unit(p);
+            plane.iter_mut().for_each(|v| *v /= unit);
+        }
+        let mut d_q = vec![0.0; nf * n];
+        let total = smoothness(&self.grid, &q, nf, self.smooth_d1, self.smooth_d2, &mut d_q);
+        for (p, plane) in d_q.chunks_exact_mut(n).enumerate() {
+            let unit = self.plane_unit(p);
+            plane.iter_mut().for_each(|v| *v /= unit);
+        }
+        self.free_planes_vjp(theta, &d_q, d_theta);
+        total
     }
 
     fn node_fields(&self, theta: &[f64], _cond: &[f64], _node: usize, out: &mut Fields) {
@@ -181,22 +292,7 @@ impl OperatorModel for KernelModel {
         if self.transposed {
             self.for_each_transposed(|y, x| d_free[x] += d_fields[y]);
         }
-        match &self.net {
-            None => {
-                for (d, g) in d_theta.iter_mut().zip(&d_free) {
-                    *d += g;
-                }
-            }
-            Some(net) => {
-                let mut d_raw = vec![0.0; n * nf];
-                for c in 0..n {
-                    for q in 0..nf {
-                        d_raw[c * nf + q] = OUTPUT_SCALE * d_free[q * n + c];
-                    }
-                }
-                net.vjp(theta, &cell_inputs(&self.grid, None, &[]), &d_raw, d_theta);
-            }
-        }
+        self.free_planes_vjp(theta, &d_free, d_theta);
     }
 
     /// `kernel_offsets` `[k², 2]`: the (l, m) offset of each plane of K_x (and of K_y).
@@ -205,4 +301,42 @@ impl OperatorModel for KernelModel {
         let offsets: Vec<f64> = stencil_offsets(k).flat_map(|(l, m)| [l as f64, m as f64]).collect();
         vec![("kernel_offsets".into(), ArrayD::from_shape_vec(IxDyn(&[k * k, 2]), offsets).expect("offsets shape"))]
     }
+}
+
+/// Smoothness penalty over velocity cells on `nf` planes `q` (`[nf · nx · ny]`, grid units):
+/// `(d1·Σ (first differences)² + d2·Σ (second differences)²) / (nf·nx·ny)`, differences along x and
+/// along y within each plane; adds the gradient to `d_q` and returns the value.
+pub fn smoothness(grid: &VelocityGrid, q: &[f64], nf: usize, d1: f64, d2: f64, d_q: &mut [f64]) -> f64 {
+    let (nx, ny) = grid.shape();
+    let n = nx * ny;
+    let scale = 1.0 / (nf * n) as f64;
+    let mut total = 0.0;
+    let penalties: [(f64, &[f64]); 2] = [(d1, &[-1.0, 1.0]), (d2, &[1.0, -2.0, 1.0])];
+    for (weight, stencil) in penalties {
+        if weight == 0.0 {
+            continue;
+        }
+        let w = weight * scale;
+        let len = stencil.len();
+        for p in 0..nf {
+            let base = p * n;
+            // (stride, count along the axis, count across it, stride across it)
+            for (stride, along, across, cross_stride) in [(ny, nx, ny, 1), (1, ny, nx, ny)] {
+                if along < len {
+                    continue;
+                }
+                for a in 0..across {
+                    for s in 0..=along - len {
+                        let idx = |o: usize| base + a * cross_stride + (s + o) * stride;
+                        let diff: f64 = stencil.iter().enumerate().map(|(o, c)| c * q[idx(o)]).sum();
+                        total += w * diff * diff;
+                        for (o, c) in stencil.iter().enumerate() {
+                            d_q[idx(o)] += 2.0 * w * diff * c;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    total
 }

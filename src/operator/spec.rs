@@ -131,6 +131,12 @@ pub struct ModelSpec {
     /// kernel: parameterisation of the weights (`tensor` or `mlp`).
     #[serde(default)]
     pub kernel_param: KernelParam,
+    /// kernel: weight of the first-difference smoothness penalty on K across velocity cells.
+    #[serde(default)]
+    pub kernel_smooth_d1: f64,
+    /// kernel: weight of the second-difference smoothness penalty on K across velocity cells.
+    #[serde(default)]
+    pub kernel_smooth_d2: f64,
 }
 
 impl Default for ModelSpec {
@@ -227,6 +233,8 @@ impl ModelSpec {
         unused("stencil", self.stencil != default.stencil, &|k| k == ModelKind::Kernel)?;
         unused("divergence", self.divergence != default.divergence, &|k| k == ModelKind::Kernel)?;
         unused("kernel_param", self.kernel_param != default.kernel_param, &|k| k == ModelKind::Kernel)?;
+        unused("kernel_smooth_d1", self.kernel_smooth_d1 != default.kernel_smooth_d1, &|k| k == ModelKind::Kernel)?;
+        unused("kernel_smooth_d2", self.kernel_smooth_d2 != default.kernel_smooth_d2, &|k| k == ModelKind::Kernel)?;
 
         if let Some(n) = self.n_radial {
             if n < 2 {
@@ -247,6 +255,11 @@ impl ModelSpec {
             }
             if w > 0.0 && self.n_t < min_nodes {
                 return bad(key, format!("needs n_t >= {min_nodes} to act on, n_t is {}", self.n_t));
+            }
+        }
+        for (key, w) in [("kernel_smooth_d1", self.kernel_smooth_d1), ("kernel_smooth_d2", self.kernel_smooth_d2)] {
+            if !(w.is_finite() && w >= 0.0) {
+                return bad(key, format!("must be finite and >= 0, got {w}"));
             }
         }
         let symmetry_ok = match kind {
