@@ -380,7 +380,7 @@ fn kernel_tensor_is_in_grid_units_transposes_and_starts_as_diffusion() {
         let mut jtw = vec![0.0; u.len()];
         model.node_fields_vjp(&theta, &[], 0, &w, &mut jtw);
         assert!(rel((&ju * &w).sum(), dot(&u, &jtw)) <= 1e-12, "{div:?}");
-        // The initial weights step ½D∇²f with D = 0.01 Δv² per axis (f zero on a two-cell border,
+        // The initial weights step ½D∇²f with D = INITIAL_DIFFUSION·Δv² per axis (f zero on a two-cell border,
         // so no edge is involved): compact second differences for forward/backward, the
         // two-cell-wide ones of centred differences of centred differences.
         let init = model_fields(model.as_ref(), &model.init_params(7));
@@ -400,7 +400,7 @@ fn kernel_tensor_is_in_grid_units_transposes_and_starts_as_diffusion() {
             let (i, j) = ((c / ny) as isize, (c % ny) as isize);
             let at = |di: isize, dj: isize| guarded(&f0, ny, nx, i + di, j + dj);
             let lap = at(s, 0) + at(-s, 0) + at(0, s) + at(0, -s) - 4.0 * f0[c];
-            let expected = f0[c] + 0.5 * 0.01 * h * scale * lap;
+            let expected = f0[c] + 0.5 * colop::operator::fp_model::INITIAL_DIFFUSION * h * scale * lap;
             assert!((out[c] - expected).abs() <= 1e-15, "{div:?} cell {c}: {} vs {expected}", out[c]);
         }
     }
