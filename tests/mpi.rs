@@ -193,3 +193,23 @@ fn scaling_script_grows_the_problem_with_the_rank_count_and_summarises_it() {
     }
     assert!(d.join("study/scaling.png").is_file());
 }
+
+#[test]
+fn ranks_times_threads_layouts_give_the_same_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d);
+    std::fs::write(d.join("t.yaml"), train_yaml("par-perp")).unwrap();
+    let cfg = d.join("t.yaml");
+    let cfg = cfg.to_str().unwrap();
+    // 1 rank × 2 threads, 2 ranks × 1 thread, 2 ranks × 2 threads.
+    let single = d.join("1x2");
+    ok(&colop(&["train", cfg, "--out", single.to_str().unwrap(), "--threads", "2", "--no-plots"]));
+    let two = d.join("2x1");
+    ok(&mpirun(2, &["train", cfg, "--out", two.to_str().unwrap(), "--threads", "1", "--no-plots"]));
+    let four = d.join("2x2");
+    ok(&mpirun(2, &["train", cfg, "--out", four.to_str().unwrap(), "--threads", "2", "--no-plots"]));
+    let reference = model_values(&single);
+    assert!(reference == model_values(&two), "2 ranks × 1 thread differ from 1 rank × 2 threads");
+    assert!(reference == model_values(&four), "2 ranks × 2 threads differ from 1 rank × 2 threads");
+}
