@@ -116,7 +116,7 @@ mod tests {
 
     #[test]
     fn scaled_softplus_is_linear_above_its_corner_and_inverts() {
-        let sp = Softplus::new([1..3], 0.01);
+        let sp = Softplus::new(vec![1..2, 2..3], 0.01);
         let theta = [-7.0, 0.4, -0.05];
         let q = sp.forward(&theta);
         assert_eq!(q[0], -7.0, "outside the ranges θ passes through");
