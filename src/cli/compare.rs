@@ -63,6 +63,22 @@ pub fn agreement(v: &[f64], values: &[f64], tv: &[f64], tvalues: &[f64], window:
     Agreement { rel_l2, max_rel: if nodes > 0 { max_rel } else { f64::NAN }, nodes }
 }
 
+/// Bytes of the histograms (`/f`, all snapshots) of the runs a training run directory used, from
+/// its `config.yaml`; `None` for a bare model file.
+fn learned_histogram_bytes(learned: &Path) -> anyhow::Result<Option<u64>> {
+    let cfg_path = learned.join("config.yaml");
+    if !learned.is_dir() || !cfg_path.is_file() {
+        return Ok(None);
+    }
+    let cfg = crate::config::TrainConfig::load(&cfg_path)?;
+    let mut bytes = 0u64;
+    for path in cfg.train_files().iter().chain(&cfg.valid_files()) {
+        let meta = crate::data::RunFile::open(path)?.meta;
+        bytes += (meta.t.len() * meta.grid.n_cells() * std::mem::size_of::<f64>()) as u64;
+    }
+    Ok(Some(bytes))
+}
+
 /// The theory's radial curve: `coefficients.csv` of a `colop theory` directory (fine grid), else
 /// the profile exported by its model.
 fn theory_curve(dir: &Path, fallback: Option<&figures::Profile>) -> anyhow::Result<Option<figures::Profile>> {
@@ -137,7 +153,12 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             agreements.push((label.clone(), row));
         }
     }
-    let histogram_bytes = summary["histogram_bytes"].as_u64().unwrap_or(0);
+    // The learned model's data: every histogram of its training and validation runs when the
+    // learned operator is a run directory, else the histograms of the tracked run.
+    let histogram_bytes = match learned_histogram_bytes(&args.learned)? {
+        Some(b) => b,
+        None => summary["histogram_bytes"].as_u64().unwrap_or(0),
+    };
     let track_bytes = summary["track_bytes"].as_u64().unwrap_or(0);
     let mut md = String::new();
     writeln!(md, "# Operator comparison\n")?;
