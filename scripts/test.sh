@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run every colop test: unit and integration tests (release build, small grids) including the
+# Run every colop test: unit and integration tests (optimised build, small grids) including the
 # MPI tests under mpirun, then the Slurm job-script tests on a local single-node cluster (as root,
 # as CI runs). Installs missing system packages first.
 set -euo pipefail
@@ -8,11 +8,13 @@ bash scripts/setup.sh
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
-cargo build --release --bins --examples
-cargo test --release --all-targets -- --test-threads=2
+# The `ci` profile: release code generation without LTO or debug info (see Cargo.toml), so the
+# test binaries build in minutes. Every test binary runs, even after a failure in another.
+cargo build --profile ci --bins --examples
+cargo test --profile ci --all-targets --no-fail-fast -- --test-threads=2
 
 if [ "$(id -u)" -eq 0 ]; then
-  bash tests/slurm/run.sh
+  COLOP="$(realpath "${CARGO_TARGET_DIR:-target}/ci/colop")" bash tests/slurm/run.sh
 else
   echo "slurm tests: skipped (not root: the local Slurm daemons need root)"
 fi

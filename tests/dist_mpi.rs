@@ -22,7 +22,7 @@ fn mpirun(ranks: usize, args: &[&str]) -> std::process::Output {
         "mpirun not found: install openmpi-bin (scripts/setup.sh does)"
     );
     let exe = selftest();
-    assert!(exe.exists(), "{} not built: run `cargo build --release --example dist_selftest`", exe.display());
+    assert!(exe.exists(), "{} not built: build the example with the profile of this test (`cargo test --all-targets` does)", exe.display());
     let output = Command::new("timeout")
         .args(["120", "mpirun", "-n", &ranks.to_string(), "--oversubscribe"])
         .arg(exe)
@@ -35,7 +35,7 @@ fn mpirun(ranks: usize, args: &[&str]) -> std::process::Output {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         !stderr.contains("without the `mpi` feature"),
-        "stale example {}: rebuild it with `cargo build --release --example dist_selftest`",
+        "stale example {}: rebuild it with the profile of this test (`cargo test --all-targets` does)",
         selftest().display()
     );
     output
