@@ -29,6 +29,14 @@ fn time_median(reps: usize, mut f: impl FnMut()) -> f64 {
     )
 }
 
+/// Seconds of one collective call `f`, started together on every rank (after a barrier).
+fn time_after_barrier(comm: &dyn Comm, f: impl FnOnce()) -> f64 {
+    comm.barrier();
+    let start = Instant::now();
+    f();
+    start.elapsed().as_secs_f64()
+}
+
 /// Benchmark on vectors of `n` elements, `reps` repetitions. Collective: every rank calls it.
 /// Times are medians; allreduce times are the maximum over ranks. Keys: `plain_add_ns_per_element`,
 /// `exact_add_ns_per_element`, `exact_merge_ns_per_element`, `to_f64_ns_per_element`,
@@ -82,20 +90,11 @@ pub fn reduction_benchmark(comm: &dyn Comm, n: usize, reps: usize) -> serde_json
     let mut raw_samples = Vec::with_capacity(reps);
     for _ in 0..reps {
         reduced.clone_from(&exact);
-        comm.barrier();
-        let start = Instant::now();
-        comm.allreduce_exact(&mut reduced);
-        exact_samples.push(start.elapsed().as_secs_f64());
+        exact_samples.push(time_after_barrier(comm, || comm.allreduce_exact(&mut reduced)));
         plain_reduced.copy_from_slice(&plain);
-        comm.barrier();
-        let start = Instant::now();
-        comm.allreduce_max_f64(&mut plain_reduced);
-        plain_samples.push(start.elapsed().as_secs_f64());
+        plain_samples.push(time_after_barrier(comm, || comm.allreduce_max_f64(&mut plain_reduced)));
         raw_reduced.copy_from_slice(&raw);
-        comm.barrier();
-        let start = Instant::now();
-        comm.allreduce_sum_u64(&mut raw_reduced);
-        raw_samples.push(start.elapsed().as_secs_f64());
+        raw_samples.push(time_after_barrier(comm, || comm.allreduce_sum_u64(&mut raw_reduced)));
     }
     black_box((&reduced, &plain_reduced));
     let (allreduce_exact_s, allreduce_f64_s) = (median(exact_samples), median(plain_samples));
@@ -143,10 +142,7 @@ pub fn allreduce_scaling(comm: &dyn Comm, sizes: &[usize], reps: usize, model_el
         let mut samples = Vec::with_capacity(reps);
         for _ in 0..reps {
             work.clone_from(&acc);
-            comm.barrier();
-            let start = Instant::now();
-            comm.allreduce_exact(&mut work);
-            samples.push(start.elapsed().as_secs_f64());
+            samples.push(time_after_barrier(comm, || comm.allreduce_exact(&mut work)));
         }
         black_box(&work);
         let mut t = [median(samples)];
