@@ -86,17 +86,7 @@ fn theory_curve(dir: &Path, fallback: Option<&figures::Profile>) -> anyhow::Resu
     if !csv.is_file() {
         return Ok(fallback.cloned());
     }
-    let text = std::fs::read_to_string(&csv).with_context(|| csv.display().to_string())?;
-    let mut cols: [Vec<f64>; 4] = Default::default();
-    for (i, line) in text.lines().enumerate().skip(1) {
-        let vals: Vec<f64> = line.split(',').map(|c| c.trim().parse::<f64>()).collect::<Result<_, _>>()
-            .with_context(|| format!("{}: line {}: not four numbers", csv.display(), i + 1))?;
-        anyhow::ensure!(vals.len() == 4, "{}: line {}: expected v,A_par,D_par,D_perp", csv.display(), i + 1);
-        for (c, v) in cols.iter_mut().zip(vals) {
-            c.push(v);
-        }
-    }
-    let [v, a, dp, dq] = cols;
+    let [v, a, dp, dq] = crate::theory::output::read_csv(&csv)?;
     Ok(Some(("theory".into(), v, a, dp, dq)))
 }
 

@@ -19,6 +19,25 @@ pub fn write_csv(path: &Path, points: &[RadialPoint]) -> std::io::Result<()> {
     crate::io::write_bytes_atomic(path, text.as_bytes())
 }
 
+/// The columns `v, A_par, D_par, D_perp` of a `coefficients.csv` written by [`write_csv`].
+pub fn read_csv(path: &Path) -> anyhow::Result<[Vec<f64>; 4]> {
+    use anyhow::Context as _;
+    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    let mut cols: [Vec<f64>; 4] = Default::default();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let vals: Vec<f64> = line
+            .split(',')
+            .map(|c| c.trim().parse::<f64>())
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("{}: line {}: not four numbers", path.display(), i + 1))?;
+        anyhow::ensure!(vals.len() == 4, "{}: line {}: expected v,A_par,D_par,D_perp", path.display(), i + 1);
+        for (c, v) in cols.iter_mut().zip(vals) {
+            c.push(v);
+        }
+    }
+    Ok(cols)
+}
+
 /// Piecewise-linear interpolation of `(xs, ys)` (xs ascending) at `x`, constant beyond the ends.
 pub fn interpolate(xs: &[f64], ys: &[f64], x: f64) -> f64 {
     match xs.partition_point(|&p| p <= x) {
@@ -72,5 +91,36 @@ pub fn par_perp_model(grid: &VelocityGrid, points: &[RadialPoint], plasma: &Plas
             ("gaussian_width".into(), plasma.gaussian_width.to_string()),
             ("provenance".into(), provenance.into()),
         ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coefficients_csv_round_trips_and_rejects_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("coefficients.csv");
+        let points: Vec<RadialPoint> = (0..3)
+            .map(|i| {
+                let v = 0.25 * i as f64;
+                RadialPoint { v, a_par: -0.01 * v, d_par: 0.02 / (1.0 + v), d_perp: 0.03 + v, f_par: 0.0, half_div_d: 0.0 }
+            })
+            .collect();
+        write_csv(&path, &points).unwrap();
+        let [v, a, dp, dq] = read_csv(&path).unwrap();
+        assert_eq!(v.len(), 3);
+        for (i, p) in points.iter().enumerate() {
+            assert_eq!(v[i], p.v);
+            for (got, want) in [(a[i], p.a_par), (dp[i], p.d_par), (dq[i], p.d_perp)] {
+                assert!((got - want).abs() <= 1e-12 * want.abs(), "row {i}: {got} vs {want}");
+            }
+        }
+        std::fs::write(&path, "v,A_par,D_par,D_perp\n0.5,1,2,3\n1.0,1,x,3\n").unwrap();
+        let err = read_csv(&path).unwrap_err().to_string();
+        assert!(err.contains("line 3") && err.contains("coefficients.csv"), "{err}");
+        std::fs::write(&path, "v,A_par,D_par,D_perp\n0.5,1,2\n").unwrap();
+        assert!(read_csv(&path).unwrap_err().to_string().contains("expected v,A_par,D_par,D_perp"));
     }
 }
