@@ -1,5 +1,6 @@
-//! End-to-end tests of the `colop` binary on tiny data: synth → train → eval, determinism
-//! across thread counts, resume, and one-line errors that leave no partial files.
+//! End-to-end tests of the `colop` binary on tiny data: synth → train → eval, pic → theory /
+//! tracks / train → compare, determinism across thread counts, resume, and one-line errors that
+//! leave no partial files.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -169,4 +170,64 @@ fn bad_inputs_give_one_line_errors_and_no_partial_files() {
     assert!(line.contains("corrupt.h5"), "{line}");
     let leftovers: Vec<PathBuf> = std::fs::read_dir(d.join("data")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains(".tmp-"))).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// A tiny tracked PIC run, then the three operators and their comparison, as `scripts/pic-study.sh`
+/// does at full size: `pic` → `theory` / `tracks` / `train` → `compare`.
+#[test]
+fn pic_theory_tracks_train_compare_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let path = |name: &str| d.join(name).to_str().unwrap().to_string();
+    // 11 dumps of a 21×21 histogram; all 4000 test particles tracked.
+    std::fs::write(
+        d.join("pic.yaml"),
+        "grid: { nx: 32, ny: 32, dx: 1.0 }\nplasma: { ppc: 4 }\nshape: { order: 2 }\n\
+         time: { dt: 0.1, steps: 100, dump_every: 10 }\n\
+         test_particles: { n: 4000, mode: tracer, weight: 1.0, distribution: { kind: normal, center: [1.5, 0.0], sigma: 0.5 }, tracks: 4000 }\n\
+         histogram: { bins: [21, 21], v_range: [-4.0, 4.0, -4.0, 4.0] }\nseed: 5\n",
+    )
+    .unwrap();
+    ok(&colop(&["-q", "pic", &path("pic.yaml"), "--out", &path("run.h5")], &[]));
+    ok(&colop(&["-q", "theory", "--n-lambda-d2", "4", "--like", &path("run.h5"), "--dv", "0.25", "--out", &path("theory")], &[]));
+    ok(&colop(&["-q", "tracks", &path("run.h5"), "--lag", "1", "2", "--out", &path("tracks")], &[]));
+    std::fs::write(
+        d.join("train.yaml"),
+        "data: { train: [run.h5], i_start: 1 }\nmodel: { kind: par-perp }\ntrain: { seed: 1, stages: [ { unroll: all, epochs: 20, lr: 1.0e-3 } ] }\n",
+    )
+    .unwrap();
+    ok(&colop(&["-q", "train", &path("train.yaml"), "--out", &path("learned"), "--no-plots"], &[]));
+    let compare = |out: &str, window: [&str; 2]| {
+        colop(&["-q", "compare", &path("learned"), &path("tracks"), &path("theory"), "--data", &path("run.h5"), "--i-start", "1", "--v-window", window[0], window[1], "--out", &path(out)], &[])
+    };
+    let md = ok(&compare("compare", ["0.5", "3.0"]));
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("compare/compare.json")).unwrap()).unwrap();
+    // Data bytes: the learned model's histograms (f64), the estimator's tracks (2 × f64 per dump).
+    assert_eq!(json["histogram_bytes"], 11 * 21 * 21 * 8);
+    assert_eq!(json["track_bytes"], 4000 * 11 * 2 * 8);
+    let operators: Vec<&str> = json["rows"].as_array().unwrap().iter().map(|r| r["operator"].as_str().unwrap()).collect();
+    assert_eq!(operators, ["learned", "tracks τ=1.0", "tracks τ=2.0", "theory"]);
+    for row in json["rows"].as_array().unwrap() {
+        let l1 = row["mean_l1_norm"].as_f64().unwrap();
+        assert!(l1 > 0.0 && l1 < 1.0, "{row}");
+    }
+    // Every operator but the theory judged against the theory's coefficients.csv, per coefficient.
+    let agreement = json["theory_agreement"]["operators"].as_array().unwrap();
+    assert_eq!(agreement.len(), 3);
+    for entry in agreement {
+        for c in ["A_par", "D_par", "D_perp"] {
+            let a = &entry["coefficients"][c];
+            assert!(a["nodes"].as_u64().unwrap() > 0 && a["rel_l2"].as_f64().unwrap().is_finite(), "{entry}");
+        }
+    }
+    assert!(md.contains("| learned | run.h5 |") && md.contains("Radial profiles against the theory, 0.5 ≤ |v| ≤ 3 v_th"), "{md}");
+    for png in ["profiles.png", "l1_norm_run.png", "moments_run_learned.png"] {
+        assert!(d.join("compare").join(png).is_file(), "no {png}");
+    }
+    // Impossible window and a damaged coefficients.csv: one-line errors naming the culprit.
+    assert!(fail(&compare("bad-window", ["3.0", "0.5"])).contains("--v-window"));
+    assert!(!d.join("bad-window").exists(), "the window is checked before any work");
+    std::fs::write(d.join("theory/coefficients.csv"), "v,A_par,D_par,D_perp\n0.0,0,0.1,0.1\n0.25,oops,0.1,0.1\n").unwrap();
+    let line = fail(&compare("bad-csv", ["0.5", "3.0"]));
+    assert!(line.contains("coefficients.csv") && line.contains("line 3"), "{line}");
 }

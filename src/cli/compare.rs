@@ -107,6 +107,8 @@ fn operators(args: &Args) -> anyhow::Result<(Vec<(String, PathBuf)>, serde_json:
 }
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
+    let window = [args.v_window[0], args.v_window[1]];
+    anyhow::ensure!(window[0] < window[1], "--v-window: V_MIN must be below V_MAX");
     if ctx.comm.rank() != 0 {
         return Ok(());
     }
@@ -133,8 +135,6 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             figures::moments_vs_time(&args.out.join(format!("moments_{stem}_{safe}.png")), &format!("{stem}: {l}"), &e[i])?;
         }
     }
-    let window = [args.v_window[0], args.v_window[1]];
-    anyhow::ensure!(window[0] < window[1], "--v-window: V_MIN must be below V_MAX");
     let theory = theory_curve(&args.theory, profiles.iter().find(|p| p.0 == "theory"))?;
     let mut agreements = Vec::new();
     if let Some((_, tv, ta, tp, tq)) = &theory {
