@@ -33,6 +33,7 @@ use super::mlp::{cell_inputs, require_square_grid, LAST_LAYER_GAIN, OUTPUT_SCALE
 use super::nn::Mlp;
 use super::spec::{KernelParam, ModelKind, Symmetry};
 use super::fp_model::INITIAL_DIFFUSION;
+use super::smoothness::{squared_difference, DIFFERENCES};
 use super::{BuildInfo, Divergence, Equation, Fields, ModelError, ModelSpec, OperatorModel};
 use crate::grid::VelocityGrid;
 use ndarray::{ArrayD, IxDyn};
@@ -311,8 +312,7 @@ pub fn smoothness(grid: &VelocityGrid, q: &[f64], nf: usize, d1: f64, d2: f64, d
     let n = nx * ny;
     let scale = 1.0 / (nf * n) as f64;
     let mut total = 0.0;
-    let penalties: [(f64, &[f64]); 2] = [(d1, &[-1.0, 1.0]), (d2, &[1.0, -2.0, 1.0])];
-    for (weight, stencil) in penalties {
+    for (weight, stencil) in [d1, d2].into_iter().zip(DIFFERENCES) {
         if weight == 0.0 {
             continue;
         }
@@ -327,12 +327,7 @@ pub fn smoothness(grid: &VelocityGrid, q: &[f64], nf: usize, d1: f64, d2: f64, d
                 }
                 for a in 0..across {
                     for s in 0..=along - len {
-                        let idx = |o: usize| base + a * cross_stride + (s + o) * stride;
-                        let diff: f64 = stencil.iter().enumerate().map(|(o, c)| c * q[idx(o)]).sum();
-                        total += w * diff * diff;
-                        for (o, c) in stencil.iter().enumerate() {
-                            d_q[idx(o)] += 2.0 * w * diff * c;
-                        }
+                        total += squared_difference(q, d_q, stencil, w, |o| base + a * cross_stride + (s + o) * stride);
                     }
                 }
             }

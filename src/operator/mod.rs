@@ -153,6 +153,7 @@ pub mod mlp;
 pub mod nn;
 pub mod radial;
 pub mod saved;
+pub mod smoothness;
 pub mod symmetry;
 pub mod tensor;
 pub mod time;

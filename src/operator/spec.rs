@@ -249,17 +249,20 @@ impl ModelSpec {
         if self.n_t < 1 {
             return bad("n_t", "needs at least 1 time node, got 0".into());
         }
-        for (key, w, min_nodes) in [("smooth_d1", self.smooth_d1, 2), ("smooth_d2", self.smooth_d2, 3)] {
+        let smoothness_weights = [
+            ("smooth_d1", self.smooth_d1),
+            ("smooth_d2", self.smooth_d2),
+            ("kernel_smooth_d1", self.kernel_smooth_d1),
+            ("kernel_smooth_d2", self.kernel_smooth_d2),
+        ];
+        for (key, w) in smoothness_weights {
             if !(w.is_finite() && w >= 0.0) {
                 return bad(key, format!("must be finite and >= 0, got {w}"));
-            }
-            if w > 0.0 && self.n_t < min_nodes {
-                return bad(key, format!("needs n_t >= {min_nodes} to act on, n_t is {}", self.n_t));
             }
         }
-        for (key, w) in [("kernel_smooth_d1", self.kernel_smooth_d1), ("kernel_smooth_d2", self.kernel_smooth_d2)] {
-            if !(w.is_finite() && w >= 0.0) {
-                return bad(key, format!("must be finite and >= 0, got {w}"));
+        for (key, w, min_nodes) in [("smooth_d1", self.smooth_d1, 2), ("smooth_d2", self.smooth_d2, 3)] {
+            if w > 0.0 && self.n_t < min_nodes {
+                return bad(key, format!("needs n_t >= {min_nodes} to act on, n_t is {}", self.n_t));
             }
         }
         let symmetry_ok = match kind {

@@ -9,6 +9,7 @@
 //! pre-activations under `nonnegative_d`), with P the inner parameter count, is
 //! `smooth_d1 · Σ_s ‖θ_{s+1} − θ_s‖² / P + smooth_d2 · Σ_s ‖θ_{s+1} − 2θ_s + θ_{s−1}‖² / P`.
 
+use super::smoothness::{squared_difference, DIFFERENCES};
 use super::{BuildInfo, Fields, ModelError, ModelSpec, NodeWeight, OperatorModel};
 use crate::grid::VelocityGrid;
 use ndarray::{ArrayD, Axis, IxDyn};
@@ -123,20 +124,15 @@ impl OperatorModel for TimeNodes {
         let p = self.inner.n_params();
         assert_eq!(theta.len(), self.n_t * p, "{}: θ has the wrong length", self.kind);
         let mut total = 0.0;
-        // (weight, stencil): first and second differences across consecutive nodes.
-        let penalties: [(f64, &[f64]); 2] = [(self.smooth_d1, &[-1.0, 1.0]), (self.smooth_d2, &[1.0, -2.0, 1.0])];
-        for (weight, stencil) in penalties {
+        // First and second differences across consecutive nodes.
+        for (weight, stencil) in [self.smooth_d1, self.smooth_d2].into_iter().zip(DIFFERENCES) {
             if weight == 0.0 || self.n_t < stencil.len() {
                 continue;
             }
             let scale = weight / p as f64;
             for s in 0..=self.n_t - stencil.len() {
                 for i in 0..p {
-                    let diff: f64 = stencil.iter().enumerate().map(|(o, c)| c * theta[(s + o) * p + i]).sum();
-                    total += scale * diff * diff;
-                    for (o, c) in stencil.iter().enumerate() {
-                        d_theta[(s + o) * p + i] += 2.0 * scale * diff * c;
-                    }
+                    total += squared_difference(theta, d_theta, stencil, scale, |o| (s + o) * p + i);
                 }
             }
         }
