@@ -8,7 +8,7 @@
 # 2. the Lenard–Balescu coefficients for that plasma (colop theory);
 # 3. track estimates at lags 1–50/ω_p from the blob (colop tracks);
 # 4. a par-perp operator learned from the blobs' histograms (configs/study/train.yaml);
-# 5. colop compare on both runs: profiles against the theory over 0.5 ≤ |v| ≤ 3 v_th, rollout
+# 5. colop compare on the three runs: profiles against the theory over 0.5 ≤ |v| ≤ 3 v_th, rollout
 #    errors, moments, and the data each needed (OUT_DIR/compare/compare.md).
 # COLOP selects the binary (default: target/release/colop, built if missing).
 set -euo pipefail
