@@ -180,6 +180,9 @@ impl TrainConfig {
             return Err(bad("train.stages", "needs at least one stage".into()));
         }
         for (i, s) in self.train.stages.iter().enumerate() {
+            if s.epochs == 0 {
+                return Err(bad(&format!("train.stages[{i}].epochs"), "must be ≥ 1 (remove the stage to skip it)".into()));
+            }
             if let Some(lr) = s.lr {
                 if !(lr > 0.0 && lr.is_finite()) {
                     return Err(bad(&format!("train.stages[{i}].lr"), format!("must be a positive number, got {lr}")));
@@ -200,6 +203,37 @@ impl TrainConfig {
         }
         Ok(())
     }
+}
+
+/// Whether `new` may continue a run made with `old`: only the curriculum may grow — stages
+/// appended, more epochs in a stage — and the reporting cadence (`log_every`,
+/// `checkpoint_every`) may change. Anything that changes the data, model, solver, loss,
+/// batches, seed or an existing stage's unroll or learning rate would make the resumed run a
+/// different training, and is refused, naming the key.
+pub fn check_resume_compatible(old: &TrainConfig, new: &TrainConfig) -> anyhow::Result<()> {
+    let same = |key: &str, a: bool| -> anyhow::Result<()> {
+        anyhow::ensure!(a, "`{key}` differs from the run's config.yaml (only stages appended, more epochs, log_every and checkpoint_every may change)");
+        Ok(())
+    };
+    same("data", old.train_files() == new.train_files() && old.valid_files() == new.valid_files() && old.data.valid_fraction == new.data.valid_fraction && old.data.i_start == new.data.i_start)?;
+    same("model", old.model == new.model)?;
+    same("solver", old.solver == new.solver)?;
+    same("train.seed", old.train.seed == new.train.seed)?;
+    same("train.loss", old.train.loss == new.train.loss)?;
+    same("train.loss_mode", old.train.loss_mode == new.train.loss_mode)?;
+    same("train.batch_size", old.train.batch_size == new.train.batch_size)?;
+    anyhow::ensure!(
+        new.train.stages.len() >= old.train.stages.len(),
+        "`train.stages` has {} stages, the run's config.yaml {}: stages may be appended, not removed",
+        new.train.stages.len(),
+        old.train.stages.len()
+    );
+    for (i, (o, n)) in old.train.stages.iter().zip(&new.train.stages).enumerate() {
+        same(&format!("train.stages[{i}].unroll"), o.unroll == n.unroll)?;
+        same(&format!("train.stages[{i}].lr"), old.stage_lr(i) == new.stage_lr(i))?;
+        anyhow::ensure!(n.epochs >= o.epochs, "`train.stages[{i}].epochs` is {}, the run's config.yaml has {}: epochs may grow, not shrink", n.epochs, o.epochs);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! same Adam update ([`train`]). [`eval`] and [`plot`] judge the result; [`pic`], [`campaign`],
 //! [`baseline`] and [`theory`] make data and the operators to compare against.
 
+pub mod alloc;
 pub mod baseline;
 pub mod campaign;
 pub mod cli;

@@ -6,9 +6,10 @@ use colop::cli::{self, Cli, Context};
 /// mimalloc rather than the system allocator: every command runs on rayon worker threads (see
 /// [`cli::run`]), and glibc's per-thread arenas return freed buffers of a few hundred kB to the
 /// kernel and fault them back in on the next epoch (150 000 page faults in a 600-epoch run,
-/// +20% epoch time); mimalloc keeps them in its thread-local pages.
+/// +20% epoch time); mimalloc keeps them in its thread-local pages. Allocations are counted
+/// for `colop bench --what epoch`.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: colop::alloc::Counting<mimalloc::MiMalloc> = colop::alloc::Counting(mimalloc::MiMalloc);
 
 fn main() {
     let cli = Cli::parse();

@@ -24,6 +24,10 @@ pub struct Args {
     /// Skip the figures.
     #[arg(long)]
     pub no_plots: bool,
+    /// Start over in a run directory that already holds a checkpoint or model (they are
+    /// replaced once the new run has passed its checks).
+    #[arg(long, conflicts_with = "resume")]
+    pub restart: bool,
 }
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
@@ -43,6 +47,21 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         anyhow::ensure!(o == &out, "--out and --resume name different directories");
     }
     let cfg = TrainConfig::load(&cfg_path)?;
+    if ckpt.is_none() {
+        let existing: Vec<&str> = ["checkpoint.h5", "model.h5"].into_iter().filter(|f| out.join(f).exists()).collect();
+        anyhow::ensure!(
+            existing.is_empty() || args.restart,
+            "{}: already holds {}; continue it with `colop train --resume {}`, or start over with --restart",
+            out.display(),
+            existing.join(" and "),
+            out.display()
+        );
+    } else if args.config.is_some() {
+        // A new config for a resumed run may only extend the curriculum.
+        let old_path = out.join("config.yaml");
+        let old = TrainConfig::load(&old_path).with_context(|| format!("{}: the run's own config", old_path.display()))?;
+        crate::config::check_resume_compatible(&old, &cfg).with_context(|| format!("{} cannot resume {}", cfg_path.display(), out.display()))?;
+    }
     // SIGTERM/SIGUSR1 (Slurm's warning before a time limit or preemption) now checkpoint and
     // exit with code 75 instead of killing the run.
     crate::dist::signals::install()?;

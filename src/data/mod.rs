@@ -47,7 +47,7 @@ pub mod windows;
 
 pub use import::import_npy_folder;
 pub use runfile::{check_compatible, open_runs, RunFile, RunMeta};
-pub use shard::{normalisations, ShardData};
+pub use shard::{normalisations, open_runs_from, Run, ShardData};
 pub use windows::{Sample, Unroll};
 
 /// Everything one run file holds, in memory.

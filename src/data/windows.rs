@@ -210,6 +210,25 @@ pub fn shard(samples: &[Sample], cost_of: impl Fn(&Sample) -> u64, n_ranks: usiz
     bounds.windows(2).map(|w| (w[0] * block).min(samples.len())..(w[1] * block).min(samples.len())).collect()
 }
 
+/// Boundaries of `n_blocks` contiguous blocks of `n` samples as even as possible (sizes differ by
+/// at most one): `b_i = ⌊i·n / n_blocks⌋`. Depends on its arguments only.
+pub fn block_bounds(n: usize, n_blocks: usize) -> Vec<usize> {
+    let k = n_blocks.clamp(1, n.max(1));
+    (0..=k).map(|i| (i * n) / k).collect()
+}
+
+/// [`shard`] for blocks given by their boundaries (see [`block_bounds`]): each rank gets a
+/// contiguous run of whole blocks, balanced by cost. Returns, per rank, the range of *block*
+/// indices it owns.
+pub fn shard_blocks(samples: &[Sample], cost_of: impl Fn(&Sample) -> u64, n_ranks: usize, bounds: &[usize]) -> Vec<Range<usize>> {
+    if n_ranks == 0 {
+        return Vec::new();
+    }
+    let block_costs: Vec<u64> =
+        bounds.windows(2).map(|w| samples[w[0]..w[1]].iter().map(|s| cost_of(s).max(1)).sum()).collect();
+    block_partition(&block_costs, n_ranks).windows(2).map(|w| w[0]..w[1]).collect()
+}
+
 /// Boundaries `b_0 = 0 ≤ b_1 ≤ … ≤ b_k = n` of a contiguous partition of `costs` into `k` parts,
 /// every part non-empty when `n ≥ k`: the better (smaller maximum, then larger minimum) of the
 /// bottleneck-optimal greedy partition and the prefix-rounding partition.

@@ -200,9 +200,16 @@ impl ExactSum {
     /// The sum, correctly rounded to f64 (nearest, ties to even).
     pub fn to_f64(&self) -> Vec<f64> {
         let mut out = vec![0.0; self.len()];
+        self.to_f64_into(&mut out);
+        out
+    }
+
+    /// [`ExactSum::to_f64`] into `out` (length [`ExactSum::len`]), without allocating.
+    pub fn to_f64_into(&self, out: &mut [f64]) {
+        assert_eq!(out.len(), self.len(), "output length");
         let [p0, p1, p2, p3] = self.planes();
-        if convert_kernel(&self.tops, p0, p1, p2, p3, &mut out) {
-            self.convert_exactly(&mut out);
+        if convert_kernel(&self.tops, p0, p1, p2, p3, out) {
+            self.convert_exactly(out);
         }
         if !self.flags.is_empty() {
             for (value, &flag) in out.iter_mut().zip(&self.flags) {
@@ -211,7 +218,6 @@ impl ExactSum {
                 }
             }
         }
-        out
     }
 
     /// Redo the elements of `out` that [`convert_kernel`] could not round (subnormal results).

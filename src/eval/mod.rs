@@ -165,6 +165,30 @@ impl Rollable {
         Ok(crate::operator::mlp::normalise_conditioners(&values, &ranges))
     }
 
+    /// The discretisation of this operator on `run` (conditioner vector `cond`): exactly what
+    /// training builds for it.
+    pub fn coefficients(&self, cond: &[f64], run: &crate::data::Run) -> crate::solver::coefficients::RunCoefficients {
+        let mut c = crate::solver::coefficients::RunCoefficients::default();
+        let shape = self.static_fields.dim();
+        match &self.model {
+            Some(m) if m.n_time_nodes() > 1 => {
+                let nodes: Vec<Fields> = (0..m.n_time_nodes())
+                    .map(|n| {
+                        let mut f = Fields::zeros(shape);
+                        m.node_fields(&self.theta, cond, n, &mut f);
+                        f
+                    })
+                    .collect();
+                let n_rows = run.rows() - 1;
+                let weights: Vec<_> = (0..n_rows).map(|row| m.time_weights(run.t_mid(row))).collect();
+                let mut scratch = Fields::zeros(shape);
+                c.update_time_dependent(self.scheme.as_ref(), &nodes, run.dt(), n_rows, run.first_row..n_rows, &weights, &mut scratch);
+            }
+            _ => c.update_static(self.scheme.as_ref(), &self.fields(cond, 0.0), run.dt()),
+        }
+        c
+    }
+
     /// Fields at time `t` for conditioner vector `cond`.
     pub fn fields(&self, cond: &[f64], t: f64) -> Fields {
         match &self.model {
@@ -174,48 +198,45 @@ impl Rollable {
     }
 }
 
-/// Roll `op` out over one run file.
+/// Roll `op` out over one run file, with the discretisation training uses
+/// ([`crate::solver::coefficients`]) and the shared rollout code.
 pub fn evaluate_run(op: &Rollable, path: &Path, i_start: usize, n_frames: usize) -> anyhow::Result<RunEval> {
-    let info = crate::train::dataset::RunInfo::open(path, i_start)?;
-    anyhow::ensure!(info.grid().compatible(&op.grid), "{}: grid differs from the model's", path.display());
-    let slice = info.read_slice(info.first_row..info.rows(), 0)?;
-    let cond = op.cond_for(info.params())?;
+    let run = crate::data::Run::open(path, i_start)?;
+    anyhow::ensure!(run.grid().compatible(&op.grid), "{}: grid differs from the model's", path.display());
+    let first = run.first_row;
+    let steps = run.usable_intervals();
+    let sample = crate::data::Sample { run: 0, start: first, intervals: steps };
+    let data = crate::data::ShardData::load_runs(std::slice::from_ref(&run), &[sample])?;
+    let cond = op.cond_for(run.params())?;
+    let coeffs = op.coefficients(&cond, &run);
+    let substeps = coeffs.substeps;
     let g = &op.grid;
-    let n = g.n_cells();
-    let steps = info.usable_intervals();
-    let mut f = slice.snapshot(info.first_row).to_vec();
-    let mut next = vec![0.0; n];
-    let mut ws = op.scheme.workspace();
-    let mut prepared = Fields::zeros((op.scheme.n_prepared(), g.nx, g.ny));
-    let static_model = op.model.as_ref().is_none_or(|m| m.n_time_nodes() == 1);
-    let f0 = op.fields(&cond, 0.0);
-    let mut substeps = op.scheme.substeps(f0.view(), info.dt());
-    if static_model {
-        op.scheme.prepare(f0.view(), info.dt() / substeps as f64, prepared.view_mut());
-    }
+    let mut ws = crate::solver::rollout::RolloutWorkspace::new(op.scheme.as_ref());
     let frame_at: Vec<usize> = (1..=n_frames).map(|i| (i * steps).div_ceil(n_frames)).collect();
     let mut errs = Vec::with_capacity(steps);
     let (mut mp, mut mo, mut ts, mut frames) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for k in 0..steps {
-        let row = info.first_row + k;
-        if !static_model {
-            let fk = op.fields(&cond, slice.t_mid(row));
-            substeps = op.scheme.substeps(fk.view(), info.dt());
-            op.scheme.prepare(fk.view(), info.dt() / substeps as f64, prepared.view_mut());
+    let mut blew_up = None;
+    let snapshot = |row: usize| data.snapshot(0, row).expect("the whole run is loaded");
+    crate::solver::rollout::forward_by(op.scheme.as_ref(), steps, |k| coeffs.prepared(first + k), substeps, snapshot(first), &mut ws, |k, f| {
+        if blew_up.is_some() {
+            return;
         }
-        for _ in 0..substeps {
-            op.scheme.step(&prepared, &f, &mut next, &mut ws);
-            std::mem::swap(&mut f, &mut next);
+        if !f.iter().all(|v| v.is_finite()) {
+            blew_up = Some(k);
+            return;
         }
-        anyhow::ensure!(f.iter().all(|v| v.is_finite()), "{}: the rollout became non-finite at step {}", path.display(), k + 1);
-        let obs = slice.snapshot(row + 1);
-        errs.push(StepErrors::of(&f, obs));
-        mp.push(Moments::of(&f, g));
+        let row = first + k;
+        let obs = snapshot(row);
+        errs.push(StepErrors::of(f, obs));
+        mp.push(Moments::of(f, g));
         mo.push(Moments::of(obs, g));
-        ts.push(info.t()[row + 1]);
-        if frame_at.contains(&(k + 1)) {
-            frames.push((info.t()[row + 1], f.clone(), obs.to_vec()));
+        ts.push(run.t()[row]);
+        if frame_at.contains(&k) {
+            frames.push((run.t()[row], f.to_vec(), obs.to_vec()));
         }
+    });
+    if let Some(k) = blew_up {
+        anyhow::bail!("{}: the rollout became non-finite at step {k}", path.display());
     }
     let mean = |sel: fn(&StepErrors) -> f64| errs.iter().map(sel).sum::<f64>() / errs.len().max(1) as f64;
     let last = errs.last().copied().unwrap_or_default();

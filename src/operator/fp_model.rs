@@ -141,11 +141,14 @@ impl<M: CoefficientMap> OperatorModel for FpModel<M> {
         self.check_node(node, d_fields.shape());
         assert_eq!(theta.len(), d_theta.len(), "{}: d_theta has the wrong length", self.kind);
         let d_out = d_fields.as_slice().expect("fields must be in standard (C) layout");
+        let Some(sp) = &self.positive else {
+            // θ are the coefficients: accumulate straight into d_theta.
+            self.map.apply_transpose(d_out, d_theta);
+            return;
+        };
         let mut d_q = vec![0.0; self.map.n_coefficients()];
         self.map.apply_transpose(d_out, &mut d_q);
-        if let Some(sp) = &self.positive {
-            sp.chain(theta, &mut d_q);
-        }
+        sp.chain(theta, &mut d_q);
         for (t, g) in d_theta.iter_mut().zip(&d_q) {
             *t += g;
         }

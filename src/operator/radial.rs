@@ -8,7 +8,7 @@
 //! of Δv = √(Δv_xΔv_y) (A = Δv·q, D = Δv²·q). Linear interpolation has non-negative weights, so
 //! non-negative D_∥, D_⊥ nodes give non-negative D_xx, D_yy.
 
-use super::angular::{to_cartesian, to_cartesian_vjp, Polar};
+use super::angular::{to_cartesian, Polar};
 use super::fp::N_FIELDS;
 use super::fp_model::{CoefficientMap, FpModel, INITIAL_DIFFUSION};
 use super::{BuildInfo, ModelError, ModelSpec};
@@ -25,6 +25,10 @@ pub struct RadialMap {
     /// Per cell: lower node index and weight of the upper node.
     lower: Vec<usize>,
     upper_weight: Vec<f64>,
+    /// The transpose's traversal: cells grouped by lower node (ascending, C order within a
+    /// group), `by_node[k]..by_node[k + 1]` indexing `cell_order` for node k.
+    cell_order: Vec<u32>,
+    by_node: Vec<usize>,
     a_scale: f64,
     d_scale: f64,
 }
@@ -41,7 +45,7 @@ impl RadialMap {
         let polar = Polar::new(grid);
         let spacing = v_max / (n_nodes - 1) as f64;
         let last = n_nodes - 2;
-        let (lower, upper_weight) = polar
+        let (lower, upper_weight): (Vec<usize>, Vec<f64>) = polar
             .speed
             .iter()
             .map(|&v| {
@@ -55,7 +59,10 @@ impl RadialMap {
             })
             .unzip();
         let dv = (grid.dvx() * grid.dvy()).sqrt();
-        Ok(Self { polar, n_nodes, v_max, lower, upper_weight, a_scale: dv, d_scale: dv * dv })
+        let mut cell_order: Vec<u32> = (0..lower.len() as u32).collect();
+        cell_order.sort_by_key(|&c| lower[c as usize]);
+        let by_node = (0..n_nodes).map(|k| cell_order.partition_point(|&c| lower[c as usize] < k)).collect();
+        Ok(Self { polar, n_nodes, v_max, lower, upper_weight, cell_order, by_node, a_scale: dv, d_scale: dv * dv })
     }
 
     pub fn n_nodes(&self) -> usize {
@@ -84,13 +91,6 @@ impl RadialMap {
             .collect()
     }
 
-    fn interpolate_transpose(&self, d_cells: &[f64], scale: f64, d_nodes: &mut [f64]) {
-        for ((&k, &w), &d) in self.lower.iter().zip(&self.upper_weight).zip(d_cells) {
-            d_nodes[k] += scale * (1.0 - w) * d;
-            d_nodes[k + 1] += scale * w * d;
-        }
-    }
-
     fn blocks<'a>(&self, q: &'a [f64]) -> (&'a [f64], &'a [f64], &'a [f64]) {
         let n = self.n_nodes;
         (&q[..n], &q[n..2 * n], &q[2 * n..3 * n])
@@ -107,16 +107,41 @@ impl CoefficientMap for RadialMap {
         let (a, dp, dq) = (self.interpolate(a, self.a_scale), self.interpolate(dp, self.d_scale), self.interpolate(dq, self.d_scale));
         to_cartesian(&self.polar, &a, &dp, &dq, out);
     }
+    /// One pass over the cells grouped by radial node, the per-node sums kept in registers:
+    /// the angular transpose ([`to_cartesian_vjp`]'s formulas) and the interpolation's
+    /// transpose fused, with no scratch buffers.
     fn apply_transpose(&self, d_out: &[f64], d_q: &mut [f64]) {
         let cells = self.lower.len();
-        let (mut ga, mut gp, mut gq) = (vec![0.0; cells], vec![0.0; cells], vec![0.0; cells]);
-        to_cartesian_vjp(&self.polar, d_out, &mut ga, &mut gp, &mut gq);
+        assert_eq!(d_out.len(), N_FIELDS * cells);
+        let f = |k: usize| &d_out[k * cells..(k + 1) * cells];
+        let (gax, gay, gxx, gyy, gxy) = (f(0), f(1), f(2), f(3), f(4));
         let n = self.n_nodes;
         let (qa, rest) = d_q.split_at_mut(n);
         let (qp, qq) = rest.split_at_mut(n);
-        self.interpolate_transpose(&ga, self.a_scale, qa);
-        self.interpolate_transpose(&gp, self.d_scale, qp);
-        self.interpolate_transpose(&gq, self.d_scale, qq);
+        let (cos, sin) = (&self.polar.cos, &self.polar.sin);
+        for k in 0..n - 1 {
+            let end = self.by_node[k + 1];
+            // Sums of (1 − w)·g (to node k) and w·g (to node k + 1).
+            let mut lo = [0.0f64; 3];
+            let mut hi = [0.0f64; 3];
+            for &c in &self.cell_order[self.by_node[k]..end] {
+                let c = c as usize;
+                let (co, si, w) = (cos[c], sin[c], self.upper_weight[c]);
+                let ga = gax[c] * co + gay[c] * si;
+                let gp = gxx[c] * co * co + gyy[c] * si * si + gxy[c] * si * co;
+                let gq = gxx[c] * si * si + gyy[c] * co * co - gxy[c] * si * co;
+                for (i, g) in [ga, gp, gq].into_iter().enumerate() {
+                    lo[i] += (1.0 - w) * g;
+                    hi[i] += w * g;
+                }
+            }
+            qa[k] += self.a_scale * lo[0];
+            qa[k + 1] += self.a_scale * hi[0];
+            qp[k] += self.d_scale * lo[1];
+            qp[k + 1] += self.d_scale * hi[1];
+            qq[k] += self.d_scale * lo[2];
+            qq[k + 1] += self.d_scale * hi[2];
+        }
     }
     fn diffusion_range(&self) -> Range<usize> {
         self.n_nodes..3 * self.n_nodes

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 pub mod bench;
 pub mod central;
 pub mod checkpoint;
+pub mod coefficients;
 pub mod conservative;
 pub mod kernel;
 pub mod membench;

@@ -83,13 +83,13 @@ enum Current {
     Work(usize),
 }
 
-fn check_shapes(scheme: &dyn Scheme, prepared: &[&Fields], substeps: usize, f0: &[f64]) -> usize {
+fn check_shapes<'p>(scheme: &dyn Scheme, n_intervals: usize, prepared: &impl Fn(usize) -> &'p Fields, substeps: usize, f0: &[f64]) -> usize {
     let n_cells = scheme.grid().n_cells();
     assert!(substeps >= 1, "rollout needs at least one substep per interval");
     assert_eq!(f0.len(), n_cells, "initial state has {} values, grid has {n_cells} cells", f0.len());
     let (nx, ny) = scheme.grid().shape();
     let shape = [scheme.n_prepared(), nx, ny];
-    assert!(prepared.iter().all(|p| p.shape() == shape), "prepared coefficients must have shape {shape:?}");
+    assert!((0..n_intervals).all(|k| prepared(k).shape() == shape), "prepared coefficients must have shape {shape:?}");
     n_cells
 }
 
@@ -101,13 +101,29 @@ pub fn forward(
     substeps: usize,
     f0: &[f64],
     ws: &mut RolloutWorkspace,
+    observe: impl FnMut(usize, &[f64]),
+) {
+    forward_by(scheme, prepared.len(), |k| prepared[k], substeps, f0, ws, observe)
+}
+
+/// [`forward`] with the coefficients of interval `k` given by `prepared(k)`: what training,
+/// evaluation and benchmarks call, so that static models (one set for every interval) and
+/// time-dependent ones (a set per interval) need no per-sample list.
+pub fn forward_by<'p>(
+    scheme: &dyn Scheme,
+    n_intervals: usize,
+    prepared: impl Fn(usize) -> &'p Fields,
+    substeps: usize,
+    f0: &[f64],
+    ws: &mut RolloutWorkspace,
     mut observe: impl FnMut(usize, &[f64]),
 ) {
-    let n_cells = check_shapes(scheme, prepared, substeps, f0);
+    let n_cells = check_shapes(scheme, n_intervals, &prepared, substeps, f0);
     ws.ensure(n_cells, 0);
     let RolloutWorkspace { work, step: step_ws, .. } = ws;
     let mut current = Current::Input;
-    for (k, p) in prepared.iter().enumerate() {
+    for k in 0..n_intervals {
+        let p = prepared(k);
         for _ in 0..substeps {
             current = step_from(scheme, p, current, f0, &[], work, step_ws);
         }
@@ -132,12 +148,30 @@ pub fn gradient(
     f0: &[f64],
     schedule: &Schedule,
     ws: &mut RolloutWorkspace,
+    loss: impl FnMut(usize, &[f64], &mut [f64]) -> f64,
+) -> RolloutStats {
+    assert_eq!(grad_slot.len(), prepared.len(), "one gradient slot per interval");
+    gradient_by(scheme, prepared.len(), |k| prepared[k], |k| grad_slot[k], d_prepared, substeps, f0, schedule, ws, loss)
+}
+
+/// [`gradient`] with the coefficients of interval `k` given by `prepared(k)` and its gradient
+/// buffer by `d_prepared[grad_slot(k)]` (see [`forward_by`]).
+#[allow(clippy::too_many_arguments)]
+pub fn gradient_by<'p>(
+    scheme: &dyn Scheme,
+    n_intervals: usize,
+    prepared: impl Fn(usize) -> &'p Fields,
+    grad_slot: impl Fn(usize) -> usize,
+    d_prepared: &mut [Fields],
+    substeps: usize,
+    f0: &[f64],
+    schedule: &Schedule,
+    ws: &mut RolloutWorkspace,
     mut loss: impl FnMut(usize, &[f64], &mut [f64]) -> f64,
 ) -> RolloutStats {
-    let n_cells = check_shapes(scheme, prepared, substeps, f0);
-    let n_steps = prepared.len() * substeps;
-    assert_eq!(grad_slot.len(), prepared.len(), "one gradient slot per interval");
-    assert!(grad_slot.iter().all(|&g| g < d_prepared.len()), "gradient slot out of range");
+    let n_cells = check_shapes(scheme, n_intervals, &prepared, substeps, f0);
+    let n_steps = n_intervals * substeps;
+    assert!((0..n_intervals).all(|k| grad_slot(k) < d_prepared.len()), "gradient slot out of range");
     assert_eq!(schedule.n_steps(), n_steps, "schedule is for {} steps, rollout has {n_steps}", schedule.n_steps());
     ws.ensure(n_cells, schedule.slots());
     ws.lam.fill(0.0);
@@ -156,7 +190,7 @@ pub fn gradient(
         match *action {
             Action::Advance { from, to } => {
                 for i in from..to {
-                    current = step_from(scheme, prepared[interval(i)], current, f0, slots, work, step_ws);
+                    current = step_from(scheme, prepared(interval(i)), current, f0, slots, work, step_ws);
                 }
                 stats.forward_steps += (to - from) as u64;
             }
@@ -198,12 +232,12 @@ pub fn gradient(
                 if step + 1 == n_steps {
                     // The last state exists only for the loss: one extra evaluation into a
                     // working buffer that does not hold the current state.
-                    let last = step_from(scheme, prepared[k], current, f0, slots, work, step_ws);
+                    let last = step_from(scheme, prepared(k), current, f0, slots, work, step_ws);
                     stats.forward_steps += 1;
-                    stats.loss += loss(prepared.len(), state(last, f0, slots, work), lam);
+                    stats.loss += loss(n_intervals, state(last, f0, slots, work), lam);
                 }
                 let f = state(current, f0, slots, work);
-                scheme.step_vjp(prepared[k], f, lam, lam_next, &mut d_prepared[grad_slot[k]], step_ws);
+                scheme.step_vjp(prepared(k), f, lam, lam_next, &mut d_prepared[grad_slot(k)], step_ws);
                 std::mem::swap(lam, lam_next);
                 if step % substeps == 0 && step > 0 {
                     stats.loss += loss(step / substeps, f, lam);

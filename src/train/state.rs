@@ -34,6 +34,20 @@ fn h5err(path: &Path, e: impl std::fmt::Display) -> anyhow::Error {
 }
 
 impl TrainState {
+    /// The state before the first epoch.
+    pub fn new(theta: Vec<f64>, n_stages: usize, seed: u64) -> Self {
+        Self { adam: Adam::new(theta.len()), theta, stage: 0, epoch: 0, best: vec![None; n_stages], seconds: 0.0, seed }
+    }
+
+    /// Count one finished epoch of the current stage, which has `epochs` epochs.
+    pub fn advance(&mut self, epochs: usize) {
+        self.epoch += 1;
+        if self.epoch >= epochs {
+            self.stage += 1;
+            self.epoch = 0;
+        }
+    }
+
     /// Write atomically.
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
         crate::io::write_atomic(path, |tmp| -> anyhow::Result<()> {
