@@ -150,7 +150,7 @@ runs:
         "cond",
         "data: { train: [data/p1.h5, data/p2.h5, data/p3.h5, data/p5.h5, data/p6.h5], i_start: 2 }
 model: { kind: mlp-conditioned, symmetry: isotropic, conditioners: [p], width: 16, depth: 2 }
-train: { seed: 1, log_every: 1000, stages: [ {unroll: 1, epochs: 400, lr: 1.0e-2}, {unroll: 1, epochs: 400, lr: 2.0e-3}, {unroll: 5, epochs: 200, lr: 5.0e-4} ] }
+train: { seed: 1, log_every: 1000, stages: [ {unroll: 1, epochs: 400, lr: 1.0e-2}, {unroll: 1, epochs: 400, lr: 2.0e-3}, {unroll: 5, epochs: 400, lr: 5.0e-4} ] }
 ",
     );
     let single = train(
