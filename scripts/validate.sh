@@ -6,7 +6,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo build --release --tests --bins >/dev/null || exit 1
+cargo build --release --tests --bins --quiet || exit 1
 
 failed=0
 # claim "description" test-binary filter [--ignored]: run the test, show its figures, judge it.
