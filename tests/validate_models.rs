@@ -1,4 +1,5 @@
-//! Physics validations of the issue-8 models (long: run with `scripts/validate.sh`, not in CI).
+//! Physics validations of the issue-8 models (long: run with `scripts/validate.sh`, not in CI;
+//! tests/acceptance.rs holds their CI-sized versions).
 //! Each prints its figures and asserts the acceptance threshold.
 
 use colop::config::{parse_yaml, TrainConfig};

@@ -31,7 +31,8 @@ pub enum What {
     /// Training epochs (gradient step + Adam) against the bare solver forward + adjoint on the
     /// same 90 windows of 51×51, per model kind, unroll 1 and 10, with allocations per epoch.
     Epoch,
-    /// Peak memory and time of gradients for long rollouts, store-all vs checkpointed.
+    /// Peak RSS and time of `colop train` on a whole-run rollout, store-all vs checkpointed
+    /// (child processes), and of the adjoint rollouts alone.
     Memory,
     /// Exact reduction cost and allreduce time.
     Reduction,
@@ -71,7 +72,11 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         let (grid, fields) = reference_fields()?;
         let scheme = solver::build(&central, &crate::operator::Equation::FokkerPlanck, &grid)?;
         let opts = crate::solver::membench::MemBenchOptions { h: 0.25, repeats: args.reps.clamp(1, 3), ..Default::default() };
-        out.insert("memory".into(), crate::solver::membench::memory_benchmark(scheme.as_ref(), &fields, &opts));
+        // Real training first (child `colop train` processes), then the adjoint rollouts alone.
+        let exe = std::env::current_exe()?;
+        let training = super::bench_memory::training_memory_benchmark(&exe)?;
+        let rollouts = crate::solver::membench::memory_benchmark(scheme.as_ref(), &fields, &opts);
+        out.insert("memory".into(), serde_json::json!({ "training": training, "rollouts": rollouts }));
     }
     if all || args.what == What::Reduction {
         // Collective: every rank takes part; rank 0 prints.

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
 pub mod bench;
+pub mod bench_memory;
 pub mod logging;
 pub mod campaign;
 pub mod compare;

@@ -1,5 +1,7 @@
 //! Stop requests from the outside: SIGTERM and SIGUSR1 (what Slurm sends before a time limit or
-//! a preemption) set a flag that the training loop polls; nothing else happens in the handler.
+//! a preemption) and SIGINT (Ctrl-C) set a flag that the training loop polls; nothing else happens
+//! in the handler. A second SIGINT ends the process at once with status 130 (128 + SIGINT), for a
+//! user who does not want to wait for the end of the epoch.
 //!
 //! The flag is per process, and a signal may reach some ranks before others (or only the batch
 //! shell's step). The trainer therefore agrees on it collectively once per epoch with
@@ -22,37 +24,69 @@ fn flag() -> &'static Arc<AtomicBool> {
     FLAG.get_or_init(|| Arc::new(AtomicBool::new(false)))
 }
 
-/// Install the SIGTERM and SIGUSR1 handlers (idempotent). They only set the stop flag; a
+/// Exit status of a second Ctrl-C: the shell's convention for death by SIGINT.
+pub const EXIT_SECOND_INTERRUPT: i32 = 128 + signal_hook::consts::SIGINT;
+
+/// Install the SIGTERM, SIGUSR1 and SIGINT handlers (idempotent). They only set the stop flag; a
 /// second SIGTERM while the flag is set still only sets it, so the checkpoint can finish
-/// (Slurm follows with SIGKILL after `KillWait` anyway).
+/// (Slurm follows with SIGKILL after `KillWait` anyway). A second SIGINT exits at once with
+/// [`EXIT_SECOND_INTERRUPT`], without a checkpoint.
+///
+/// A watcher thread logs each stop signal as it arrives, so that a user who pressed Ctrl-C sees
+/// that the run is finishing its epoch.
 pub fn install() -> Result<(), DistError> {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     if INSTALLED.get().is_some() {
         return Ok(());
     }
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGUSR1] {
+    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+    // Second Ctrl-C: the conditional shutdown fires only once the first SIGINT has set
+    // `interrupted` (registered before the flag, so the first SIGINT finds it still false).
+    let interrupted = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register_conditional_shutdown(SIGINT, EXIT_SECOND_INTERRUPT, Arc::clone(&interrupted)).map_err(DistError::Signal)?;
+    signal_hook::flag::register(SIGINT, interrupted).map_err(DistError::Signal)?;
+    for signal in [SIGTERM, SIGUSR1, SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(flag())).map_err(DistError::Signal)?;
         // Record which signal arrived (for the log line). Only an atomic store: async-signal-safe.
         // SAFETY: the action does nothing but an atomic store.
         unsafe { signal_hook::low_level::register(signal, move || LAST_SIGNAL.store(signal, Ordering::SeqCst)) }
             .map_err(DistError::Signal)?;
     }
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGUSR1, SIGINT]).map_err(DistError::Signal)?;
+    std::thread::Builder::new()
+        .name("colop-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                let name = name_of(signal).unwrap_or("signal");
+                if signal == SIGINT {
+                    tracing::warn!("{name}: writing a checkpoint at the end of this epoch, then exiting (Ctrl-C again to quit at once, losing the epoch)");
+                } else {
+                    tracing::warn!("{name}: writing a checkpoint at the end of this epoch, then exiting");
+                }
+            }
+        })
+        .map_err(DistError::Signal)?;
     let _ = INSTALLED.set(());
     Ok(())
 }
 
-/// Whether this process received SIGTERM or SIGUSR1 (or [`request_stop`] was called).
+fn name_of(signal: i32) -> Option<&'static str> {
+    match signal {
+        signal_hook::consts::SIGTERM => Some("SIGTERM"),
+        signal_hook::consts::SIGUSR1 => Some("SIGUSR1"),
+        signal_hook::consts::SIGINT => Some("SIGINT"),
+        _ => None,
+    }
+}
+
+/// Whether this process received SIGTERM, SIGUSR1 or SIGINT (or [`request_stop`] was called).
 pub fn stop_requested() -> bool {
     flag().load(Ordering::SeqCst)
 }
 
 /// The name of the last stop signal received, if any.
 pub fn last_signal() -> Option<&'static str> {
-    match LAST_SIGNAL.load(Ordering::SeqCst) {
-        signal_hook::consts::SIGTERM => Some("SIGTERM"),
-        signal_hook::consts::SIGUSR1 => Some("SIGUSR1"),
-        _ => None,
-    }
+    name_of(LAST_SIGNAL.load(Ordering::SeqCst))
 }
 
 /// Set the stop flag from inside the program (tests, or a stop file).

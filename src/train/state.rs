@@ -1,10 +1,17 @@
 //! Resumable training state (`checkpoint.h5`): parameters, Adam moments, position in the
 //! curriculum and the best models so far. Written atomically by rank 0.
+//!
+//! The file carries a `format_version` attribute ([`FORMAT_VERSION`]); a checkpoint without it, or
+//! with another version, is refused with one line instead of being misread.
 
 use crate::train::adam::Adam;
 use hdf5::types::VarLenUnicode;
 use ndarray::Array1;
 use std::path::Path;
+
+/// Version of the checkpoint layout written and read here. Raise it whenever a dataset or
+/// attribute changes meaning, is added that a resume needs, or is removed.
+pub const FORMAT_VERSION: u64 = 1;
 
 /// Best model of one stage: its selection loss and parameters.
 #[derive(Clone, Debug, PartialEq)]
@@ -58,8 +65,8 @@ impl TrainState {
             w("theta", &self.theta).map_err(|e| h5err(path, e))?;
             w("adam_m", &self.adam.m).map_err(|e| h5err(path, e))?;
             w("adam_v", &self.adam.v).map_err(|e| h5err(path, e))?;
-            let scalars: [(&str, u64); 4] =
-                [("adam_step", self.adam.step), ("stage", self.stage as u64), ("epoch", self.epoch as u64), ("seed", self.seed)];
+            let scalars: [(&str, u64); 5] =
+                [("format_version", FORMAT_VERSION), ("adam_step", self.adam.step), ("stage", self.stage as u64), ("epoch", self.epoch as u64), ("seed", self.seed)];
             for (k, v) in scalars {
                 f.new_attr::<u64>().shape(()).create(k).and_then(|a| a.write_scalar(&v)).map_err(|e| h5err(path, e))?;
             }
@@ -96,6 +103,17 @@ impl TrainState {
             Ok(v)
         };
         let u = |name: &str| -> anyhow::Result<u64> { f.attr(name).and_then(|a| a.read_scalar()).map_err(|e| h5err(path, format!("attribute `{name}`: {e}"))) };
+        match f.attr("format_version").and_then(|a| a.read_scalar::<u64>()) {
+            Ok(FORMAT_VERSION) => {}
+            Ok(v) => anyhow::bail!(
+                "{}: checkpoint format version {v}, this colop reads version {FORMAT_VERSION}; resume it with the colop that wrote it, or start the run over",
+                path.display()
+            ),
+            Err(_) => anyhow::bail!(
+                "{}: checkpoint has no format version (written by an older colop, or not a colop checkpoint); this colop reads version {FORMAT_VERSION}; start the run over",
+                path.display()
+            ),
+        }
         let theta = r("theta")?;
         let mut adam = Adam::new(n_params);
         adam.m = r("adam_m")?;
@@ -142,5 +160,34 @@ mod tests {
         s.save(&p).unwrap();
         assert_eq!(TrainState::load(&p, 3, 2).unwrap(), s);
         assert!(TrainState::load(&p, 4, 2).unwrap_err().to_string().contains("theta"));
+    }
+
+    fn set_version(p: &Path, v: Option<u64>) {
+        let f = hdf5::File::open_rw(p).unwrap();
+        if f.attr("format_version").is_ok() {
+            f.delete_attr("format_version").unwrap();
+        }
+        if let Some(v) = v {
+            f.new_attr::<u64>().shape(()).create("format_version").unwrap().write_scalar(&v).unwrap();
+        }
+    }
+
+    #[test]
+    fn other_or_missing_format_versions_are_refused_with_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("checkpoint.h5");
+        let s = TrainState { theta: vec![1.0], adam: Adam::new(1), stage: 0, epoch: 1, best: vec![None], seconds: 0.0, seed: 1 };
+        s.save(&p).unwrap();
+        let f = hdf5::File::open(&p).unwrap();
+        assert_eq!(f.attr("format_version").unwrap().read_scalar::<u64>().unwrap(), FORMAT_VERSION);
+        drop(f);
+        set_version(&p, Some(FORMAT_VERSION + 1));
+        let msg = TrainState::load(&p, 1, 1).unwrap_err().to_string();
+        assert!(msg.contains("checkpoint.h5") && msg.contains(&format!("version {}", FORMAT_VERSION + 1)) && !msg.contains('\n'), "{msg}");
+        set_version(&p, None);
+        let msg = TrainState::load(&p, 1, 1).unwrap_err().to_string();
+        assert!(msg.contains("no format version") && !msg.contains('\n'), "{msg}");
+        set_version(&p, Some(FORMAT_VERSION));
+        assert_eq!(TrainState::load(&p, 1, 1).unwrap(), s);
     }
 }
