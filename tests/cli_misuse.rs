@@ -331,18 +331,18 @@ fn eval_misuse_gives_clear_errors_and_survives_a_closed_pipe() {
     }
     // stdout closed before colop writes (as `colop eval … | head` does): no panic, exit 0,
     // figures still drawn.
+    let closed_stdout = |args: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_colop")).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = stderr(&out);
+        assert!(out.status.success() && !err.contains("panicked"), "{args:?}: {err}");
+    };
     let plots = d.join("eval-plots");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_colop"))
-        .args(["eval", p(&run), "--data", p(&ring), "--i-start", "2", "--plots", p(&plots)])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
-    let err = stderr(&out);
-    assert!(out.status.success() && !err.contains("panicked"), "{err}");
-    assert!(plots.join("l1_norm.png").is_file(), "{err}");
+    closed_stdout(&["eval", p(&run), "--data", p(&ring), "--i-start", "2", "--plots", p(&plots)]);
+    assert!(plots.join("l1_norm.png").is_file() && plots.join("profiles.png").is_file());
+    closed_stdout(&["plot", p(&run), "--out", p(&d.join("plot-plots"))]);
+    assert!(d.join("plot-plots/profiles.png").is_file());
 }
 
 /// Issue 12: synth stores its truth; `plot` and `eval` overlay it on the radial profiles.

@@ -147,6 +147,6 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     });
     crate::io::write_bytes_atomic(&args.out.join("compare.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
     crate::io::write_bytes_atomic(&args.out.join("compare.md"), md.as_bytes())?;
-    print!("{md}");
+    super::print_out(md.trim_end())?;
     Ok(())
 }

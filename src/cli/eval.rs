@@ -3,7 +3,6 @@
 use super::Context;
 use crate::eval::model_path;
 use anyhow::Context as _;
-use std::io::Write as _;
 use std::path::PathBuf;
 
 /// Options of `colop eval`.
@@ -39,13 +38,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         Some(p) => crate::io::write_bytes_atomic(p, json.as_bytes()).with_context(|| p.display().to_string())?,
         // A reader that stops early (`colop eval … | head`) is not an error: the figures are
         // still drawn.
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            match writeln!(stdout, "{json}").and_then(|()| stdout.flush()) {
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => tracing::debug!("stdout closed early"),
-                other => other.context("writing the metrics to stdout")?,
-            }
-        }
+        None => super::print_out(&json)?,
     }
     for r in &runs {
         eprintln!("{}: mean l1_norm {:.4e}, final l1_norm {:.4e}, {} steps", r.file, r.mean_l1_norm, r.final_l1_norm, r.steps);

@@ -38,11 +38,11 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         let text = std::fs::read_to_string(&args.target).with_context(|| args.target.display().to_string())?;
         let png = args.out.clone().unwrap_or_else(|| args.target.with_extension("png"));
         figures::scaling(&png, &text)?;
-        println!("{}", png.display());
+        super::print_out(&png.display().to_string())?;
         return Ok(());
     }
     for p in crate::plot::sets::model_figures(&args.target, &out, args.params, args.times)? {
-        println!("{}", p.display());
+        super::print_out(&p.display().to_string())?;
     }
     Ok(())
 }
