@@ -581,6 +581,18 @@ mod tests {
     }
 
     #[test]
+    fn formulas_read_scientific_notation() {
+        let vars: BTreeMap<String, f64> = [("v".to_string(), 2.0), ("e2".to_string(), 10.0)].into();
+        let f = |text: &str| Formula::parse(text, "test").unwrap().eval(&vars, "test").unwrap();
+        assert_eq!(f("1.6e-2*v"), 0.016 * 2.0);
+        assert_eq!(f("2E+1 - .5 + 3.e0"), 20.0 - 0.5 + 3.0);
+        assert_eq!(f("1e3*exp(0)"), 1000.0);
+        // A variable that starts with `e` after a number is still a variable.
+        assert_eq!(f("3*e2"), 30.0);
+        assert!(Formula::parse("1.6e-", "test").is_err());
+    }
+
+    #[test]
     fn stationary_drag_matches_formula() {
         let grid = VelocityGrid::square(11, 4.0).unwrap();
         let spec = TruthSpec::Radial {

@@ -32,7 +32,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         return Ok(());
     }
     let model = crate::eval::model::load(&args.model)?;
-    let runs = crate::eval::model::evaluate(&args.model, &args.data, args.i_start, args.params)?;
+    let runs = crate::eval::model::evaluate_saved(&model, &model_path(&args.model), &args.data, args.i_start, args.params)?;
     let json = serde_json::to_string_pretty(&serde_json::json!({ "model": model_path(&args.model).display().to_string(), "runs": runs }))?;
     match &args.out {
         Some(p) => crate::io::write_bytes_atomic(p, json.as_bytes()).with_context(|| p.display().to_string())?,

@@ -41,8 +41,12 @@ pub fn check_runs(model: &SavedModel, data: &[PathBuf], i_start: usize) -> anyho
 /// conditioner overrides `params`; every run is checked before the first rollout.
 pub fn evaluate(model: &Path, data: &[PathBuf], i_start: usize, params: Vec<(String, f64)>) -> anyhow::Result<Vec<RunEval>> {
     let path = model_path(model);
-    let saved = read_model(&path)?;
-    let op = Rollable::new(&saved, params).with_context(|| path.display().to_string())?;
-    check_runs(&saved, data, i_start)?;
+    evaluate_saved(&read_model(&path)?, &path, data, i_start, params)
+}
+
+/// [`evaluate`] for a model already read from `path` (named in errors).
+pub fn evaluate_saved(saved: &SavedModel, path: &Path, data: &[PathBuf], i_start: usize, params: Vec<(String, f64)>) -> anyhow::Result<Vec<RunEval>> {
+    let op = Rollable::new(saved, params).with_context(|| path.display().to_string())?;
+    check_runs(saved, data, i_start)?;
     data.iter().map(|d| evaluate_run(&op, d, i_start, 3)).collect()
 }
