@@ -32,4 +32,5 @@ for r in ev["runs"]:
           f"variance error {r['mean_moment_var_error']:.2e}")
 PY
 echo "model:   runs/quickstart/model.h5"
-echo "figures: runs/quickstart/plots/ and runs/quickstart/eval/"
+echo "figures: runs/quickstart/plots/ and runs/quickstart/eval/ (profiles.png: the learned radial"
+echo "         profiles over the synthetic truth, dashed black)"

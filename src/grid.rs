@@ -87,6 +87,10 @@ impl VelocityGrid {
             && self.units == other.units
             && self.v_range.iter().zip(other.v_range.iter()).all(|(a, b)| close(*a, *b))
     }
+    /// `nx×ny over [vx_min, vx_max, vy_min, vy_max] units`, for messages.
+    pub fn describe(&self) -> String {
+        format!("{}×{} over {:?} {}", self.nx, self.ny, self.v_range, self.units)
+    }
     /// Index of the cell containing `(vx, vy)`, or `None` outside the grid.
     pub fn cell_of(&self, vx: f64, vy: f64) -> Option<(usize, usize)> {
         let fx = (vx - self.v_range[0]) / self.dvx();

@@ -20,6 +20,7 @@ pub mod dist;
 pub mod eval;
 pub mod grid;
 pub mod io;
+pub mod model_file;
 pub mod operator;
 pub mod pic;
 pub mod plot;

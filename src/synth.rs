@@ -6,7 +6,17 @@
 //! seeded). Operators: `lenard-bernstein` (A = −ν v, D = 2ν v_th² I), `radial` (A_∥, D_∥, D_⊥ as
 //! formulas of `v` = |v|, the run's `/params` and `t`; `a_par: stationary` makes a unit Maxwellian
 //! stationary: A_∥ = ½[dD_∥/dv + (D_∥ − D_⊥)/v] − D_∥v/2), or any `model.h5`; an optional
-//! `time_factor` formula of `t` multiplies A and D (time-dependent truth).
+//! `time_factor` formula of `t` multiplies A and D (time-dependent truth). Formulas take numbers
+//! in decimal or scientific notation (`0.016`, `1.6e-2`).
+//!
+//! Each run file stores its truth in `/truth`: datasets `A` [2,Nx,Ny] (v_th·ω_p) and `D`
+//! [3,Nx,Ny] (v_th²·ω_p, order xx, yy, xy) at the run's parameters (without the time factor);
+//! for isotropic truths (`radial`, `lenard-bernstein`, models exporting profiles) the radial
+//! profiles `v_radial`, `A_par`, `D_par`, `D_perp`; attributes `kind`, `spec` (the operator
+//! entry as YAML) and, for time-dependent truths, `time_factor`. [`read_truth`] reads it back.
+//!
+//! All runs are written or none: they are generated into a staging directory beside `--out`
+//! ([`crate::io::StagedDir`]). Run names must be distinct plain file names.
 
 use crate::config::{load_yaml, ConfigError};
 use crate::data::RunData;
@@ -16,6 +26,7 @@ use crate::operator::{fp, Fields};
 use crate::solver::{self, SchemeKind, SolverSpec, Substeps};
 use anyhow::Context as _;
 use exmex::prelude::*;
+use exmex::FloatOpsFactory;
 use ndarray::{Array1, Array3};
 use rand::SeedableRng;
 use rand_distr::Distribution;
@@ -118,15 +129,54 @@ pub struct SynthConfig {
     pub runs: Vec<RunSpec>,
 }
 
+/// Number literals of the formulas: exmex's own matcher takes `1.6e-2` as `1.6`, `e`, `-2`; this
+/// one reads decimal and scientific notation (`16`, `0.5`, `.5`, `1.6e-2`, `2E+3`).
+#[derive(Clone, Debug)]
+struct SciNumber;
+
+impl exmex::MatchLiteral for SciNumber {
+    fn is_literal(text: &str) -> Option<&str> {
+        let b = text.as_bytes();
+        let digits = |mut i: usize| {
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            i
+        };
+        let int_end = digits(0);
+        let mut end = int_end;
+        if end < b.len() && b[end] == b'.' {
+            end = digits(end + 1);
+        }
+        // At least one digit in the mantissa.
+        if end == 0 || (end == 1 && b[0] == b'.') || (int_end == 0 && end == int_end) {
+            return None;
+        }
+        if end < b.len() && (b[end] == b'e' || b[end] == b'E') {
+            let mut k = end + 1;
+            if k < b.len() && (b[k] == b'+' || b[k] == b'-') {
+                k += 1;
+            }
+            let exp_end = digits(k);
+            if exp_end > k {
+                end = exp_end;
+            }
+        }
+        Some(&text[..end])
+    }
+}
+
+type Expr = FlatEx<f64, FloatOpsFactory<f64>, SciNumber>;
+
 /// A parsed formula with its variable names.
 struct Formula {
     text: String,
-    expr: FlatEx<f64>,
+    expr: Expr,
 }
 
 impl Formula {
     fn parse(text: &str, key: &str) -> anyhow::Result<Self> {
-        let expr = exmex::parse::<f64>(text).map_err(|e| anyhow::anyhow!("operator.{key}: cannot parse `{text}`: {e}"))?;
+        let expr = Expr::parse(text).map_err(|e| anyhow::anyhow!("operator.{key}: cannot parse `{text}`: {e}"))?;
         Ok(Self { text: text.to_string(), expr })
     }
     fn eval(&self, vars: &BTreeMap<String, f64>, key: &str) -> anyhow::Result<f64> {
@@ -165,6 +215,10 @@ impl SynthConfig {
             if r.initial.is_empty() {
                 return Err(bad(&format!("runs[{i}].initial"), "needs at least one component"));
             }
+            crate::io::check_output_name(&r.name).map_err(|m| bad(&format!("runs[{i}].name"), &m))?;
+            if let Some(j) = cfg.runs[..i].iter().position(|o| o.name == r.name) {
+                return Err(bad(&format!("runs[{i}].name"), &format!("`{}` is also the name of runs[{j}]: both would write {}.h5", r.name, r.name)));
+            }
         }
         Ok(cfg)
     }
@@ -173,6 +227,161 @@ impl SynthConfig {
         anyhow::ensure!(self.grid.v_max > 0.0, "grid.v_max must be positive");
         VelocityGrid::square(self.grid.n, self.grid.v_max).context("grid")
     }
+}
+
+/// The formulas of a `radial` truth.
+struct RadialTruth {
+    d_par: Formula,
+    d_perp: Formula,
+    /// `None` for `stationary`.
+    a_par: Option<Formula>,
+}
+
+impl RadialTruth {
+    fn parse(a_par: &str, d_par: &str, d_perp: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            d_par: Formula::parse(d_par, "d_par")?,
+            d_perp: Formula::parse(d_perp, "d_perp")?,
+            a_par: if a_par.trim() == "stationary" { None } else { Some(Formula::parse(a_par, "a_par")?) },
+        })
+    }
+
+    /// (A_∥, D_∥, D_⊥) at speed `v` for run parameters `params`.
+    fn at(&self, v: f64, params: &BTreeMap<String, f64>) -> anyhow::Result<(f64, f64, f64)> {
+        let mut vars = params.clone();
+        let mut at = |key: &str, f: &Formula, v: f64| -> anyhow::Result<f64> {
+            vars.insert("v".into(), v);
+            f.eval(&vars, key)
+        };
+        let dp = at("d_par", &self.d_par, v)?;
+        let dq = at("d_perp", &self.d_perp, v)?;
+        let a = match &self.a_par {
+            Some(f) => at("a_par", f, v)?,
+            None => {
+                let h = 1e-5;
+                let lo = (v - h).max(0.0);
+                let deriv = (at("d_par", &self.d_par, v + h)? - at("d_par", &self.d_par, lo)?) / (v + h - lo);
+                let shear = if v > 1e-12 { (dp - dq) / v } else { 0.0 };
+                0.5 * (deriv + shear) - 0.5 * dp * v
+            }
+        };
+        Ok((a, dp, dq))
+    }
+}
+
+/// Radial profiles of a truth: (v, A_∥, D_∥, D_⊥).
+pub type TruthProfiles = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
+
+/// Nodes of the stored radial profiles: 0 to the grid's farthest corner.
+const PROFILE_NODES: usize = 201;
+
+/// The truth's radial profiles for a run with parameters `params`, for isotropic truths
+/// (`radial`, `lenard-bernstein`, a model that exports `v_radial`, `A_par`, `D_par`, `D_perp`).
+pub fn truth_profiles(spec: &TruthSpec, grid: &VelocityGrid, params: &BTreeMap<String, f64>) -> anyhow::Result<Option<TruthProfiles>> {
+    let v: Vec<f64> = (0..PROFILE_NODES).map(|k| grid.v_corner() * k as f64 / (PROFILE_NODES - 1) as f64).collect();
+    let mut out = (v.clone(), Vec::new(), Vec::new(), Vec::new());
+    match spec {
+        TruthSpec::LenardBernstein { nu, v_th } => {
+            for &x in &v {
+                out.1.push(-nu * x);
+                out.2.push(2.0 * nu * v_th * v_th);
+                out.3.push(2.0 * nu * v_th * v_th);
+            }
+        }
+        TruthSpec::Radial { a_par, d_par, d_perp } => {
+            let radial = RadialTruth::parse(a_par, d_par, d_perp)?;
+            for &x in &v {
+                let (a, dp, dq) = radial.at(x, params)?;
+                out.1.push(a);
+                out.2.push(dp);
+                out.3.push(dq);
+            }
+        }
+        TruthSpec::Model { path } => {
+            let m = crate::model_file::read_model(path)?;
+            let get = |n: &str| m.exports.iter().find(|e| e.0 == n).map(|e| e.1.iter().copied().collect::<Vec<f64>>());
+            let (Some(v), Some(a), Some(dp), Some(dq)) = (get("v_radial"), get("A_par"), get("D_par"), get("D_perp")) else {
+                return Ok(None);
+            };
+            let n = v.len();
+            if a.len() < n || dp.len() < n || dq.len() < n {
+                return Ok(None);
+            }
+            // Time-dependent models export every node; the first is the profile at t = 0.
+            return Ok(Some((v, a[..n].to_vec(), dp[..n].to_vec(), dq[..n].to_vec())));
+        }
+    }
+    Ok(Some(out))
+}
+
+/// The truth of a synthetic run, as stored in its `/truth` group.
+#[derive(Clone, Debug)]
+pub struct Truth {
+    /// `[5, Nx, Ny]` (A_x, A_y, D_xx, D_yy, D_xy) at the run's parameters, physical units.
+    pub fields: Fields,
+    pub profiles: Option<TruthProfiles>,
+    /// `kind` of the truth operator.
+    pub kind: String,
+    /// The `operator` entry of the config, as YAML.
+    pub spec: String,
+    pub time_factor: Option<String>,
+}
+
+fn put_str(loc: &hdf5::Location, name: &str, value: &str) -> hdf5::Result<()> {
+    let v: hdf5::types::VarLenUnicode = value.parse().map_err(|e| hdf5::Error::from(format!("{name}: {e:?}")))?;
+    loc.new_attr::<hdf5::types::VarLenUnicode>().shape(()).create(name)?.write_scalar(&v)
+}
+
+impl Truth {
+    /// Write the `/truth` group into an open run file.
+    pub fn write(&self, file: &hdf5::File) -> hdf5::Result<()> {
+        let g = file.create_group("truth")?;
+        g.new_dataset_builder().with_data(&self.fields.slice(ndarray::s![0..2, .., ..])).create("A")?;
+        g.new_dataset_builder().with_data(&self.fields.slice(ndarray::s![2..5, .., ..])).create("D")?;
+        if let Some((v, a, dp, dq)) = &self.profiles {
+            for (name, data) in [("v_radial", v), ("A_par", a), ("D_par", dp), ("D_perp", dq)] {
+                g.new_dataset_builder().with_data(data.as_slice()).create(name)?;
+            }
+        }
+        put_str(&g, "kind", &self.kind)?;
+        put_str(&g, "spec", &self.spec)?;
+        if let Some(t) = &self.time_factor {
+            put_str(&g, "time_factor", t)?;
+        }
+        Ok(())
+    }
+}
+
+/// The `/truth` of a run file, if it has one (read leniently: a figure overlay, not data).
+pub fn read_truth(path: &Path) -> anyhow::Result<Option<Truth>> {
+    let file = crate::io::h5_open(path).with_context(|| path.display().to_string())?;
+    if !file.link_exists("truth") {
+        return Ok(None);
+    }
+    let read = || -> hdf5::Result<Truth> {
+        let g = file.group("truth")?;
+        let a: Array3<f64> = g.dataset("A")?.read()?;
+        let d: Array3<f64> = g.dataset("D")?.read()?;
+        let fields = ndarray::concatenate(ndarray::Axis(0), &[a.view(), d.view()]).map_err(|e| hdf5::Error::from(e.to_string()))?;
+        let vec = |n: &str| -> hdf5::Result<Vec<f64>> { g.dataset(n)?.read_raw() };
+        let profiles = if g.link_exists("v_radial") { Some((vec("v_radial")?, vec("A_par")?, vec("D_par")?, vec("D_perp")?)) } else { None };
+        let text = |n: &str| -> Option<String> { g.attr(n).and_then(|a| a.read_scalar::<hdf5::types::VarLenUnicode>()).ok().map(|s| s.as_str().to_owned()) };
+        Ok(Truth { fields, profiles, kind: text("kind").unwrap_or_default(), spec: text("spec").unwrap_or_default(), time_factor: text("time_factor") })
+    };
+    read().map(Some).map_err(|e| anyhow::anyhow!("{}: /truth: {e}", path.display()))
+}
+
+/// The truth of run `run` of `cfg`.
+pub fn truth_of(cfg: &SynthConfig, run: &RunSpec) -> anyhow::Result<Truth> {
+    let grid = cfg.grid()?;
+    let kind = serde_yaml::to_value(&cfg.operator).ok().and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned)).unwrap_or_default();
+    Ok(Truth {
+        fields: truth_fields(&cfg.operator, &grid, &run.params)?,
+        profiles: truth_profiles(&cfg.operator, &grid, &run.params)?,
+        kind,
+        spec: serde_yaml::to_string(&cfg.operator)?,
+        time_factor: cfg.time_factor.clone(),
+    })
 }
 
 /// The operator's fields for a run with parameters `params`.
@@ -190,34 +399,15 @@ pub fn truth_fields(spec: &TruthSpec, grid: &VelocityGrid, params: &BTreeMap<Str
             angular::to_cartesian(&polar, &a, &d, &d, out.as_slice_mut().expect("layout"));
         }
         TruthSpec::Radial { a_par, d_par, d_perp } => {
-            let fd = Formula::parse(d_par, "d_par")?;
-            let fq = Formula::parse(d_perp, "d_perp")?;
-            let fa = if a_par.trim() == "stationary" { None } else { Some(Formula::parse(a_par, "a_par")?) };
-            let mut vars = params.clone();
-            let mut at = |key: &str, f: &Formula, v: f64| -> anyhow::Result<f64> {
-                vars.insert("v".into(), v);
-                f.eval(&vars, key)
-            };
+            let radial = RadialTruth::parse(a_par, d_par, d_perp)?;
             let (mut a, mut dp, mut dq) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
             for c in 0..n {
-                let v = polar.speed[c];
-                dp[c] = at("d_par", &fd, v)?;
-                dq[c] = at("d_perp", &fq, v)?;
-                a[c] = match &fa {
-                    Some(f) => at("a_par", f, v)?,
-                    None => {
-                        let h = 1e-5;
-                        let lo = (v - h).max(0.0);
-                        let deriv = (at("d_par", &fd, v + h)? - at("d_par", &fd, lo)?) / (v + h - lo);
-                        let shear = if v > 1e-12 { (dp[c] - dq[c]) / v } else { 0.0 };
-                        0.5 * (deriv + shear) - 0.5 * dp[c] * v
-                    }
-                };
+                (a[c], dp[c], dq[c]) = radial.at(polar.speed[c], params)?;
             }
             angular::to_cartesian(&polar, &a, &dp, &dq, out.as_slice_mut().expect("layout"));
         }
         TruthSpec::Model { path } => {
-            let m = crate::operator::saved::read_model(path)?;
+            let m = crate::model_file::read_model(path)?;
             anyhow::ensure!(m.grid.compatible(grid), "operator.path: {} has a different grid than `grid`", path.display());
             anyhow::ensure!(m.fields.shape()[0] == fp::N_FIELDS, "operator.path: {} is not a Fokker–Planck model", path.display());
             out = m.fields;
@@ -356,17 +546,23 @@ pub fn generate_run(cfg: &SynthConfig, run: &RunSpec, run_index: usize) -> anyho
     })
 }
 
-/// Generate every run of `cfg` into `out_dir`, returning the written paths.
+/// Generate every run of `cfg` into `out_dir`, each with its `/truth`, returning the written
+/// paths. All or nothing: the runs are built in a staging directory and moved into `out_dir`
+/// once every one has succeeded.
 pub fn generate(cfg: &SynthConfig, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(out_dir).with_context(|| out_dir.display().to_string())?;
+    let staged = crate::io::StagedDir::new(out_dir)?;
     let mut written = Vec::new();
     for (i, run) in cfg.runs.iter().enumerate() {
-        let data = generate_run(cfg, run, i)?;
-        let path = out_dir.join(format!("{}.h5", run.name));
-        crate::data::write_run(&path, &data)?;
-        tracing::info!("wrote {} ({} snapshots, truth sub-steps {})", path.display(), data.t.len(), data.params["truth_substeps"]);
+        let context = || format!("runs[{i}] ({})", run.name);
+        let data = generate_run(cfg, run, i).with_context(context)?;
+        let truth = truth_of(cfg, run).with_context(context)?;
+        let path = staged.path().join(format!("{}.h5", run.name));
+        crate::data::write_run_with(&path, &data, &|f| truth.write(f))?;
+        let path = staged.final_path(&path);
+        tracing::info!("generated {} ({} snapshots, truth sub-steps {})", path.display(), data.t.len(), data.params["truth_substeps"]);
         written.push(path);
     }
+    staged.commit()?;
     Ok(written)
 }
 
@@ -382,6 +578,18 @@ mod tests {
         assert_eq!(c.iter().sum::<f64>(), 100_000.0);
         assert_eq!(c[1], 0.0);
         assert!((c[3] / 1e5 - 0.6).abs() < 0.01, "{c:?}");
+    }
+
+    #[test]
+    fn formulas_read_scientific_notation() {
+        let vars: BTreeMap<String, f64> = [("v".to_string(), 2.0), ("e2".to_string(), 10.0)].into();
+        let f = |text: &str| Formula::parse(text, "test").unwrap().eval(&vars, "test").unwrap();
+        assert_eq!(f("1.6e-2*v"), 0.016 * 2.0);
+        assert_eq!(f("2E+1 - .5 + 3.e0"), 20.0 - 0.5 + 3.0);
+        assert_eq!(f("1e3*exp(0)"), 1000.0);
+        // A variable that starts with `e` after a number is still a variable.
+        assert_eq!(f("3*e2"), 30.0);
+        assert!(Formula::parse("1.6e-", "test").is_err());
     }
 
     #[test]

@@ -22,11 +22,11 @@ fn synth(dir: &Path, noise: Option<u64>) {
     generate(&cfg, dir).unwrap();
 }
 
-fn train(dir: &Path, model: &str, stages: &str, out: &str) -> colop::operator::saved::SavedModel {
+fn train(dir: &Path, model: &str, stages: &str, out: &str) -> colop::model_file::SavedModel {
     train_with(dir, model, "scheme: central, substeps: 1", stages, out)
 }
 
-fn train_with(dir: &Path, model: &str, solver: &str, stages: &str, out: &str) -> colop::operator::saved::SavedModel {
+fn train_with(dir: &Path, model: &str, solver: &str, stages: &str, out: &str) -> colop::model_file::SavedModel {
     let yaml = format!(
         "data: {{ train: [normal.h5], valid_fraction: 0.05, i_start: 5 }}
 model: {{ kind: {model} }}
@@ -42,7 +42,7 @@ train: {{ seed: 42, log_every: 1000, stages: {stages} }}
 }
 
 /// Relative L2 errors of (A_par, D_par, D_perp) over the radial nodes with 0.5 ≤ v ≤ 3.
-fn profile_errors(m: &colop::operator::saved::SavedModel) -> [f64; 3] {
+fn profile_errors(m: &colop::model_file::SavedModel) -> [f64; 3] {
     let get = |n: &str| m.exports.iter().find(|e| e.0 == n).unwrap().1.iter().copied().collect::<Vec<f64>>();
     let (v, a, dp, dq) = (get("v_radial"), get("A_par"), get("D_par"), get("D_perp"));
     let mut num = [0.0; 3];
@@ -73,7 +73,7 @@ fn par_perp_recovers_the_truth_without_noise_and_generalises_better_than_tensor(
     // Generalisation to the ring, never seen in training.
     let tensor = train(dir.path(), "tensor", CURRICULUM, "tensor");
     let ring = dir.path().join("ring.h5");
-    let l1 = |m: &colop::operator::saved::SavedModel| evaluate_run(&Rollable::new(m, vec![]).unwrap(), &ring, 5, 0).unwrap().mean_l1_norm;
+    let l1 = |m: &colop::model_file::SavedModel| evaluate_run(&Rollable::new(m, vec![]).unwrap(), &ring, 5, 0).unwrap().mean_l1_norm;
     let (l_pp, l_t) = (l1(&pp), l1(&tensor));
     eprintln!("ring mean l1_norm: par-perp {l_pp:.4e}, tensor {l_t:.4e}");
     assert!(l_pp < l_t, "par-perp {l_pp} should beat tensor {l_t} on the ring");
@@ -113,7 +113,7 @@ fn whole_run_rollout_is_at_least_as_accurate_as_the_curriculum() {
     // Accuracy of what both are for: rolling whole runs out.
     for run in ["normal.h5", "ring.h5"] {
         let path = dir.path().join(run);
-        let l1 = |m: &colop::operator::saved::SavedModel| evaluate_run(&Rollable::new(m, vec![]).unwrap(), &path, 5, 0).unwrap().mean_l1_norm;
+        let l1 = |m: &colop::model_file::SavedModel| evaluate_run(&Rollable::new(m, vec![]).unwrap(), &path, 5, 0).unwrap().mean_l1_norm;
         let (ls, lw) = (l1(&staged), l1(&whole));
         eprintln!("{run}: mean l1_norm staged {ls:.4e}, unroll all {lw:.4e}");
         assert!(lw <= ls * 1.02, "{run}: unroll all {lw} vs staged {ls}");

@@ -5,7 +5,7 @@
 use colop::config::{parse_yaml, TrainConfig};
 use colop::dist::SingleProcess;
 use colop::eval::{evaluate_run, Rollable};
-use colop::operator::saved::SavedModel;
+use colop::model_file::SavedModel;
 use colop::synth::{generate, SynthConfig};
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! `tensor` `model.h5` used for rollouts.
 
 use super::TrackEstimate;
-use crate::operator::saved::SavedModel;
+use crate::model_file::SavedModel;
 use crate::operator::spec::ModelKind;
 use crate::operator::ModelSpec;
 use crate::solver::SolverSpec;

@@ -116,6 +116,6 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     if let Some(p) = &args.out {
         crate::io::write_bytes_atomic(p, json.as_bytes())?;
     }
-    println!("{json}");
+    super::print_out(&json)?;
     Ok(())
 }

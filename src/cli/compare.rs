@@ -2,11 +2,12 @@
 //! radial profiles, rollout errors and moments on the same runs, and the data each needed.
 
 use super::Context;
-use crate::cli::eval::evaluate;
-use crate::cli::plot::profile_of;
+use crate::eval::compare::{theory_agreement, theory_curve, Agreement, COEFFICIENTS};
+use crate::eval::model::evaluate;
 use crate::eval::{model_path, RunEval};
-use crate::operator::saved::read_model;
+use crate::model_file::read_model;
 use crate::plot::figures;
+use crate::plot::sets::profile_of;
 use anyhow::Context as _;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -34,35 +35,6 @@ pub struct Args {
     pub v_window: Vec<f64>,
 }
 
-/// Deviation of one radial profile from the theory over a speed window: relative L2 over the
-/// profile's own nodes in the window, and the largest |value/theory − 1| there.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
-pub struct Agreement {
-    pub rel_l2: f64,
-    pub max_rel: f64,
-    pub nodes: usize,
-}
-
-/// Agreement of `(v, values)` with the theory curve `(tv, tvalues)` (interpolated linearly) over
-/// `window`; nodes with a non-finite value (empty track bins) are skipped.
-pub fn agreement(v: &[f64], values: &[f64], tv: &[f64], tvalues: &[f64], window: [f64; 2]) -> Agreement {
-    let (mut num, mut den, mut max_rel, mut nodes) = (0.0, 0.0, 0.0f64, 0);
-    for (&x, &y) in v.iter().zip(values) {
-        if x < window[0] || x > window[1] || !y.is_finite() {
-            continue;
-        }
-        let t = crate::theory::output::interpolate(tv, tvalues, x);
-        num += (y - t).powi(2);
-        den += t * t;
-        if t != 0.0 {
-            max_rel = max_rel.max((y / t - 1.0).abs());
-        }
-        nodes += 1;
-    }
-    let rel_l2 = if den > 0.0 { (num / den).sqrt() } else { f64::NAN };
-    Agreement { rel_l2, max_rel: if nodes > 0 { max_rel } else { f64::NAN }, nodes }
-}
-
 /// Bytes of the histograms (`/f`, all snapshots) of the runs a training run directory used, from
 /// its `config.yaml`; `None` for a bare model file.
 fn learned_histogram_bytes(learned: &Path) -> anyhow::Result<Option<u64>> {
@@ -77,17 +49,6 @@ fn learned_histogram_bytes(learned: &Path) -> anyhow::Result<Option<u64>> {
         bytes += (meta.t.len() * meta.grid.n_cells() * std::mem::size_of::<f64>()) as u64;
     }
     Ok(Some(bytes))
-}
-
-/// The theory's radial curve: `coefficients.csv` of a `colop theory` directory (fine grid), else
-/// the profile exported by its model.
-fn theory_curve(dir: &Path, fallback: Option<&figures::Profile>) -> anyhow::Result<Option<figures::Profile>> {
-    let csv = dir.join("coefficients.csv");
-    if !csv.is_file() {
-        return Ok(fallback.cloned());
-    }
-    let [v, a, dp, dq] = crate::theory::output::read_csv(&csv)?;
-    Ok(Some(("theory".into(), v, a, dp, dq)))
 }
 
 /// (label, model file) of every operator compared.
@@ -136,13 +97,10 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         }
     }
     let theory = theory_curve(&args.theory, profiles.iter().find(|p| p.0 == "theory"))?;
-    let mut agreements = Vec::new();
-    if let Some((_, tv, ta, tp, tq)) = &theory {
-        for (label, v, a, dp, dq) in profiles.iter().filter(|p| p.0 != "theory") {
-            let row = [("A_par", agreement(v, a, tv, ta, window)), ("D_par", agreement(v, dp, tv, tp, window)), ("D_perp", agreement(v, dq, tv, tq, window))];
-            agreements.push((label.clone(), row));
-        }
-    }
+    let agreements = match &theory {
+        Some(t) => theory_agreement(&profiles, t, window),
+        None => Vec::new(),
+    };
     // The learned model's data: every histogram of its training and validation runs when the
     // learned operator is a run directory, else the histograms of the tracked run.
     let histogram_bytes = match learned_histogram_bytes(&args.learned)? {
@@ -177,9 +135,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         writeln!(md, "|---|---|---|---|")?;
         for (label, row) in &agreements {
             let cell = |a: &Agreement| format!("{:.1}% ({:.0}%)", 100.0 * a.rel_l2, 100.0 * a.max_rel);
-            writeln!(md, "| {label} | {} | {} | {} |", cell(&row[0].1), cell(&row[1].1), cell(&row[2].1))?;
+            writeln!(md, "| {label} | {} | {} | {} |", cell(&row[0]), cell(&row[1]), cell(&row[2]))?;
             let entry: serde_json::Map<String, serde_json::Value> =
-                row.iter().map(|(k, a)| (k.to_string(), serde_json::to_value(a).expect("plain numbers"))).collect();
+                COEFFICIENTS.iter().zip(row).map(|(k, a)| (k.to_string(), serde_json::to_value(a).expect("plain numbers"))).collect();
             agreement_json.push(serde_json::json!({ "operator": label, "coefficients": entry }));
         }
     }
@@ -189,26 +147,6 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     });
     crate::io::write_bytes_atomic(&args.out.join("compare.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
     crate::io::write_bytes_atomic(&args.out.join("compare.md"), md.as_bytes())?;
-    print!("{md}");
+    super::print_out(md.trim_end())?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn agreement_is_judged_inside_the_window_only() {
-        let tv = [0.0, 1.0, 2.0, 3.0, 4.0];
-        let tq = [1.0, 1.0, 1.0, 1.0, 1.0];
-        // 10% high inside [0.5, 3], wildly off outside, one empty bin inside.
-        let v = [0.25, 1.0, 2.0, 2.5, 3.5];
-        let q = [9.0, 1.1, 1.1, f64::NAN, -5.0];
-        let a = agreement(&v, &q, &tv, &tq, [0.5, 3.0]);
-        assert_eq!(a.nodes, 2);
-        assert!((a.rel_l2 - 0.1).abs() < 1e-12 && (a.max_rel - 0.1).abs() < 1e-12, "{a:?}");
-        let none = agreement(&v, &q, &tv, &tq, [5.0, 6.0]);
-        assert_eq!(none.nodes, 0);
-        assert!(none.rel_l2.is_nan() && none.max_rel.is_nan());
-    }
 }

@@ -49,8 +49,8 @@ pub fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
         Command::NpyFolder(args) => npy_folder(args, ctx),
         Command::Operator(args) => {
             if ctx.comm.rank() == 0 {
-                let model = crate::operator::import::import_operator(&args.a, &args.d, &args.like)?;
-                crate::operator::saved::write_model(&args.out, &model)?;
+                let model = crate::model_file::import::import_operator(&args.a, &args.d, &args.like)?;
+                crate::model_file::write_model(&args.out, &model)?;
                 println!("{}", args.out.display());
             }
             Ok(())
@@ -62,8 +62,7 @@ fn npy_folder(args: NpyFolderArgs, ctx: &Context) -> anyhow::Result<()> {
     if ctx.comm.rank() != 0 {
         return Ok(());
     }
-    for folder in &args.folders {
-        let out = crate::data::import_npy_folder(folder, &args.out)?;
+    for (folder, out) in args.folders.iter().zip(crate::data::import_npy_folders(&args.folders, &args.out)?) {
         tracing::info!("imported {} -> {}", folder.display(), out.display());
         println!("{}", out.display());
     }

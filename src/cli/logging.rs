@@ -1,5 +1,6 @@
 //! Logging: `tracing` lines on stderr, each with the rank; `-v`/`-q` and `RUST_LOG` set verbosity.
 
+use std::io::IsTerminal;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
@@ -39,6 +40,9 @@ pub fn init(verbose: u8, quiet: bool, rank: usize) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours and italics only on a terminal: logs piped or redirected to a file (batch
+        // jobs, CI) stay plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .event_format(RankFormat { rank })
         .try_init();
 }

@@ -63,6 +63,34 @@ pub enum Command {
     Compare(compare::Args),
 }
 
+/// Write `text` and a newline to stdout. A reader that has gone (`colop … | head`) is not an
+/// error: the output is dropped quietly and the command carries on (figures, files).
+pub fn print_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            tracing::debug!("stdout closed early");
+            Ok(())
+        }
+        other => Ok(other.map_err(|e| anyhow::anyhow!("writing to stdout: {e}"))?),
+    }
+}
+
+/// Parse one `key=value` of `--params` (a comma-separated list of them is split by clap).
+pub fn parse_param(s: &str) -> Result<(String, f64), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}` is not key=value"))?;
+    let key = k.trim();
+    if key.is_empty() {
+        return Err(format!("`{s}`: the key is empty"));
+    }
+    let value: f64 = v.trim().parse().map_err(|_| format!("`{v}` is not a number (in `{s}`)"))?;
+    if !value.is_finite() {
+        return Err(format!("`{s}`: value must be finite"));
+    }
+    Ok((key.to_string(), value))
+}
+
 /// What every subcommand gets besides its arguments.
 pub struct Context {
     pub comm: Arc<dyn Comm>,

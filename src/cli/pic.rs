@@ -23,6 +23,9 @@ pub fn run(args: Args, _ctx: &Context) -> anyhow::Result<()> {
 /// Run one validated config into `out`, reporting progress (a bar on a terminal, log lines
 /// otherwise). Shared with `colop campaign run`.
 pub fn run_config(cfg: &crate::pic::PicConfig, out: &Path, label: &str) -> anyhow::Result<()> {
+    // Whatever would stop the run file from being written is found before the first step.
+    cfg.validate_for_run_file().with_context(|| label.to_string())?;
+    crate::io::check_writable_file(out).context("--out")?;
     let steps = cfg.time.steps as u64;
     let started = std::time::Instant::now();
     tracing::info!(
@@ -59,10 +62,16 @@ pub fn run_config(cfg: &crate::pic::PicConfig, out: &Path, label: &str) -> anyho
     };
     crate::data::write_run(out, &run).with_context(|| format!("writing {}", out.display()))?;
     let secs = started.elapsed().as_secs_f64();
-    let total = &run.diagnostics["energy_total"];
-    let drift = (total[total.len() - 1] - total[0]) / total[0];
+    let drift = run.diagnostics["energy_drift"].iter().fold(0.0f64, |m, d| if d.abs() > m.abs() { *d } else { m });
+    if drift.abs() > cfg.energy_check.warn_drift {
+        tracing::warn!(
+            "pic {label}: UNSTABLE? the total energy drifted by {:.1}% (above energy_check.warn_drift = {}%): check time.dt and the test-particle weight; energy_check.max_drift makes this an error",
+            100.0 * drift,
+            100.0 * cfg.energy_check.warn_drift
+        );
+    }
     tracing::info!(
-        "pic {label}: wrote {} ({} dumps) in {secs:.1} s, {:.1} M particle-steps/s, energy drift {drift:.2e}",
+        "pic {label}: wrote {} ({} dumps) in {secs:.1} s, {:.1} M particle-steps/s, largest energy drift {drift:.2e}",
         out.display(),
         run.t.len(),
         cfg.cost() / secs / 1e6

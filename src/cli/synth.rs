@@ -20,7 +20,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         return Ok(());
     }
     for p in generate(&cfg, &args.out)? {
-        println!("{}", p.display());
+        super::print_out(&p.display().to_string())?;
     }
     Ok(())
 }

@@ -84,7 +84,7 @@ pub fn run(args: Args, _ctx: &Context) -> anyhow::Result<()> {
     crate::io::write_bytes_atomic(&json, serde_json::to_string_pretty(&summary)?.as_bytes())
         .with_context(|| format!("writing {}", json.display()))?;
     let model = output::par_perp_model(&grid, &points, &plasma, &format!("colop theory {}", env!("CARGO_PKG_VERSION")));
-    crate::operator::saved::write_model(&args.out.join("model.h5"), &model)?;
+    crate::model_file::write_model(&args.out.join("model.h5"), &model)?;
     tracing::info!(out = %args.out.display(), "wrote coefficients.csv, theory.json, model.h5");
     Ok(())
 }

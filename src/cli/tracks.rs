@@ -13,7 +13,8 @@ pub struct Args {
     /// Lags τ in 1/ω_p, whole multiples of the dump spacing; one model per lag.
     #[arg(long, num_args = 1.., required = true)]
     pub lag: Vec<f64>,
-    /// Output directory: `tau_<τ>/model.h5`, `tau_<τ>/estimates.h5` and `summary.json`.
+    /// Output directory: `tau_<τ>/model.h5`, `tau_<τ>/estimates.h5` and `summary.json`, written
+    /// all or nothing (every lag is checked before the first estimate).
     #[arg(long)]
     pub out: PathBuf,
     /// Start-dump stride in dumps (default: the lag, so one particle's samples never overlap).
@@ -31,18 +32,33 @@ pub fn run(args: Args, _ctx: &Context) -> anyhow::Result<()> {
     let track_bytes = tracks.len() * std::mem::size_of::<f64>();
     let histogram_bytes = run.f.len() * std::mem::size_of::<f64>();
     anyhow::ensure!(args.stride != Some(0), "--stride must be at least 1");
+    // Every lag is checked (a whole number of dumps, no lag twice) before any estimate.
+    let mut lag_dumps = Vec::new();
+    for (i, &tau) in args.lag.iter().enumerate() {
+        if let Some(j) = args.lag[..i].iter().position(|&t| t == tau) {
+            anyhow::bail!("--lag: τ = {tau} is given twice (values {} and {}), which would write tau_{tau} twice", j + 1, i + 1);
+        }
+        let dumps = baseline::lag_in_dumps(tau, run.dt, &path)?;
+        anyhow::ensure!(
+            dumps < tracks.shape()[0],
+            "--lag {tau}: {dumps} dump intervals, but {path} has only {} dumps ({} intervals)",
+            tracks.shape()[0],
+            tracks.shape()[0].saturating_sub(1)
+        );
+        lag_dumps.push(dumps);
+    }
+    let staged = crate::io::StagedDir::new(&args.out)?;
     let mut lags = Vec::new();
-    for &tau in &args.lag {
-        let lag_dumps = baseline::lag_in_dumps(tau, run.dt, &path)?;
+    for (&tau, &lag_dumps) in args.lag.iter().zip(&lag_dumps) {
         let est = baseline::estimate(&run, &path, lag_dumps, args.stride)?;
-        let dir = args.out.join(format!("tau_{tau}"));
+        let dir = staged.path().join(format!("tau_{tau}"));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         output::write_estimates(&dir.join("estimates.h5"), &est, args.min_count)?;
         let model = output::tensor_model(&est, args.min_count, &path);
-        crate::operator::saved::write_model(&dir.join("model.h5"), &model)?;
+        crate::model_file::write_model(&dir.join("model.h5"), &model)?;
         let populated = est.counts.iter().filter(|&&c| c >= args.min_count.max(1)).count();
         let empty = est.counts.iter().filter(|&&c| c == 0).count();
-        tracing::info!(tau, lag_dumps, samples = est.n_samples, populated, empty, "track estimate written to {}", dir.display());
+        tracing::info!(tau, lag_dumps, samples = est.n_samples, populated, empty, "track estimate for {}", staged.final_path(&dir).display());
         lags.push(serde_json::json!({
             "tau": est.tau,
             "lag_dumps": lag_dumps,
@@ -64,8 +80,9 @@ pub fn run(args: Args, _ctx: &Context) -> anyhow::Result<()> {
         "min_count": args.min_count,
         "lags": lags,
     });
-    let json = args.out.join("summary.json");
+    let json = staged.path().join("summary.json");
     crate::io::write_bytes_atomic(&json, serde_json::to_string_pretty(&summary)?.as_bytes())
-        .with_context(|| format!("writing {}", json.display()))?;
+        .with_context(|| format!("writing {}", staged.final_path(&json).display()))?;
+    staged.commit()?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use super::Context;
 use crate::config::TrainConfig;
-use crate::operator::saved::write_model;
+use crate::model_file::write_model;
 use anyhow::Context as _;
 use std::path::PathBuf;
 
@@ -73,7 +73,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         // The run is complete: a checkpoint would only invite a pointless resume.
         let _ = std::fs::remove_file(out.join("checkpoint.h5"));
         if !args.no_plots {
-            crate::cli::plot::run_dir_figures(&out)?;
+            crate::plot::sets::run_dir_figures(&out)?;
         }
         println!("model: {}", model_path.display());
         println!("best: stage {} loss {:.6e}", outcome.best_stage, outcome.best_loss);

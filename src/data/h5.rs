@@ -117,7 +117,7 @@ pub(crate) fn attr_string(path: &Path, loc: &Location, name: &str, item: &str) -
 }
 
 /// Write `run` to a new HDF5 file at `path` (not atomic: the caller renames).
-pub(crate) fn write_run_file(path: &Path, run: &RunData) -> hdf5::Result<()> {
+pub(crate) fn write_run_file(path: &Path, run: &RunData, extra: Option<super::ExtraWriter<'_>>) -> hdf5::Result<()> {
     let file = crate::io::h5_create(path)?;
     let (_, nx, ny) = run.f.dim();
     file.new_dataset_builder().with_data(run.f.view()).chunk((1, nx, ny)).create("f")?;
@@ -145,6 +145,16 @@ pub(crate) fn write_run_file(path: &Path, run: &RunData) -> hdf5::Result<()> {
         for (name, values) in &run.diagnostics {
             group.new_dataset_builder().with_data(values.view()).create(name.as_str())?;
         }
+        // The energy drift series summarised where h5ls and h5py's attrs show it at a glance.
+        if let Some(drift) = run.diagnostics.get("energy_drift").filter(|d| !d.is_empty()) {
+            let last = drift[drift.len() - 1];
+            let max = drift.iter().fold(0.0f64, |m, d| m.max(d.abs()));
+            group.new_attr::<f64>().shape(()).create("energy_drift")?.write_scalar(&last)?;
+            group.new_attr::<f64>().shape(()).create("energy_drift_max")?.write_scalar(&max)?;
+        }
+    }
+    if let Some(extra) = extra {
+        extra(&file)?;
     }
     file.flush()?;
     Ok(())

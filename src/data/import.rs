@@ -196,9 +196,8 @@ fn read_histogram(path: &Path, n_bins: (usize, usize)) -> Result<Array2<f64>, Da
     Ok(h)
 }
 
-/// Import one folder of the reference layout into `<out_dir>/<folder name>.h5` (written
-/// atomically) and return that path. Values are copied bit for bit; `/t` holds index × dt.
-pub fn import_npy_folder(folder: &Path, out_dir: &Path) -> Result<PathBuf, DataError> {
+/// The name of a folder's run file: `<folder name>.h5`.
+fn output_name(folder: &Path) -> Result<String, DataError> {
     if !folder.is_dir() {
         return Err(DataError::invalid(folder, "not a folder"));
     }
@@ -207,6 +206,38 @@ pub fn import_npy_folder(folder: &Path, out_dir: &Path) -> Result<PathBuf, DataE
         .and_then(|p| p.components().next_back().map(|c| c.as_os_str().to_string_lossy().into_owned()))
         .filter(|n| !n.is_empty() && n != "." && n != "..")
         .ok_or_else(|| DataError::invalid(folder, "cannot name the output after this folder"))?;
+    Ok(format!("{folder_name}.h5"))
+}
+
+/// Import several folders into `out_dir`, all or nothing: the run files are built in a staging
+/// directory beside `out_dir` and moved in only when every folder has imported. Two folders of
+/// the same name (which would write the same file) are refused before any work.
+pub fn import_npy_folders(folders: &[PathBuf], out_dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let mut names: Vec<(String, &PathBuf)> = Vec::new();
+    for folder in folders {
+        let name = output_name(folder)?;
+        if let Some((_, other)) = names.iter().find(|(n, _)| *n == name) {
+            return Err(DataError::invalid(
+                folder,
+                format!("both this folder and {} would be imported as {name}; rename one", other.display()),
+            ));
+        }
+        names.push((name, folder));
+    }
+    let staged = crate::io::StagedDir::new(out_dir).map_err(|e| DataError::io(out_dir, e))?;
+    let mut written = Vec::new();
+    for folder in folders {
+        let path = import_npy_folder(folder, staged.path())?;
+        written.push(staged.final_path(&path));
+    }
+    staged.commit().map_err(|e| DataError::io(out_dir, e))?;
+    Ok(written)
+}
+
+/// Import one folder of the reference layout into `<out_dir>/<folder name>.h5` (written
+/// atomically) and return that path. Values are copied bit for bit; `/t` holds index × dt.
+pub fn import_npy_folder(folder: &Path, out_dir: &Path) -> Result<PathBuf, DataError> {
+    let out_name = output_name(folder)?;
     let args_path = folder.join("args.yaml");
     let args = NpyFolderArgs::read(&args_path)?;
     let files = snapshot_files(folder, &args, &args_path)?;
@@ -232,7 +263,7 @@ pub fn import_npy_folder(folder: &Path, out_dir: &Path) -> Result<PathBuf, DataE
         tracks: None,
         diagnostics: BTreeMap::new(),
     };
-    let out = out_dir.join(format!("{folder_name}.h5"));
+    let out = out_dir.join(out_name);
     write_run(&out, &run)?;
     Ok(out)
 }

@@ -13,7 +13,8 @@
 //! | attribute `n_particles` | float scalar | particles in the run's histogram, finite and > 0 |
 //! | group `/params` | numeric scalar attributes | free-form run parameters (ppc, v_th, shape, dx_over_lambda_D, ...) |
 //! | `/tracks` (optional) | `[n_dumps, n_tracked, 2]` float | test-particle velocities at the times `/t` |
-//! | group `/diagnostics` (optional) | 1-D float datasets | energy histories and the like |
+//! | group `/diagnostics` (optional) | 1-D float datasets | energy histories and the like; PIC runs: `energy_drift` = (E−E₀)/E₀ per step, and group attributes `energy_drift` (final) and `energy_drift_max` (largest \|drift\|) |
+//! | group `/truth` (optional) | datasets | the known operator of a synthetic run (written by `colop synth`, see [`crate::synth`]) |
 //!
 //! Values of `/f` must be finite and non-negative; `T ≥ 2`; `Nx, Ny ≥ 4`; consecutive times differ
 //! by `dt` (to 1e-6 relative). Snapshot *k* has the run's own number `round(t_k / dt)`, so a run
@@ -45,7 +46,7 @@ pub mod shard;
 mod validate;
 pub mod windows;
 
-pub use import::import_npy_folder;
+pub use import::{import_npy_folder, import_npy_folders};
 pub use runfile::{check_compatible, open_runs, RunFile, RunMeta};
 pub use shard::{normalisations, open_runs_from, Run, ShardData};
 pub use windows::{Sample, Unroll};
@@ -118,8 +119,21 @@ pub fn read_run(path: &Path) -> Result<RunData, DataError> {
 /// Write a run file atomically (temporary file beside `path`, then rename). The data are
 /// validated first with the same rules as the reader, so a written file always reads back.
 pub fn write_run(path: &Path, run: &RunData) -> Result<(), DataError> {
+    write_run_impl(path, run, None)
+}
+
+/// Writes extra objects (groups, attributes) into a run file before it is closed.
+pub type ExtraWriter<'a> = &'a dyn Fn(&hdf5::File) -> hdf5::Result<()>;
+
+/// [`write_run`], with `extra` adding objects to the file in the same atomic write (synth's
+/// `/truth`).
+pub fn write_run_with(path: &Path, run: &RunData, extra: ExtraWriter<'_>) -> Result<(), DataError> {
+    write_run_impl(path, run, Some(extra))
+}
+
+fn write_run_impl(path: &Path, run: &RunData, extra: Option<ExtraWriter<'_>>) -> Result<(), DataError> {
     validate::run_data(path, run)?;
-    crate::io::write_atomic(path, |tmp| h5::write_run_file(tmp, run).map_err(std::io::Error::other))
+    crate::io::write_atomic(path, |tmp| h5::write_run_file(tmp, run, extra).map_err(std::io::Error::other))
         .map_err(|e| DataError::invalid(path, format!("cannot write run file: {e}")))
 }
 

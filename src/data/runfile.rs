@@ -202,10 +202,6 @@ impl RunFile {
     }
 }
 
-fn describe_grid(g: &VelocityGrid) -> String {
-    format!("{}×{} over {:?} {}", g.nx, g.ny, g.v_range, g.units)
-}
-
 /// All runs used together must share one grid (cells, range, units); the error names the first
 /// file that differs from the first file.
 pub fn check_compatible(files: &[RunFile]) -> Result<(), DataError> {
@@ -216,8 +212,8 @@ pub fn check_compatible(files: &[RunFile]) -> Result<(), DataError> {
                 other.path(),
                 format!(
                     "grid {} differs from {} in {}",
-                    describe_grid(&other.meta.grid),
-                    describe_grid(&first.meta.grid),
+                    other.meta.grid.describe(),
+                    first.meta.grid.describe(),
                     first.path().display()
                 ),
             ));

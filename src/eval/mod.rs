@@ -9,8 +9,11 @@
 //! are relative to the observed variance, and for means relative to the observed standard
 //! deviation (a mean near zero has no useful relative error).
 
+pub mod compare;
+pub mod model;
+
 use crate::grid::VelocityGrid;
-use crate::operator::saved::SavedModel;
+use crate::model_file::SavedModel;
 use crate::operator::{self, BuildInfo, Fields, OperatorModel};
 use crate::solver::{self, Scheme};
 use anyhow::Context as _;

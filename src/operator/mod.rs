@@ -147,12 +147,10 @@ pub trait OperatorModel: Send + Sync {
 pub mod angular;
 pub mod constraint;
 pub mod fp_model;
-pub mod import;
 pub mod kernel;
 pub mod mlp;
 pub mod nn;
 pub mod radial;
-pub mod saved;
 pub mod smoothness;
 pub mod symmetry;
 pub mod tensor;

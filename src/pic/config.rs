@@ -29,6 +29,32 @@ pub struct PicConfig {
     /// Seed of the ChaCha random stream (positions, velocities).
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// How much drift of the total energy a run may show.
+    #[serde(default)]
+    pub energy_check: EnergyCheck,
+}
+
+/// Limits on the relative drift |E(t) − E(0)|/E(0) of the total (kinetic + field) energy, the
+/// sign of an unstable run (too large a `dt`, too heavy test particles).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnergyCheck {
+    /// Above this drift the run logs a warning (it still writes its file).
+    #[serde(default = "default_warn_drift")]
+    pub warn_drift: f64,
+    /// Above this drift the run fails at once: no run file is written. Off by default.
+    #[serde(default)]
+    pub max_drift: Option<f64>,
+}
+
+impl Default for EnergyCheck {
+    fn default() -> Self {
+        Self { warn_drift: default_warn_drift(), max_drift: None }
+    }
+}
+
+fn default_warn_drift() -> f64 {
+    0.05
 }
 
 /// Periodic box of `nx × ny` square cells of side `dx` (in Debye lengths).
@@ -339,6 +365,15 @@ impl PicConfig {
         if !dist_ok {
             return Err(bad("test_particles.distribution", "parameters must be finite, widths and radii ≥ 0"));
         }
+        let ec = &self.energy_check;
+        if !(ec.warn_drift > 0.0 && ec.warn_drift.is_finite()) {
+            return Err(bad("energy_check.warn_drift", format!("must be a positive relative drift, got {}", ec.warn_drift)));
+        }
+        if let Some(m) = ec.max_drift {
+            if !(m > 0.0 && m.is_finite()) {
+                return Err(bad("energy_check.max_drift", format!("must be a positive relative drift, got {m}")));
+            }
+        }
         let vgrid = self.velocity_grid()?;
         if tp.n > 0 {
             let [x0, x1, y0, y1] = vgrid.v_range;
@@ -358,6 +393,17 @@ impl PicConfig {
                     format!("{:?} misses the test particles' initial distribution", vgrid.v_range),
                 ));
             }
+        }
+        Ok(())
+    }
+}
+
+impl PicConfig {
+    /// What a run file needs beyond [`Self::validate`] (whose configs may also drive bare
+    /// simulations): test particles, whose histograms are the file's data.
+    pub fn validate_for_run_file(&self) -> Result<(), PicError> {
+        if self.test_particles.n == 0 {
+            return Err(bad("test_particles.n", "is 0: a run file holds the test particles' histograms, so give at least 1"));
         }
         Ok(())
     }

@@ -22,6 +22,9 @@ pub enum PicError {
     /// A config value is impossible; `key` is its dotted path.
     #[error("config key `{key}`: {msg}")]
     Config { key: String, msg: String },
+    /// The total energy drifted beyond `energy_check.max_drift`: the run is unstable.
+    #[error("config key `energy_check.max_drift`: the total energy drifted by {drift:.3e} (relative) by t = {time:.1}/ω_p, above the limit {max:.3e}; the run is unstable (reduce time.dt or the test-particle weight)")]
+    EnergyDrift { drift: f64, max: f64, time: f64 },
     /// The config file could not be read or parsed.
     #[error("{origin}: {msg}")]
     Parse { origin: String, msg: String },
@@ -41,6 +44,7 @@ pub fn benchmark(cells: usize, ppc: usize, steps: usize) -> serde_json::Value {
             test_particles: Default::default(),
             histogram: Default::default(),
             seed: 1,
+            energy_check: Default::default(),
         };
         let mut sim = Simulation::new(&cfg).expect("benchmark config is valid");
         sim.step();

@@ -632,7 +632,14 @@ pub fn run(cfg: &PicConfig, progress: Progress) -> Result<RunData, PicError> {
     };
     dump(&sim, 0, &mut t);
     for n in 0..steps {
-        energies.push(sim.step());
+        let e = sim.step();
+        if let (Some(max), Some(e0)) = (cfg.energy_check.max_drift, energies.first().map(Energy::total)) {
+            let drift = relative_drift(e.total(), e0);
+            if drift.abs() > max || !drift.is_finite() {
+                return Err(PicError::EnergyDrift { drift, max, time: e.time });
+            }
+        }
+        energies.push(e);
         if (n + 1) % every == 0 {
             dump(&sim, (n + 1) / every, &mut t);
         }
@@ -644,6 +651,8 @@ pub fn run(cfg: &PicConfig, progress: Progress) -> Result<RunData, PicError> {
     diagnostics.insert("energy_kinetic".to_string(), series(&|e| e.kinetic));
     diagnostics.insert("energy_field".to_string(), series(&|e| e.field));
     diagnostics.insert("energy_total".to_string(), series(&|e| e.total()));
+    let e0 = energies.first().map_or(0.0, Energy::total);
+    diagnostics.insert("energy_drift".to_string(), series(&|e| relative_drift(e.total(), e0)));
     Ok(RunData {
         grid: vgrid,
         f,
@@ -654,6 +663,15 @@ pub fn run(cfg: &PicConfig, progress: Progress) -> Result<RunData, PicError> {
         tracks,
         diagnostics,
     })
+}
+
+/// (E − E₀)/|E₀| (0 for a run without energy).
+fn relative_drift(e: f64, e0: f64) -> f64 {
+    if e0 == 0.0 {
+        0.0
+    } else {
+        (e - e0) / e0.abs()
+    }
 }
 
 /// The `/params` of a run: every number that conditions its physics.

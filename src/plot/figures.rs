@@ -34,12 +34,20 @@ pub fn operator_maps(path: &Path, title: &str, grid: &VelocityGrid, fields: &Fie
 /// Radial profiles A_∥, D_∥, D_⊥ of several operators (label, v, A_par, D_par, D_perp).
 pub type Profile = (String, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
 
+/// Label prefix of a known (synthetic) truth: such profiles are drawn as black dashed lines over
+/// the others.
+pub const TRUTH_LABEL: &str = "truth";
+
 pub fn radial_profiles(path: &Path, title: &str, profiles: &[Profile]) -> Result<(), PlotError> {
+    let (truths, others): (Vec<&Profile>, Vec<&Profile>) = profiles.iter().partition(|p| p.0.starts_with(TRUTH_LABEL));
     let series = |pick: fn(&Profile) -> &Vec<f64>| -> Vec<Series> {
-        profiles.iter().enumerate().map(|(i, p)| {
+        let mut s: Vec<Series> = others.iter().enumerate().map(|(i, p)| {
             let s = Series::new(p.0.clone(), p.1.clone(), pick(p).clone());
             if i == 0 { s.markers() } else if i % 2 == 1 { s.dashed() } else { s }
-        }).collect()
+        }).collect();
+        let greys = [(0, 0, 0), (110, 110, 110), (170, 170, 170)];
+        s.extend(truths.iter().enumerate().map(|(i, p)| Series::new(p.0.clone(), p.1.clone(), pick(p).clone()).dashed().color(greys[i % greys.len()])));
+        s
     };
     let (a, dp, dq) = (series(|p| &p.2), series(|p| &p.3), series(|p| &p.4));
     let plots = [

@@ -19,6 +19,7 @@ mod colormap;
 mod heatmap;
 mod lines;
 pub mod figures;
+pub mod sets;
 
 pub use colormap::Scale;
 pub use heatmap::{heatmaps, Layout, Panel};

@@ -3,7 +3,7 @@
 use super::{Plasma, RadialPoint};
 use crate::grid::VelocityGrid;
 use crate::operator::angular::{to_cartesian, Polar};
-use crate::operator::saved::SavedModel;
+use crate::model_file::SavedModel;
 use crate::operator::spec::ModelKind;
 use crate::operator::{fp, Fields, ModelSpec};
 use crate::solver::SolverSpec;

@@ -51,10 +51,10 @@ pub struct Outcome {
 impl Outcome {
     /// The best model as written to `model.h5`: fields at the reference context (conditioners
     /// at the middle of their training range, t = 0), raw θ, exports and provenance.
-    pub fn saved_model(&self, cfg: &TrainConfig) -> crate::operator::saved::SavedModel {
+    pub fn saved_model(&self, cfg: &TrainConfig) -> crate::model_file::SavedModel {
         let model = self.model.as_ref();
         let cond = vec![0.0; self.cond_ranges.len()];
-        crate::operator::saved::SavedModel {
+        crate::model_file::SavedModel {
             spec: cfg.model.clone(),
             solver: cfg.solver.clone(),
             grid: model.grid().clone(),

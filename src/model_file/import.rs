@@ -5,9 +5,9 @@
 //! per unit time (1/ω_p). The model keeps physical units and the reference solver settings
 //! (central scheme, guard boundary, clamp).
 
-use super::saved::SavedModel;
-use super::spec::{ModelKind, ModelSpec};
-use super::{fp, Fields};
+use super::SavedModel;
+use crate::operator::spec::{ModelKind, ModelSpec};
+use crate::operator::{fp, Fields};
 use crate::grid::VelocityGrid;
 use crate::solver::SolverSpec;
 use anyhow::Context as _;

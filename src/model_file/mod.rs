@@ -1,19 +1,23 @@
-//! `model.h5`: a trained, imported or estimated operator on disk, readable with h5py.
+//! `model.h5`: a trained, imported or estimated operator on disk, readable with h5py. It sits
+//! above both `operator` and `solver`, since a model file records the operator's spec together
+//! with the solver settings it was trained with.
 //!
 //! Layout: datasets `A` [2,Nx,Ny] (v_th·ω_p) and `D` [3,Nx,Ny] (v_th²·ω_p, order xx, yy, xy) at
 //! the model's reference context (kernel models: `K` [2k²,Nx,Ny] instead), `theta` (raw
 //! parameters), attributes `kind`, `spec` (the model spec as YAML), `solver` (solver spec as YAML),
 //! `v_range`, `units`, `nx`, `ny`, `t_span`; extra datasets from
-//! [`super::OperatorModel::exports`] (e.g. `v_radial`, `A_par`, `D_par`, `D_perp`) under
+//! [`crate::operator::OperatorModel::exports`] (e.g. `v_radial`, `A_par`, `D_par`, `D_perp`) under
 //! `/exports`; group `/conditioning` with one attribute `[min, max]` per conditioner (in the order
 //! of the attribute `names`); free-form string attributes under `/notes`.
 
-use super::{fp, Fields, ModelSpec};
+use crate::operator::{fp, Fields, ModelSpec};
 use crate::grid::VelocityGrid;
 use crate::solver::SolverSpec;
 use hdf5::types::VarLenUnicode;
 use ndarray::{s, Array1, ArrayD};
 use std::path::Path;
+
+pub mod import;
 
 /// Everything needed to rebuild and roll out a model.
 #[derive(Clone, Debug)]
@@ -111,6 +115,9 @@ pub fn write_model(path: &Path, model: &SavedModel) -> Result<(), SavedModelErro
 
 fn read_inner(path: &Path) -> Result<SavedModel, String> {
     let file = crate::io::h5_open(path).map_err(|e| format!("not a readable HDF5 file ({e})"))?;
+    if !file.attr_names().unwrap_or_default().iter().any(|n| n == "spec") && file.link_exists("f") && file.link_exists("t") {
+        return Err("this is a run file (histograms /f, /t), not a model: give a model.h5 or a training run directory".into());
+    }
     let attr = |n: &str| read_str_attr(&file, n).map_err(|e| format!("attribute `{n}`: {e}"));
     let spec: ModelSpec = serde_yaml::from_str(&attr("spec")?).map_err(|e| format!("attribute `spec`: {e}"))?;
     let solver: SolverSpec = serde_yaml::from_str(&attr("solver")?).map_err(|e| format!("attribute `solver`: {e}"))?;
