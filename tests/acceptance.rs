@@ -10,7 +10,7 @@
 //!   error than the Kramers–Moyal estimates from the same run's particle tracks at every lag.
 
 use colop::eval::{evaluate_run, Rollable};
-use colop::operator::saved::{read_model, SavedModel};
+use colop::model_file::{read_model, SavedModel};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Instant;
