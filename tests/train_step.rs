@@ -1,0 +1,118 @@
+//! The per-stage gradient step: no heap allocation per sample in a steady-state epoch, the
+//! reduction blocks depend on the batch only, and evaluation rolls a time-dependent
+//! `substeps: auto` model out with exactly the discretisation training used.
+
+use colop::config::TrainConfig;
+use colop::dist::SingleProcess;
+use colop::train::problem::{reduction_blocks, Batch};
+use colop::train::setup::Setup;
+use std::path::Path;
+use std::process::Command;
+
+#[global_allocator]
+static ALLOC: colop::alloc::Counting<std::alloc::System> = colop::alloc::Counting(std::alloc::System);
+
+fn synth(dir: &Path, snapshots: usize) {
+    let yaml = format!(
+        "grid: {{ n: 15, v_max: 4.0 }}
+operator: {{ kind: radial, d_par: \"0.05*(1+v^2/4)^(-1.5)\", d_perp: \"0.05*(1+v^2/4)^(-0.5)\", a_par: stationary }}
+time_factor: \"1 + t/20\"
+snapshots: {snapshots}
+dt: 1.0
+substeps: 20
+runs:
+  - {{ name: blob, initial: [ {{ kind: normal, centre: [-1.0, 0.5], sigma: 0.6 }} ] }}
+"
+    );
+    std::fs::write(dir.join("synth.yaml"), yaml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_colop"))
+        .args(["synth", dir.join("synth.yaml").to_str().unwrap(), "--out", dir.join("data").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn config(dir: &Path, model: &str, stage: &str, solver: &str) -> TrainConfig {
+    let p = dir.join(format!("train-{}.yaml", model.len() + stage.len()));
+    std::fs::write(&p, format!("data: {{ train: [data/blob.h5], i_start: 2 }}\nmodel: {model}\nsolver: {solver}\ntrain: {{ seed: 5, stages: [{stage}] }}\n")).unwrap();
+    TrainConfig::load(&p).unwrap()
+}
+
+/// Allocations per epoch after warm-up, and the number of training windows.
+fn allocations_per_epoch(cfg: &TrainConfig) -> (f64, usize) {
+    let setup = Setup::new(cfg).unwrap();
+    let mut problem = setup.stage(cfg, 0, &SingleProcess).unwrap();
+    let mut theta = setup.model.init_params(1);
+    let mut adam = colop::train::adam::Adam::new(theta.len());
+    let mut epoch = |problem: &mut colop::train::problem::StageProblem, theta: &mut Vec<f64>| {
+        problem.step(theta, Batch::Full, false, &SingleProcess).unwrap();
+        adam.update(theta, problem.d_theta(), 1e-3);
+    };
+    for _ in 0..3 {
+        epoch(&mut problem, &mut theta);
+    }
+    let n = 20;
+    let before = colop::alloc::allocations();
+    for _ in 0..n {
+        epoch(&mut problem, &mut theta);
+    }
+    ((colop::alloc::allocations() - before) as f64 / n as f64, problem.train.len())
+}
+
+#[test]
+fn a_steady_state_epoch_allocates_nothing_per_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    synth(dir.path(), 60);
+    for model in ["{ kind: par-perp }", "{ kind: tensor }", "{ kind: par-perp-time, n_t: 3 }"] {
+        let few = config(dir.path(), model, "{ unroll: 45, epochs: 1 }", "{ substeps: 1 }");
+        let many = config(dir.path(), model, "{ unroll: 2, epochs: 1 }", "{ substeps: 1 }");
+        let (a_few, n_few) = allocations_per_epoch(&few);
+        let (a_many, n_many) = allocations_per_epoch(&many);
+        assert!(n_many > 4 * n_few, "{n_few} vs {n_many} windows");
+        // A handful per epoch at most, and not growing with the number of samples.
+        assert!(a_few <= 8.0 && a_many <= 8.0, "{model}: {a_few} allocations/epoch for {n_few} windows, {a_many} for {n_many}");
+        assert!(a_many <= a_few + 2.0, "{model}: allocations grow with samples: {a_few} → {a_many}");
+    }
+}
+
+#[test]
+fn reduction_blocks_depend_on_the_batch_only_and_split_evenly() {
+    use colop::data::Sample;
+    let samples: Vec<Sample> = (0..90).map(|i| Sample { run: 0, start: i, intervals: 1 }).collect();
+    for theta_level in [true, false] {
+        let b = reduction_blocks(&samples, theta_level);
+        assert_eq!((b[0], *b.last().unwrap()), (0, 90));
+        let sizes: Vec<usize> = b.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1, "{sizes:?}");
+        // An even count of blocks, so two workers share them evenly.
+        assert!(sizes.len() >= 2 && sizes.len() % 2 == 0, "{sizes:?}");
+    }
+    // Long windows: one block per sample.
+    let long: Vec<Sample> = (0..8).map(|i| Sample { run: 0, start: i, intervals: 95 }).collect();
+    assert_eq!(reduction_blocks(&long, true).len(), 9);
+}
+
+#[test]
+fn evaluation_uses_the_training_discretisation_of_a_time_dependent_model() {
+    let dir = tempfile::tempdir().unwrap();
+    synth(dir.path(), 14);
+    let cfg = config(
+        dir.path(),
+        "{ kind: par-perp-time, n_t: 3 }",
+        "{ unroll: all, epochs: 4, lr: 1.0e-2 }",
+        "{ scheme: conservative, clamp_nonnegative: false, substeps: auto }",
+    );
+    let run_dir = dir.path().join("run");
+    let outcome = colop::train::train(&cfg, &run_dir, None, None, &SingleProcess).unwrap();
+    let saved = outcome.saved_model(&cfg);
+    let op = colop::eval::Rollable::new(&saved, Vec::new()).unwrap();
+    let ev = colop::eval::evaluate_run(&op, &dir.path().join("data/blob.h5"), 2, 2).unwrap();
+    // Training's loss of its one whole-run window (MAE over cells and snapshots) is the mean
+    // per-cell l1 of the evaluation: the same rollout, step for step.
+    let rel = (ev.mean_l1 - outcome.best_loss).abs() / outcome.best_loss;
+    assert!(rel < 1e-12, "eval mean l1 {} vs training loss {} (rel {rel:e})", ev.mean_l1, outcome.best_loss);
+    let metrics = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+    assert!(ev.substeps > 1, "auto substeps should exceed 1 here");
+    assert_eq!(Some(ev.substeps as u64), last["substeps"].as_u64());
+}
