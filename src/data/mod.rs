@@ -40,6 +40,9 @@ use std::path::Path;
 
 mod h5;
 pub mod import;
+pub mod openpmd;
+pub mod osiris;
+pub mod particles;
 mod runfile;
 pub mod shard;
 mod validate;
