@@ -238,7 +238,7 @@ impl Series {
     /// The dumps of one species: velocity components `components` (indices into x, y, z),
     /// times scaled by `omega_p` (rad/s).
     pub fn species(&self, name: &str, components: [usize; 2], omega_p: f64) -> Result<Species<'_>, DataError> {
-        let s = Species { series: self, name: name.to_string(), components, omega_p };
+        let s = Species { series: self, name: name.to_string(), components, omega_p, warned_mass: Default::default() };
         if let Some(k) = (0..self.iterations.len()).next() {
             // Check the layout on the first dump, so errors come before any work.
             let (file, it) = s.open_iteration(k)?;
@@ -379,6 +379,7 @@ pub struct Species<'a> {
     name: String,
     components: [usize; 2],
     omega_p: f64,
+    warned_mass: std::sync::atomic::AtomicBool,
 }
 
 fn list(names: Vec<String>) -> String {
@@ -467,8 +468,10 @@ impl Species<'_> {
                 Values::Const(_) => (*sp.group("mass").map_err(|e| DataError::item(path, &mitem, e.to_string()))?).clone(),
             };
             let mdim = unit_dimension(path, &mloc, &mitem)?;
-            if !same_dim(&mdim, &MASS_DIM) {
-                return Err(DataError::item(path, &mitem, format!("unitDimension {mdim:?} is not a mass {MASS_DIM:?}")));
+            // fbpic (0.27) labels its mass record [1,0,0,0,0,0,0] (a length); unitSI still gives
+            // kg, so a wrong label is reported, not refused.
+            if !same_dim(&mdim, &MASS_DIM) && !self.warned_mass.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!("{}: {mitem}: unitDimension {mdim:?} is not a mass {MASS_DIM:?}; taking value × unitSI as kg", path.display());
             }
             let mass_w = Weighting::read(path, &mloc, &mitem)?;
             Kind::Momentum { mass, mass_w }
