@@ -40,6 +40,7 @@ use std::path::Path;
 
 mod h5;
 pub mod import;
+pub mod import_bench;
 pub mod openpmd;
 pub mod osiris;
 pub mod particles;
