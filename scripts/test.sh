@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every colop test: unit and integration tests (optimised build, small grids) including the
-# MPI tests under mpirun, the openPMD-api import test, then the Slurm job-script tests on a local single-node cluster (as root,
-# as CI runs). Installs missing system packages first.
+# MPI tests under mpirun, the openPMD-api import test, then the Slurm job-script tests on a local
+# single-node cluster (as root, as CI runs). Installs missing system packages first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
