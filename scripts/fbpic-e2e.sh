@@ -2,11 +2,11 @@
 # A real external PIC run end to end (not in CI): install fbpic (CPU, with pyfftw and numba) in a
 # venv cached under target/, run a small warm plasma with a drifting test species periodic in z
 # (scripts/fbpic/warm_plasma.py), import the test species with `colop import openpmd`, train on it
-# (configs/fbpic.yaml) and evaluate. STEPS and PERIOD override the run length (defaults 600, 20).
+# (configs/fbpic.yaml) and evaluate. STEPS and PERIOD override the run length (defaults 300, 10: 30 dumps over 15/ω_p).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STEPS="${STEPS:-600}"
-PERIOD="${PERIOD:-20}"
+STEPS="${STEPS:-300}"
+PERIOD="${PERIOD:-10}"
 VENV="${CARGO_TARGET_DIR:-target}/fbpic-venv"
 OUT=runs/fbpic-e2e
 start=$(date +%s)

@@ -308,8 +308,12 @@ impl Component {
                 let a = ds
                     .read_slice_1d::<f64, _>(start..start + n)
                     .map_err(|e| DataError::item(path, &self.item, format!("cannot read particles {start}..{} ({e})", start + n)))?;
+                *buf = a.into_raw_vec_and_offset().0;
                 let u = self.unit_si;
-                buf.extend(a.iter().map(|x| x * u));
+                if u != 1.0 {
+                    // x · 1 = x exactly, so skipping is exact.
+                    buf.iter_mut().for_each(|x| *x *= u);
+                }
             }
         }
         Ok(())
@@ -334,15 +338,15 @@ impl Weighting {
         Ok(Self { macro_weighted, power })
     }
 
-    /// Per-particle values from macroparticle values.
-    fn apply(&self, values: &mut [f64], w: &[f64]) {
+    /// The per-particle value of a macroparticle value `v` of weight `w`.
+    #[inline(always)]
+    fn one(&self, v: f64, w: f64) -> f64 {
         if !self.macro_weighted || self.power == 0.0 {
-            return;
-        }
-        if self.power == 1.0 {
-            values.iter_mut().zip(w).for_each(|(v, w)| *v /= w);
+            v
+        } else if self.power == 1.0 {
+            v / w
         } else {
-            values.iter_mut().zip(w).for_each(|(v, w)| *v /= w.powf(self.power));
+            v / w.powf(self.power)
         }
     }
 }
@@ -518,6 +522,8 @@ impl Species<'_> {
 #[derive(Default)]
 struct Buffers {
     u: [Vec<f64>; 3],
+    bx: Vec<f64>,
+    by: Vec<f64>,
     w: Vec<f64>,
     m: Vec<f64>,
     ids: Vec<u64>,
@@ -566,47 +572,42 @@ impl DumpSource for Species<'_> {
             return Err(DataError::item(path, &self.name, format!("no id record at iteration {}: cannot track particles", self.series.iterations[k].number)));
         }
         let mut b = Buffers::default();
+        let [cx, cy] = self.components;
+        let present: [bool; 3] = std::array::from_fn(|a| r.comps.iter().any(|(c, _)| *c == a));
         let mut start = 0;
         while start < r.n {
             let n = CHUNK.min(r.n - start);
             r.weighting.read(path, start, n, &mut b.w)?;
             for (a, c) in &r.comps {
                 c.read(path, start, n, &mut b.u[*a])?;
-                r.comp_w.apply(&mut b.u[*a], &b.w);
             }
-            for (a, u) in b.u.iter_mut().enumerate() {
-                if !r.comps.iter().any(|(c, _)| *c == a) {
-                    u.clear();
-                }
+            for a in (0..3).filter(|&a| !present[a]) {
+                // A missing component adds exactly nothing to γ.
+                b.u[a].clear();
+                b.u[a].resize(n, 0.0);
             }
+            b.bx.resize(n, 0.0);
+            b.by.resize(n, 0.0);
+            let [ux, uy, uz] = &b.u;
+            let (w, cw) = (&b.w[..n], r.comp_w);
             match &r.kind {
                 Kind::Momentum { mass, mass_w } => {
                     mass.read(path, start, n, &mut b.m)?;
-                    mass_w.apply(&mut b.m, &b.w);
-                    b.m.iter_mut().for_each(|m| *m *= C);
-                    // u = p / (m c), then β = u / γ.
-                    for (_, u) in b.u.iter_mut().enumerate().filter(|(_, u)| !u.is_empty()) {
-                        u.iter_mut().zip(&b.m).for_each(|(p, mc)| *p /= mc);
-                    }
-                    let [ux, uy, uz] = &mut b.u;
+                    let m = &b.m[..n];
+                    // One pass per particle: per-particle values, u = p / (m c), β = u / γ.
                     for i in 0..n {
-                        let mut g2 = 1.0;
-                        for u in [&*ux, &*uy, &*uz] {
-                            if !u.is_empty() {
-                                g2 += u[i] * u[i];
-                            }
-                        }
-                        let g = g2.sqrt();
-                        for u in [&mut *ux, &mut *uy, &mut *uz] {
-                            if !u.is_empty() {
-                                u[i] /= g;
-                            }
-                        }
+                        let mc = mass_w.one(m[i], w[i]) * C;
+                        let u = [cw.one(ux[i], w[i]) / mc, cw.one(uy[i], w[i]) / mc, cw.one(uz[i], w[i]) / mc];
+                        let g = (((1.0 + u[0] * u[0]) + u[1] * u[1]) + u[2] * u[2]).sqrt();
+                        b.bx[i] = u[cx] / g;
+                        b.by[i] = u[cy] / g;
                     }
                 }
                 Kind::Velocity => {
-                    for u in b.u.iter_mut() {
-                        u.iter_mut().for_each(|v| *v /= C);
+                    let u = [ux, uy, uz];
+                    for i in 0..n {
+                        b.bx[i] = cw.one(u[cx][i], w[i]) / C;
+                        b.by[i] = cw.one(u[cy][i], w[i]) / C;
                     }
                 }
             }
@@ -628,8 +629,7 @@ impl DumpSource for Species<'_> {
             } else {
                 None
             };
-            let [cx, cy] = self.components;
-            sink(Chunk { v: [&b.u[cx], &b.u[cy]], w: &b.w, ids })?;
+            sink(Chunk { v: [&b.bx, &b.by], w: &b.w, ids })?;
             start += n;
         }
         Ok(())
