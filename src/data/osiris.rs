@@ -196,6 +196,7 @@ impl DumpSource for RawDumps {
             None
         };
         let (mut u, mut w, mut ids) = ([Vec::new(), Vec::new(), Vec::new()], Vec::new(), Vec::new());
+        let (mut bx, mut by) = (Vec::new(), Vec::new());
         let mut start = 0;
         while start < n {
             let m = CHUNK.min(n - start);
@@ -205,12 +206,14 @@ impl DumpSource for RawDumps {
             }
             w.clear();
             w.extend(q.read_slice_1d::<f64, _>(start..start + m).map_err(|e| err("q", e))?.iter().map(|q| q.abs()));
-            let [p1, p2, p3] = &mut u;
+            let [a, b] = self.components;
+            bx.resize(m, 0.0);
+            by.resize(m, 0.0);
+            let [p1, p2, p3] = &u;
             for i in 0..m {
                 let g = (((1.0 + p1[i] * p1[i]) + p2[i] * p2[i]) + p3[i] * p3[i]).sqrt();
-                p1[i] /= g;
-                p2[i] /= g;
-                p3[i] /= g;
+                bx[i] = u[a][i] / g;
+                by[i] = u[b][i] / g;
             }
             let id_slice = match &tag {
                 Some(ds) => {
@@ -221,8 +224,7 @@ impl DumpSource for RawDumps {
                 }
                 None => None,
             };
-            let [a, b] = self.components;
-            sink(Chunk { v: [&u[a], &u[b]], w: &w, ids: id_slice })?;
+            sink(Chunk { v: [&bx, &by], w: &w, ids: id_slice })?;
             start += m;
         }
         Ok(())

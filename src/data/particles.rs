@@ -52,6 +52,10 @@ pub type Sink<'s> = dyn FnMut(Chunk<'_>) -> Result<(), DataError> + 's;
 pub trait DumpSource: Sync {
     /// Number of dumps.
     fn len(&self) -> usize;
+    /// Whether there are no dumps.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// How messages name dump `k` (file and iteration).
     fn describe(&self, k: usize) -> String;
     /// Time of dump `k`, 1/ω_p.
@@ -374,7 +378,7 @@ fn times(src: &dyn DumpSource) -> Result<(Vec<f64>, f64), DataError> {
         return Err(DataError::Invalid { path: "import".into(), msg: format!("{what}; at least 2 are needed") });
     }
     for k in 1..n {
-        if !(t[k] > t[k - 1]) {
+        if t[k].partial_cmp(&t[k - 1]) != Some(std::cmp::Ordering::Greater) {
             return Err(DataError::Invalid {
                 path: src.describe(k),
                 msg: format!("time {} 1/ω_p is not after the previous dump's {}", t[k], t[k - 1]),
@@ -435,8 +439,8 @@ pub fn import(src: &dyn DumpSource, settings: &Settings, out: &Path, what: &str)
         .fold((0, 0.0), |a, b| if b.1 > a.1 { b } else { a });
     if worst.1 > 0.0 {
         tracing::warn!(
-            "up to {:.3}% of the weight lies outside the velocity grid ({}); widen --v-range to keep it",
-            100.0 * worst.1,
+            "up to {:.3e} of the weight lies outside the velocity grid ({}); widen --v-range to keep it",
+            worst.1,
             src.describe(worst.0)
         );
     }
@@ -451,7 +455,7 @@ pub fn import(src: &dyn DumpSource, settings: &Settings, out: &Path, what: &str)
         a
     });
     let n_particles = super::particle_count(f.index_axis(ndarray::Axis(0), 0));
-    if !(n_particles > 0.0) {
+    if n_particles.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
         return Err(DataError::Invalid { path: src.describe(0), msg: "no weight on the velocity grid in the first dump (Σ counts = 0); check --v-range and --v-th".into() });
     }
     let run = RunData {

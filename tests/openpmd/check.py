@@ -189,6 +189,39 @@ check(r.returncode == 0, "group-based, macro-weighted import succeeds (mass cons
 if r.returncode == 0:
     check_run(out, truth_gb, gb_its, True, "group-based")
 
+# A velocity record (no momentum) in m/s, stored as β with unitSI = c.
+vel = os.path.join(WORK, "vel.h5")
+rng = np.random.default_rng(5)
+s = io.Series(vel, io.Access.create)
+s.iteration_encoding = io.Iteration_Encoding.group_based
+truth_vel = {}
+for n in [0, 1, 2]:
+    it = s.iterations[n]
+    it.time, it.dt, it.time_unit_SI = n * 0.05, 0.05, TIME_UNIT
+    sp = it.particles["electrons"]
+    b = np.ascontiguousarray(rng.uniform(-0.6, 0.6, (3, 5000)))
+    w = rng.uniform(0.5, 2.0, 5000)
+    for a, ax in enumerate("xyz"):
+        rc = sp["velocity"][ax]
+        rc.reset_dataset(io.Dataset(b[a].dtype, b[a].shape))
+        rc.store_chunk(np.ascontiguousarray(b[a]))
+        rc.unit_SI = C
+    sp["velocity"].unit_dimension = {io.Unit_Dimension.L: 1, io.Unit_Dimension.T: -1}
+    wr = sp["weighting"][io.Record_Component.SCALAR]
+    wr.reset_dataset(io.Dataset(w.dtype, w.shape))
+    wr.store_chunk(w)
+    truth_vel[n] = (b, w)
+    s.flush()
+    it.close()
+s.close()
+out = os.path.join(WORK, "vel_run.h5")
+r = colop("import", "openpmd", vel, "--out", out, *common[:-4])
+check(r.returncode == 0, "velocity-record import succeeds")
+if r.returncode == 0:
+    with h5py.File(out, "r") as h:
+        want = np.array([histogram((b[0] * C) / C, (b[1] * C) / C, w) for b, w in truth_vel.values()])
+        check(np.array_equal(h["f"][...], want), "velocity record: histograms of (v·unitSI)/c equal numpy's bit for bit")
+
 # v_th measured on the background species.
 out = os.path.join(WORK, "vth.h5")
 args = [a for a in common]
