@@ -266,7 +266,7 @@ fn openpmd(args: OpenpmdArgs) -> anyhow::Result<()> {
         bail!("--omega-p {omega_p} must be finite and > 0");
     }
     let mut series = crate::data::openpmd::Series::open(&args.series)?;
-    series.retain(|i| range.contains(i));
+    series.retain(|i| range.contains(i)).map_err(|m| anyhow::anyhow!("{}: {m}", args.series.display()))?;
     for (k, v) in &series.string_attributes {
         tracing::info!("series {k}: {v}");
     }

@@ -36,6 +36,16 @@ const VELOCITY_DIM: [f64; 7] = [1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0];
 const MASS_DIM: [f64; 7] = [0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0];
 const AXES: [&str; 3] = ["x", "y", "z"];
 
+/// `n iterations a, b, …, z` for messages.
+pub(crate) fn describe_numbers(all: &[u64]) -> String {
+    match all {
+        [] => "no iterations".into(),
+        [a] => format!("1 iteration ({a})"),
+        [a, b] => format!("2 iterations ({a}, {b})"),
+        [a, .., z] => format!("{} iterations ({a} … {z})", all.len()),
+    }
+}
+
 /// One iteration of a series: where it lives.
 #[derive(Clone, Debug)]
 struct IterationLoc {
@@ -120,16 +130,21 @@ impl Series {
             return Self::file_based(path, files);
         }
         if path.is_dir() {
-            let mut h5s: Vec<PathBuf> = Vec::new();
+            let (mut h5s, mut others): (Vec<PathBuf>, Vec<PathBuf>) = (Vec::new(), Vec::new());
             for entry in std::fs::read_dir(path).map_err(|e| DataError::io(path, e))? {
                 let p = entry.map_err(|e| DataError::io(path, e))?.path();
-                refuse_backend(&p)?;
                 if p.extension().is_some_and(|e| e == "h5") {
                     h5s.push(p);
+                } else {
+                    others.push(p);
                 }
             }
             h5s.sort();
             let Some(first) = h5s.first() else {
+                others.sort();
+                for p in &others {
+                    refuse_backend(p)?;
+                }
                 return Err(DataError::invalid(path, "no .h5 files in this folder"));
             };
             let file = h5::open(first)?;
@@ -230,9 +245,14 @@ impl Series {
         self.iterations.iter().map(|i| i.number).collect()
     }
 
-    /// Keep the iterations `keep` says yes to.
-    pub fn retain(&mut self, keep: impl Fn(u64) -> bool) {
+    /// Keep the iterations `keep` says yes to; none left is an error naming those there are.
+    pub fn retain(&mut self, keep: impl Fn(u64) -> bool) -> Result<(), String> {
+        let all = self.iteration_numbers();
         self.iterations.retain(|i| keep(i.number));
+        if self.iterations.is_empty() {
+            return Err(format!("no iteration selected by --iterations; the series has {}", describe_numbers(&all)));
+        }
+        Ok(())
     }
 
     /// The dumps of one species: velocity components `components` (indices into x, y, z),

@@ -124,7 +124,11 @@ impl RawDumps {
         if files.is_empty() {
             return Err(DataError::invalid(&folder, format!("no {prefix}NNNNNN.h5 files")));
         }
+        let all: Vec<u64> = files.iter().map(|(n, _)| *n).collect();
         files.retain(|(n, _)| keep(*n));
+        if files.is_empty() {
+            return Err(DataError::invalid(&folder, format!("no dump selected by --iterations; there are {}", super::openpmd::describe_numbers(&all))));
+        }
         let dumps = Self { files, components };
         if let Some((_, first)) = dumps.files.first() {
             let file = h5::open(first)?;

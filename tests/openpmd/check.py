@@ -247,6 +247,9 @@ def fails(args, text, what):
 
 base = ["--v-th", "0.2", "--omega-p", "1e14", "--out", os.path.join(WORK, "bad.h5")]
 fails(["import", "openpmd", gb, "--species", "ions", *base], "species present: bg, electrons", "missing species")
+fails(["import", "openpmd", gb, "--species", "electrons", "--iterations", "100:", *base],
+      "no iteration selected by --iterations; the series has 3 iterations (5 … 25)", "empty iteration selection")
+fails(["import", "openpmd", gb, "--species", "electrons", "--iterations", "15", *base], "at least 2 are needed", "one iteration")
 fails(["import", "openpmd", os.path.join(WORK, "series.bp"), "--species", "electrons", *base], "ADIOS2", "ADIOS2 refused")
 fails(["import", "openpmd", gb, "--species", "electrons", "--components", "ux,uy,uz", *base],
       "3-D velocity histograms are not supported yet", "third component refused")
