@@ -374,8 +374,9 @@ fn times(src: &dyn DumpSource) -> Result<(Vec<f64>, f64), DataError> {
     let n = src.len();
     let t = (0..n).map(|k| src.time(k)).collect::<Result<Vec<_>, _>>()?;
     if n < 2 {
-        let what = if n == 0 { "no dumps".to_string() } else { format!("only one dump ({})", src.describe(0)) };
-        return Err(DataError::Invalid { path: "import".into(), msg: format!("{what}; at least 2 are needed") });
+        let path = if n == 0 { "import".to_string() } else { src.describe(0) };
+        let what = if n == 0 { "no dumps" } else { "the only dump selected" };
+        return Err(DataError::Invalid { path, msg: format!("{what}; at least 2 are needed") });
     }
     for k in 1..n {
         if t[k].partial_cmp(&t[k - 1]) != Some(std::cmp::Ordering::Greater) {

@@ -243,8 +243,9 @@ if r.returncode == 0:
 # Errors: one line, naming what is wrong and what the file has.
 def fails(args, text, what):
     r = colop(*args, expect_ok=False)
-    msg = r.stderr.strip()
-    check(r.returncode != 0 and text in msg and len(msg.splitlines()) == 1, f"{what}: {msg[-160:]!r}")
+    errors = [l for l in r.stderr.splitlines() if "error" in l]   # warnings may precede it
+    msg = errors[-1] if errors else r.stderr.strip()
+    check(r.returncode != 0 and text in msg and len(errors) == 1, f"{what}: {msg[-160:]!r}")
 
 
 base = ["--v-th", "0.2", "--omega-p", "1e14", "--out", os.path.join(WORK, "bad.h5")]
