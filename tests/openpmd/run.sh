@@ -10,7 +10,11 @@ COLOP="${COLOP:-${CARGO_TARGET_DIR:-target}/ci/colop}"
 VENV="${CARGO_TARGET_DIR:-target}/openpmd-venv"
 if ! "$VENV/bin/python" -c "import openpmd_api, numpy, h5py" 2>/dev/null; then
   rm -rf "$VENV"
-  if ! { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q --disable-pip-version-check openpmd-api numpy h5py; }; then
+  if ! python3 -m venv "$VENV"; then
+    echo "openpmd tests: FAILED to create a Python venv (install python3-venv; scripts/setup.sh does)" >&2
+    exit 1
+  fi
+  if ! "$VENV/bin/pip" install -q --disable-pip-version-check openpmd-api numpy h5py; then
     echo "openpmd tests: SKIPPED (cannot install openpmd-api, numpy, h5py from the Python package registry)"
     rm -rf "$VENV"
     exit 0
