@@ -4,7 +4,7 @@
 set -euo pipefail
 
 need=()
-for p in pkg-config libhdf5-dev libclang-dev libopenmpi-dev openmpi-bin fonts-dejavu-core; do
+for p in pkg-config libhdf5-dev libclang-dev libopenmpi-dev openmpi-bin fonts-dejavu-core python3-venv; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every colop test: unit and integration tests (optimised build, small grids) including the
-# MPI tests under mpirun, then the Slurm job-script tests on a local single-node cluster (as root,
-# as CI runs). Installs missing system packages first.
+# MPI tests under mpirun, the openPMD-api import test, then the Slurm job-script tests on a local
+# single-node cluster (as root, as CI runs). Installs missing system packages first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -12,6 +12,9 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 # test binaries build in minutes. Every test binary runs, even after a failure in another.
 cargo build --profile ci --bins --examples
 cargo test --profile ci --all-targets --no-fail-fast -- --test-threads=2
+# openPMD import against series written by the official openPMD-api (Python venv cached in
+# target/; skipped with a message if the Python package registry is unreachable).
+COLOP="$(realpath "${CARGO_TARGET_DIR:-target}/ci/colop")" bash tests/openpmd/run.sh
 
 if [ "$(id -u)" -eq 0 ]; then
   COLOP="$(realpath "${CARGO_TARGET_DIR:-target}/ci/colop")" bash tests/slurm/run.sh

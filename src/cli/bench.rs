@@ -36,6 +36,9 @@ pub enum What {
     Memory,
     /// Exact reduction cost and allreduce time.
     Reduction,
+    /// PIC importers (openPMD HDF5, OSIRIS RAW): particles/s on 4 synthetic dumps of 2²² particles
+    /// (about 0.8 GB of temporary files). Not part of `all`.
+    Import,
     All,
 }
 
@@ -110,6 +113,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             }
         }
         out.insert("epoch".into(), serde_json::Value::Array(v));
+    }
+    if args.what == What::Import {
+        out.insert("import".into(), crate::data::import_bench::import_benchmark(4, 1 << 22, args.reps)?);
     }
     let _ = ctx;
     let json = serde_json::to_string_pretty(&serde_json::Value::Object(out))?;

@@ -41,6 +41,10 @@ use std::path::Path;
 
 mod h5;
 pub mod import;
+pub mod import_bench;
+pub mod openpmd;
+pub mod osiris;
+pub mod particles;
 mod runfile;
 pub mod shard;
 mod validate;
