@@ -21,7 +21,7 @@
 //! threads gives the same bits. The block count trades parallelism against the per-block cost
 //! of `prepare_vjp` plus the transpose (θ-level) or the exact addition (field-level): it is the
 //! largest "round" count (1, 2, 4, 6, 8, 12, 16, 24, …, so that 2, 3 or 4 workers share them
-//! evenly) whose per-block costs stay under [`BLOCK_OVERHEAD`] of the rollouts' cost. For 90
+//! evenly), at least 4, whose per-block costs stay under [`BLOCK_OVERHEAD`] of the rollouts' cost. For 90
 //! unroll-1 windows of 51×51 that is 8 blocks (`par-perp`) or 4 (`tensor`); long rollouts get one
 //! block per sample. Ranks beyond the block count idle.
 //!
@@ -74,7 +74,9 @@ pub fn reduction_blocks(samples: &[Sample], theta_level: bool) -> Vec<usize> {
     let per_block = if theta_level { 1.5 } else { 2.5 };
     let work: f64 = samples.iter().map(|s| s.intervals as f64).sum();
     let limit = (BLOCK_OVERHEAD * work / per_block).floor().max(1.0) as usize;
-    block_bounds(samples.len(), round_count(limit.min(samples.len().max(1))))
+    // At least 4 blocks where there are 4 samples, so that small problems still spread over a
+    // few ranks.
+    block_bounds(samples.len(), round_count(limit.max(4).min(samples.len().max(1))))
 }
 
 /// How a sample's cost is counted for sharding: its snapshot intervals.
@@ -265,6 +267,7 @@ impl<'a> StageProblem<'a> {
         };
         held.extend_from_slice(&inp.valid[valid_mine.clone()]);
         let data = load(&held)?;
+        tracing::info!("this rank holds {} training and {} validation windows", held.len() - valid_mine.len(), valid_mine.len());
         let rows = crate::data::windows::snapshot_ranges(&held);
         let nn = model.n_time_nodes();
         let runs: Vec<RunContext> = inp
