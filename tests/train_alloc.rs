@@ -71,7 +71,9 @@ fn a_steady_state_epoch_allocates_nothing_per_sample() {
         assert!(n_many > 4 * n_few, "{n_few} vs {n_many} windows");
         // A handful per epoch at most, and not growing with the number of samples.
         assert!(a_few <= 16.0 && a_many <= 16.0, "{model}: {a_few} allocations/epoch for {n_few} windows, {a_many} for {n_many}");
-        assert!(a_many <= a_few + 1.0, "{model}: allocations grow with samples: {a_few} → {a_many}");
+        // One allocation per sample would add ≥ 40 here; the thread pool's own bookkeeping
+        // varies by one or two.
+        assert!(a_many <= a_few + 3.0, "{model}: allocations grow with samples: {a_few} → {a_many}");
     }
 }
 
