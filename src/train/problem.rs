@@ -22,7 +22,8 @@
 //! of `prepare_vjp` plus the transpose (θ-level) or the exact addition (field-level): it is the
 //! largest "round" count (1, 2, 4, 6, 8, 12, 16, 24, …, so that 2, 3 or 4 workers share them
 //! evenly), at least 4, whose per-block costs stay under [`BLOCK_OVERHEAD`] of the rollouts' cost. For 90
-//! unroll-1 windows of 51×51 that is 8 blocks (`par-perp`) or 4 (`tensor`); long rollouts get one
+//! unroll-1 windows of 51×51 that is 4 blocks (`par-perp`, `tensor`); 90 unroll-10 windows get 32
+//! (`par-perp`) or 24 (`tensor`); long rollouts get one
 //! block per sample. Ranks beyond the block count idle.
 //!
 //! Workers pull blocks from a shared counter into their own exact accumulators, which are merged
@@ -69,9 +70,10 @@ fn field_values(model: &dyn OperatorModel, n_ctx: usize) -> usize {
 /// Boundaries of the reduction blocks of `samples` (see the module doc): a function of the
 /// samples, the grid size and the reduction level alone.
 pub fn reduction_blocks(samples: &[Sample], theta_level: bool) -> Vec<usize> {
-    // Costs in units of one solver step's forward + adjoint per cell (≈ 5 ns): prepare_vjp ≈ 0.5,
-    // the model transpose ≈ 1 (θ-level) or the exact addition ≈ 2 (field-level), per cell.
-    let per_block = if theta_level { 1.5 } else { 2.5 };
+    // Costs in units of one solver step's forward + adjoint per cell (≈ 5 ns), measured with
+    // `colop bench --what epoch`: prepare_vjp and buffer zeroing ≈ 1,
+    // the model transpose ≈ 2 (θ-level) or the exact addition ≈ 4 (field-level), per cell.
+    let per_block = if theta_level { 3.0 } else { 5.0 };
     let work: f64 = samples.iter().map(|s| s.intervals as f64).sum();
     let limit = (BLOCK_OVERHEAD * work / per_block).floor().max(1.0) as usize;
     // At least 4 blocks where there are 4 samples, so that small problems still spread over a
