@@ -55,14 +55,13 @@ impl RunCoefficients {
     }
 
     /// Prepare for a time-dependent model with `node_fields` on a run of spacing `dt`:
-    /// interval rows `rows` (others are left as they were), `weights[row]` giving the node
-    /// weights of interval `row`. `scratch` holds one field set.
+    /// interval rows `rows` (others are left as they were) of the run's `weights.len()`,
+    /// `weights[row]` giving the node weights of interval `row`. `scratch` holds one field set.
     pub fn update_time_dependent(
         &mut self,
         scheme: &dyn Scheme,
         node_fields: &[Fields],
         dt: f64,
-        n_rows: usize,
         rows: std::ops::Range<usize>,
         weights: &[Vec<NodeWeight>],
         scratch: &mut Fields,
@@ -70,7 +69,7 @@ impl RunCoefficients {
         self.substeps = run_substeps(scheme, node_fields, dt);
         self.h = dt / self.substeps as f64;
         self.time_dependent = true;
-        self.resize(scheme, n_rows, &node_fields[0]);
+        self.resize(scheme, weights.len(), &node_fields[0]);
         for row in rows {
             interpolate(node_fields, &weights[row], scratch);
             scheme.prepare(scratch.view(), self.h, self.prepared[row].view_mut());

@@ -168,7 +168,7 @@ fn epoch(problem: &mut StageProblem, st: &mut TrainState, cfg: &TrainConfig, com
     let (stage, ep) = (st.stage, st.epoch);
     let lr = cfg.stage_lr(stage);
     let n = problem.train.len();
-    let mut first = None;
+    let mut first: Option<problem::StepOut> = None;
     let mut loss_sum = 0.0;
     let mut add = |problem: &mut StageProblem, st: &mut TrainState, batch: Batch, n_batch: usize, valid: bool| -> anyhow::Result<()> {
         let out = problem.step(&st.theta, batch, valid, comm)?;
@@ -177,7 +177,6 @@ fn epoch(problem: &mut StageProblem, st: &mut TrainState, cfg: &TrainConfig, com
         st.adam.update(&mut st.theta, problem.d_theta(), lr);
         match &mut first {
             Some(f) => {
-                let f: &mut problem::StepOut = f;
                 f.compute_s += out.compute_s;
                 f.comm_s += out.comm_s;
             }

@@ -519,7 +519,7 @@ impl Shared<'_> {
             } else if nn == 1 {
                 c.update_static(self.scheme, &nodes[0], run.dt);
             } else {
-                c.update_time_dependent(self.scheme, nodes, run.dt, run.weights.len(), run.held_rows.clone(), &run.weights, &mut self.scratch);
+                c.update_time_dependent(self.scheme, nodes, run.dt, run.held_rows.clone(), &run.weights, &mut self.scratch);
             }
             let state_bytes = model.grid().n_cells() * std::mem::size_of::<f64>();
             for &k in &run.intervals {
