@@ -169,7 +169,7 @@ impl KernelModel {
             }
             Some(net) => {
                 let mut raw = vec![0.0; n * nf];
-                net.forward(theta, &cell_inputs(&self.grid, None, &[]), &mut raw);
+                net.forward(theta, &cell_inputs(&self.grid, &[]), &mut raw);
                 for c in 0..n {
                     for q in 0..nf {
                         out[q * n + c] = OUTPUT_SCALE * raw[c * nf + q];
@@ -197,7 +197,7 @@ impl KernelModel {
                         d_raw[c * nf + q] = OUTPUT_SCALE * d_free[q * n + c];
                     }
                 }
-                net.vjp(theta, &cell_inputs(&self.grid, None, &[]), &d_raw, d_theta);
+                net.vjp(theta, &cell_inputs(&self.grid, &[]), &d_raw, d_theta);
             }
         }
     }
