@@ -543,6 +543,7 @@ pub fn generate_run(cfg: &SynthConfig, run: &RunSpec, run_index: usize) -> anyho
         params,
         tracks: None,
         diagnostics,
+        labels: Default::default(),
     })
 }
 

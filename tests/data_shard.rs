@@ -17,6 +17,7 @@ fn run(first: usize, n: usize, scale: f64) -> RunData {
         params: BTreeMap::new(),
         tracks: None,
         diagnostics: BTreeMap::new(),
+        labels: Default::default(),
     }
 }
 

@@ -15,8 +15,10 @@ fn meta(name: &str, first: usize, n: usize) -> RunMeta {
         grid: VelocityGrid::square(8, 4.0).unwrap(),
         t: (first..first + n).map(|i| i as f64 * dt).collect(),
         dt,
+        uniform: true,
         n_particles: 1.0,
         params: BTreeMap::new(),
+        labels: BTreeMap::new(),
         has_tracks: false,
     }
 }

@@ -44,6 +44,7 @@ fn ou_run(n_tracked: usize, n_dumps: usize, dt: f64, seed: u64) -> RunData {
         params: BTreeMap::new(),
         tracks: Some(tracks),
         diagnostics: BTreeMap::new(),
+        labels: Default::default(),
     }
 }
 

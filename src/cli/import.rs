@@ -284,7 +284,10 @@ fn openpmd(args: OpenpmdArgs) -> anyhow::Result<()> {
     params.insert("v_th".into(), v_th);
     params.insert("omega_p".into(), omega_p);
     params.extend(user_params(c.params.as_deref())?);
-    let settings = Settings { grid, v_th, tracks: c.tracks, params };
+    // String series attributes are kept as labels; a number of the same name wins.
+    let mut labels = series.string_attributes.clone();
+    labels.retain(|k, _| !params.contains_key(k));
+    let settings = Settings { grid, v_th, tracks: c.tracks, params, labels };
     let run = particles::import(&src, &settings, &c.out, &format!("import {}", c.species))
         .with_context(|| format!("importing {} into {}", args.series.display(), c.out.display()))?;
     report(&c.out, &run);
@@ -311,7 +314,7 @@ fn osiris(args: OsirisArgs) -> anyhow::Result<()> {
     let run = match args.diagnostic {
         OsirisDiagnostic::Raw => {
             let src = osiris::RawDumps::open(&args.dir, &c.species, components, |i| range.contains(i))?;
-            let settings = Settings { grid: grid(c)?, v_th, tracks: c.tracks, params };
+            let settings = Settings { grid: grid(c)?, v_th, tracks: c.tracks, params, labels: BTreeMap::new() };
             particles::import(&src, &settings, &c.out, &format!("import {}", c.species))?
         }
         OsirisDiagnostic::P1p2 => {

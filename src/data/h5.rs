@@ -81,6 +81,13 @@ pub(crate) fn attr_f64(path: &Path, loc: &Location, name: &str, item: &str) -> R
     }
 }
 
+/// Whether attribute `name` of `loc` holds a string (of any kind).
+pub(crate) fn attr_is_string(loc: &Location, name: &str) -> bool {
+    loc.attr(name).and_then(|a| a.dtype()).and_then(|t| t.to_descriptor()).is_ok_and(|d| {
+        matches!(d, TypeDescriptor::VarLenUnicode | TypeDescriptor::VarLenAscii | TypeDescriptor::FixedAscii(_) | TypeDescriptor::FixedUnicode(_))
+    })
+}
+
 /// A string attribute, variable- or fixed-length, ASCII or UTF-8, scalar or one-element array.
 pub(crate) fn attr_string(path: &Path, loc: &Location, name: &str, item: &str) -> Result<String, DataError> {
     let attr = loc.attr(name).map_err(|_| DataError::item(path, item, "missing attribute"))?;
@@ -128,6 +135,10 @@ pub(crate) fn write_run_file(path: &Path, run: &RunData, extra: Option<super::Ex
     file.new_attr::<f64>().shape(()).create("dt")?.write_scalar(&run.dt)?;
     file.new_attr::<f64>().shape(()).create("n_particles")?.write_scalar(&run.n_particles)?;
     let params = file.create_group("params")?;
+    for (name, label) in &run.labels {
+        let v: VarLenUnicode = label.parse().map_err(|e| hdf5::Error::from(format!("/params/{name}: {e}")))?;
+        params.new_attr::<VarLenUnicode>().shape(()).create(name.as_str())?.write_scalar(&v)?;
+    }
     for (name, value) in &run.params {
         params.new_attr::<f64>().shape(()).create(name.as_str())?.write_scalar(value)?;
     }

@@ -262,6 +262,7 @@ pub fn import_npy_folder(folder: &Path, out_dir: &Path) -> Result<PathBuf, DataE
         params: args.params,
         tracks: None,
         diagnostics: BTreeMap::new(),
+        labels: Default::default(),
     };
     let out = out_dir.join(out_name);
     write_run(&out, &run)?;

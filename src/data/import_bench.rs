@@ -84,6 +84,7 @@ fn time_import(src: &dyn particles::DumpSource, out: &Path, reps: usize) -> anyh
         v_th: 0.05,
         tracks: 0,
         params: BTreeMap::new(),
+        labels: BTreeMap::new(),
     };
     let mut best = f64::INFINITY;
     for _ in 0..reps.max(1) {

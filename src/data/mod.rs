@@ -6,19 +6,21 @@
 //! | object | type | meaning |
 //! |---|---|---|
 //! | `/f` | `[T, Nx, Ny]` float | counts or densities, first index v_x (C order); chunked one snapshot per chunk |
-//! | `/t` | `[T]` float | snapshot times in 1/ω_p, strictly increasing, spaced by `dt` |
+//! | `/t` | `[T]` float | snapshot times in 1/ω_p, strictly increasing (normally spaced by `dt`) |
 //! | attribute `v_range` | `[4]` float | `vx_min, vx_max, vy_min, vy_max` (finite, min < max) |
 //! | attribute `units` | string | velocity unit label, e.g. `v_th` |
-//! | attribute `dt` | float scalar | snapshot spacing, 1/ω_p, finite and > 0 |
+//! | attribute `dt` | float scalar | snapshot spacing (the mean spacing if uneven), 1/ω_p, finite and > 0 |
 //! | attribute `n_particles` | float scalar | particles in the run's histogram, finite and > 0 |
-//! | group `/params` | numeric scalar attributes | free-form run parameters (ppc, v_th, shape, dx_over_lambda_D, ...) |
+//! | group `/params` | scalar attributes | numeric: run parameters (ppc, v_th, shape, dx_over_lambda_D, ...), usable as conditioners; string: labels (e.g. an import's `software`, `softwareVersion`) |
 //! | `/tracks` (optional) | `[n_dumps, n_tracked, 2]` float | test-particle velocities at the times `/t` |
 //! | group `/diagnostics` (optional) | 1-D float datasets | energy histories and the like; PIC runs: `energy_drift` = (E−E₀)/E₀ per step, and group attributes `energy_drift` (final) and `energy_drift_max` (largest \|drift\|) |
 //! | group `/truth` (optional) | datasets | the known operator of a synthetic run (written by `colop synth`, see [`crate::synth`]) |
 //!
-//! Values of `/f` must be finite and non-negative; `T ≥ 2`; `Nx, Ny ≥ 4`; consecutive times differ
-//! by `dt` (to 1e-6 relative). Snapshot *k* has the run's own number `round(t_k / dt)`, so a run
-//! whose first snapshot is at `t = 5·dt` starts at number 5. Integer datasets and attributes are
+//! Values of `/f` must be finite and non-negative; `T ≥ 2`; `Nx, Ny ≥ 4`. Consecutive times
+//! normally differ by `dt` (to 1e-6 relative); unevenly spaced times are accepted with a warning,
+//! and then each snapshot interval is integrated over its own length (see
+//! [`crate::solver::coefficients::Spacing`]). Snapshot *k* has the run's own number
+//! `round(t_k / dt)`, so a run whose first snapshot is at `t = 5·dt` starts at number 5. Integer datasets and attributes are
 //! accepted and converted to f64; strings may be variable- or fixed-length. Writing with h5py:
 //!
 //! ```python
@@ -52,6 +54,7 @@ pub mod windows;
 
 pub use import::{import_npy_folder, import_npy_folders};
 pub use runfile::{check_compatible, open_runs, RunFile, RunMeta};
+pub use runfile::Spacing;
 pub use shard::{normalisations, open_runs_from, Run, ShardData};
 pub use windows::{Sample, Unroll};
 
@@ -67,6 +70,8 @@ pub struct RunData {
     pub dt: f64,
     pub n_particles: f64,
     pub params: BTreeMap<String, f64>,
+    /// String attributes of `/params` (labels such as `software`; never conditioners).
+    pub labels: BTreeMap<String, String>,
     /// `[n_dumps, n_tracked, 2]` tracked test-particle velocities, if recorded.
     pub tracks: Option<Array3<f64>>,
     /// Named 1-D diagnostics (e.g. `energy_total`).
@@ -115,6 +120,7 @@ pub fn read_run(path: &Path) -> Result<RunData, DataError> {
         dt: meta.dt,
         n_particles: meta.n_particles,
         params: meta.params,
+        labels: meta.labels,
         tracks: file.read_tracks()?,
         diagnostics: file.read_diagnostics()?,
     })

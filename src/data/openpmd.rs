@@ -8,7 +8,7 @@
 //!   `groupBased`; `variableBased` only exists in ADIOS2 and is refused), `iterationFormat`
 //!   (file-based: the file name pattern with `%T` / `%0NT`), `basePath` (`/data/%T/`),
 //!   `particlesPath` (`particles/`); string attributes such as `software`, `softwareVersion`,
-//!   `author`, `date` are logged, numeric scalar ones go to `/params`;
+//!   `author`, `date` go to `/params` as string labels, numeric scalar ones as numbers;
 //! * iteration group `basePath` with `%T` replaced by the iteration number: attributes `time`,
 //!   `dt`, `timeUnitSI` (time in s = `time · timeUnitSI`);
 //! * species group `<iteration>/<particlesPath>/<species>/`, records:

@@ -314,7 +314,7 @@ pub fn import_phase_space(
     let n = t.len();
     let dt = (t[n - 1] - t[0]) / (n - 1) as f64;
     let n_particles = super::particle_count(f.index_axis(ndarray::Axis(0), 0));
-    let run = RunData { grid, f, t, dt, n_particles, params, tracks: None, diagnostics: BTreeMap::new() };
+    let run = RunData { grid, f, t, dt, n_particles, params, labels: BTreeMap::new(), tracks: None, diagnostics: BTreeMap::new() };
     write_run(out, &run)?;
     Ok(run)
 }

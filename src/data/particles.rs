@@ -123,8 +123,9 @@ pub struct Settings {
     pub v_th: f64,
     /// Number of tracked particles (`/tracks`): the first ids present in every dump.
     pub tracks: usize,
-    /// `/params` of the run file.
+    /// `/params` of the run file: numbers, and string labels.
     pub params: BTreeMap<String, f64>,
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Progress of a long import: an indicatif bar on a terminal, a log line every 30 s otherwise.
@@ -367,9 +368,8 @@ pub fn thermal_speed(src: &dyn DumpSource, k: usize) -> Result<f64, DataError> {
     Ok(v_th)
 }
 
-/// Snapshot times and their spacing. Run files need evenly spaced snapshots (to the reader's
-/// tolerance); a PIC time step that varies between dumps is accepted with a warning as long as
-/// the dumps themselves are evenly spaced.
+/// Snapshot times and their mean spacing. Unevenly spaced dumps, and a PIC time step that varies
+/// between dumps, are accepted with a warning.
 fn times(src: &dyn DumpSource) -> Result<(Vec<f64>, f64), DataError> {
     let n = src.len();
     let t = (0..n).map(|k| src.time(k)).collect::<Result<Vec<_>, _>>()?;
@@ -386,24 +386,21 @@ fn times(src: &dyn DumpSource) -> Result<(Vec<f64>, f64), DataError> {
             });
         }
     }
+    // The mean spacing; uneven dumps are accepted (every interval is integrated over its own
+    // length when training and evaluating), with a warning.
     let dt = (t[n - 1] - t[0]) / (n - 1) as f64;
-    for k in 1..n {
-        let step = t[k] - t[k - 1];
-        if (step - dt).abs() > super::validate::SPACING_RTOL * dt {
-            return Err(DataError::Invalid {
-                path: src.describe(k),
-                msg: format!(
-                    "dumps are not evenly spaced in time ({step} 1/ω_p after the previous, mean spacing {dt}); \
-                     run files need equal spacing: select evenly spaced dumps with --iterations"
-                ),
-            });
-        }
+    let uneven = t.windows(2).map(|w| w[1] - w[0]).find(|step| (step - dt).abs() > super::validate::SPACING_RTOL * dt);
+    if let Some(step) = uneven {
+        tracing::warn!(
+            "{}: dumps are not evenly spaced in time (an interval of {step} 1/ω_p, mean spacing {dt}); imported with their own times /t",
+            src.describe(0)
+        );
     }
     let steps = (0..n).map(|k| src.step(k)).collect::<Result<Vec<_>, _>>()?;
     let known: Vec<f64> = steps.into_iter().flatten().collect();
     if let (Some(lo), Some(hi)) = (known.iter().copied().reduce(f64::min), known.iter().copied().reduce(f64::max)) {
         if hi - lo > 1e-9 * hi.abs() {
-            tracing::warn!("the PIC time step varies between dumps ({lo} to {hi} 1/ω_p); the dumps are evenly spaced, so they are imported");
+            tracing::warn!("the PIC time step varies between dumps ({lo} to {hi} 1/ω_p)");
         }
     }
     Ok((t, dt))
@@ -468,6 +465,7 @@ pub fn import(src: &dyn DumpSource, settings: &Settings, out: &Path, what: &str)
         params: settings.params.clone(),
         tracks,
         diagnostics: BTreeMap::new(),
+        labels: settings.labels.clone(),
     };
     write_run(out, &run)?;
     Ok(run)

@@ -18,15 +18,28 @@ pub struct RunMeta {
     pub grid: VelocityGrid,
     /// Snapshot times, 1/ω_p.
     pub t: Vec<f64>,
-    /// Snapshot spacing, 1/ω_p.
+    /// Snapshot spacing, 1/ω_p (the mean spacing if uneven).
     pub dt: f64,
+    /// Whether every interval of `t` is `dt` (to 1e-6 relative).
+    pub uniform: bool,
     pub n_particles: f64,
     pub params: BTreeMap<String, f64>,
+    /// String attributes of `/params`.
+    pub labels: BTreeMap<String, String>,
     /// Whether the file has a `/tracks` dataset.
     pub has_tracks: bool,
 }
 
 impl RunMeta {
+    /// The snapshot spacing: `dt`, or every interval's length if uneven.
+    pub fn spacing(&self) -> Spacing {
+        if self.uniform {
+            Spacing::Uniform(self.dt)
+        } else {
+            Spacing::per_interval(&self.t)
+        }
+    }
+
     pub fn n_snapshots(&self) -> usize {
         self.t.len()
     }
@@ -42,6 +55,38 @@ impl RunMeta {
     pub fn first_index(&self, i_start: usize) -> Option<usize> {
         let i_start = i64::try_from(i_start).unwrap_or(i64::MAX);
         (0..self.n_snapshots()).find(|&k| self.snapshot_number(k) >= i_start)
+    }
+}
+
+/// The snapshot spacing of a run: one Δt, or one length per interval (unevenly spaced dumps).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Spacing {
+    Uniform(f64),
+    /// `t[row + 1] − t[row]` of every interval row.
+    PerInterval(Vec<f64>),
+}
+
+impl Spacing {
+    /// The interval lengths of snapshot times `t`.
+    pub fn per_interval(t: &[f64]) -> Self {
+        Spacing::PerInterval(t.windows(2).map(|w| w[1] - w[0]).collect())
+    }
+    pub fn is_uniform(&self) -> bool {
+        matches!(self, Spacing::Uniform(_))
+    }
+    /// The longest interval (what `substeps: auto` must bound).
+    pub fn longest(&self) -> f64 {
+        match self {
+            Spacing::Uniform(dt) => *dt,
+            Spacing::PerInterval(d) => d.iter().copied().fold(0.0, f64::max),
+        }
+    }
+    /// Length of interval `row → row + 1`.
+    pub fn interval(&self, row: usize) -> f64 {
+        match self {
+            Spacing::Uniform(dt) => *dt,
+            Spacing::PerInterval(d) => d[row],
+        }
     }
 }
 
@@ -72,15 +117,23 @@ impl RunFile {
         let t_ds = h5::numeric_dataset(path, &file, "t", "/t")?;
         h5::shape(path, &t_ds, "/t", 1, "[T]")?;
         let t = t_ds.read_raw::<f64>().map_err(|e| DataError::item(path, "/t", format!("unreadable ({e})")))?;
-        validate::times(path, &t, n_snapshots, dt)?;
+        let uniform = validate::times(path, &t, n_snapshots, dt)?;
+        if !uniform {
+            validate::warn_uneven(path, &t);
+        }
 
-        let mut params = BTreeMap::new();
+        let (mut params, mut labels) = (BTreeMap::new(), BTreeMap::new());
         if file.link_exists("params") {
             let group =
                 file.group("params").map_err(|e| DataError::item(path, "/params", format!("not a group ({e})")))?;
             let names =
                 group.attr_names().map_err(|e| DataError::item(path, "/params", format!("unreadable ({e})")))?;
             for name in names {
+                if h5::attr_is_string(&group, &name) {
+                    let label = h5::attr_string(path, &group, &name, &format!("/params/{name}"))?;
+                    labels.insert(name, label);
+                    continue;
+                }
                 let value = h5::attr_f64(path, &group, &name, &format!("/params/{name}"))?;
                 validate::param(path, &name, value)?;
                 params.insert(name, value);
@@ -89,7 +142,7 @@ impl RunFile {
 
         let has_tracks = file.link_exists("tracks");
         let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let meta = RunMeta { path: path.to_path_buf(), name, grid, t, dt, n_particles, params, has_tracks };
+        let meta = RunMeta { path: path.to_path_buf(), name, grid, t, dt, uniform, n_particles, params, labels, has_tracks };
         Ok(Self { meta })
     }
 

@@ -47,6 +47,10 @@ impl Run {
     pub fn dt(&self) -> f64 {
         self.file.meta.dt
     }
+    /// The snapshot spacing (`dt`, or each interval's length if uneven).
+    pub fn spacing(&self) -> super::Spacing {
+        self.file.meta.spacing()
+    }
     pub fn params(&self) -> &BTreeMap<String, f64> {
         &self.file.meta.params
     }

@@ -42,8 +42,10 @@ pub(crate) fn n_particles(path: &Path, n: f64) -> Result<(), DataError> {
     }
 }
 
-/// Snapshot times: `n_snapshots ≥ 2` of them, finite, strictly increasing, spaced by `dt`.
-pub(crate) fn times(path: &Path, t: &[f64], n_snapshots: usize, dt: f64) -> Result<(), DataError> {
+/// Snapshot times: `n_snapshots ≥ 2` of them, finite, strictly increasing. Returns whether they
+/// are evenly spaced by `dt` (uneven spacing is allowed: each interval is integrated over its own
+/// length).
+pub(crate) fn times(path: &Path, t: &[f64], n_snapshots: usize, dt: f64) -> Result<bool, DataError> {
     let bad = |msg: String| Err(DataError::item(path, "/t", msg));
     if t.len() != n_snapshots {
         return bad(format!("has {} times but /f has {n_snapshots} snapshots", t.len()));
@@ -54,16 +56,30 @@ pub(crate) fn times(path: &Path, t: &[f64], n_snapshots: usize, dt: f64) -> Resu
     if let Some(k) = t.iter().position(|x| !x.is_finite()) {
         return bad(format!("time {k} is {}, not finite", t[k]));
     }
+    let mut uniform = true;
     for k in 1..t.len() {
         let step = t[k] - t[k - 1];
         if step <= 0.0 {
             return bad(format!("not increasing at snapshot {k}: t = {} after {}", t[k], t[k - 1]));
         }
-        if (step - dt).abs() > SPACING_RTOL * dt {
-            return bad(format!("snapshots {} and {k} are {step} apart but dt = {dt} (a missing snapshot?)", k - 1));
-        }
+        uniform &= (step - dt).abs() <= SPACING_RTOL * dt;
     }
-    Ok(())
+    Ok(uniform)
+}
+
+/// Warn, once per file and process, that `path`'s snapshots are unevenly spaced.
+pub(crate) fn warn_uneven(path: &Path, t: &[f64]) {
+    static WARNED: std::sync::Mutex<std::collections::BTreeSet<std::path::PathBuf>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+    if warned.insert(path.to_path_buf()) {
+        let steps = t.windows(2).map(|w| w[1] - w[0]);
+        let (lo, hi) = steps.fold((f64::INFINITY, 0.0f64), |(lo, hi), s| (lo.min(s), hi.max(s)));
+        tracing::warn!(
+            "{}: snapshots are unevenly spaced (intervals {lo:.6} to {hi:.6} 1/ω_p); each interval is integrated over its own length",
+            path.display()
+        );
+    }
 }
 
 /// Values of snapshots `first..first + f.len_of(0)`: finite and non-negative.
@@ -113,6 +129,12 @@ pub(crate) fn run_data(path: &Path, run: &RunData) -> Result<(), DataError> {
     snapshots(path, run.f.view(), 0, &run.t)?;
     for (name, value) in &run.params {
         param(path, name, *value)?;
+    }
+    for name in run.labels.keys() {
+        param(path, name, 0.0)?;
+        if run.params.contains_key(name) {
+            return Err(DataError::item(path, format!("/params/{name}"), "is both a number and a label"));
+        }
     }
     if let Some(tracks) = &run.tracks {
         if tracks.len_of(ndarray::Axis(2)) != 2 {

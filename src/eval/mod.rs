@@ -185,9 +185,14 @@ impl Rollable {
                 let n_rows = run.rows() - 1;
                 let weights: Vec<_> = (0..n_rows).map(|row| m.time_weights(run.t_mid(row))).collect();
                 let mut scratch = Fields::zeros(shape);
-                c.update_time_dependent(self.scheme.as_ref(), &nodes, run.dt(), run.first_row..n_rows, &weights, &mut scratch);
+                c.update(self.scheme.as_ref(), &nodes, &run.spacing(), run.first_row..n_rows, n_rows, Some(&weights), &mut scratch);
             }
-            _ => c.update_static(self.scheme.as_ref(), &self.fields(cond, 0.0), run.dt()),
+            _ => {
+                let fields = self.fields(cond, 0.0);
+                let n_rows = run.rows() - 1;
+                let mut scratch = Fields::zeros(fields.dim());
+                c.update(self.scheme.as_ref(), std::slice::from_ref(&fields), &run.spacing(), run.first_row..n_rows, n_rows, None, &mut scratch);
+            }
         }
         c
     }

@@ -662,6 +662,7 @@ pub fn run(cfg: &PicConfig, progress: Progress) -> Result<RunData, PicError> {
         params: params(cfg),
         tracks,
         diagnostics,
+        labels: Default::default(),
     })
 }
 

@@ -2,13 +2,15 @@
 //! coefficients of every interval. Training, evaluation and benchmarks all build it here, so a
 //! model is evaluated with exactly the discretisation it was trained with.
 //!
-//! Time-independent models have one prepared set for the whole run. Time-dependent ones are
-//! evaluated at the middle of each snapshot interval (`t_mid`, from the run's first snapshot)
-//! as the weighted sum of their node fields, and prepared per interval. `substeps: auto` picks
-//! one count per run: the largest any time node needs. Node weights are non-negative and sum to
-//! one, so that count bounds every interval.
+//! Time-independent models on evenly spaced runs have one prepared set for the whole run.
+//! Time-dependent ones are evaluated at the middle of each snapshot interval (`t_mid`, from the
+//! run's first snapshot) as the weighted sum of their node fields, and prepared per interval.
+//! Runs with unevenly spaced snapshots ([`Spacing::PerInterval`](crate::data::Spacing)) are prepared per interval too,
+//! each for its own step length. `substeps: auto` picks one count per run: the largest any time
+//! node needs over the longest interval.
 
 use super::Scheme;
+use crate::data::Spacing;
 use crate::operator::{Fields, NodeWeight};
 
 /// Solver steps per interval of length `dt` for a model with these node fields: the largest
@@ -20,59 +22,76 @@ pub fn run_substeps(scheme: &dyn Scheme, node_fields: &[Fields], dt: f64) -> usi
 /// Prepared coefficients of one run, reused from epoch to epoch (no allocation once sized).
 #[derive(Clone, Debug, Default)]
 pub struct RunCoefficients {
-    /// Solver steps per snapshot interval.
+    /// Solver steps per snapshot interval (the same for every interval of the run).
     pub substeps: usize,
-    /// Step length `dt / substeps`.
-    pub h: f64,
-    /// Static models: `[the set]`; time-dependent ones: one set per interval row.
+    /// Step length of each prepared set: `Δt / substeps`.
+    h: Vec<f64>,
+    /// One set for the whole run, or one per interval row.
     prepared: Vec<Fields>,
-    time_dependent: bool,
+    per_interval: bool,
 }
 
 impl RunCoefficients {
     /// The prepared coefficients of interval `row → row + 1`.
     #[inline]
     pub fn prepared(&self, row: usize) -> &Fields {
-        if self.time_dependent {
-            &self.prepared[row]
-        } else {
-            &self.prepared[0]
-        }
+        &self.prepared[if self.per_interval { row } else { 0 }]
     }
 
-    /// Whether the coefficients differ per interval.
-    pub fn time_dependent(&self) -> bool {
-        self.time_dependent
+    /// The solver step length of interval `row → row + 1`.
+    #[inline]
+    pub fn h(&self, row: usize) -> f64 {
+        self.h[if self.per_interval { row } else { 0 }]
     }
 
-    /// Prepare for a static model with `fields` on a run of snapshot spacing `dt`.
-    pub fn update_static(&mut self, scheme: &dyn Scheme, fields: &Fields, dt: f64) {
-        self.substeps = run_substeps(scheme, std::slice::from_ref(fields), dt);
-        self.h = dt / self.substeps as f64;
-        self.time_dependent = false;
-        self.resize(scheme, 1, fields);
-        scheme.prepare(fields.view(), self.h, self.prepared[0].view_mut());
+    /// Whether the coefficients differ per interval: a time-dependent model, or a run whose
+    /// snapshots are unevenly spaced (each interval is integrated over its own length, with the
+    /// run's one sub-step count).
+    pub fn per_interval(&self) -> bool {
+        self.per_interval
     }
 
-    /// Prepare for a time-dependent model with `node_fields` on a run of spacing `dt`:
-    /// interval rows `rows` (others are left as they were) of the run's `weights.len()`,
-    /// `weights[row]` giving the node weights of interval `row`. `scratch` holds one field set.
-    pub fn update_time_dependent(
+    /// Prepare a model with `node_fields` on a run of `spacing`.
+    ///
+    /// - One node and uniform spacing: one prepared set (interval rows are irrelevant).
+    /// - Otherwise one set per interval: interval rows `rows` are prepared (others are left as
+    ///   they were) of the run's `n_rows`; `weights[row]` gives the node weights of interval `row`
+    ///   (`None`: the first node, for single-node models). `scratch` holds one field set.
+    ///
+    /// `substeps: auto` picks one count per run: the largest any time node needs over the
+    /// longest interval. Node weights are non-negative and sum to one, so that count bounds every
+    /// interval.
+    #[allow(clippy::too_many_arguments)]
+    pub fn update(
         &mut self,
         scheme: &dyn Scheme,
         node_fields: &[Fields],
-        dt: f64,
+        spacing: &Spacing,
         rows: std::ops::Range<usize>,
-        weights: &[Vec<NodeWeight>],
+        n_rows: usize,
+        weights: Option<&[Vec<NodeWeight>]>,
         scratch: &mut Fields,
     ) {
-        self.substeps = run_substeps(scheme, node_fields, dt);
-        self.h = dt / self.substeps as f64;
-        self.time_dependent = true;
-        self.resize(scheme, weights.len(), &node_fields[0]);
+        self.substeps = run_substeps(scheme, node_fields, spacing.longest());
+        self.per_interval = node_fields.len() > 1 || !spacing.is_uniform();
+        if !self.per_interval {
+            self.resize(scheme, 1, &node_fields[0]);
+            self.h[0] = spacing.longest() / self.substeps as f64;
+            scheme.prepare(node_fields[0].view(), self.h[0], self.prepared[0].view_mut());
+            return;
+        }
+        self.resize(scheme, n_rows, &node_fields[0]);
         for row in rows {
-            interpolate(node_fields, &weights[row], scratch);
-            scheme.prepare(scratch.view(), self.h, self.prepared[row].view_mut());
+            let h = spacing.interval(row) / self.substeps as f64;
+            self.h[row] = h;
+            let fields = match weights {
+                Some(w) => {
+                    interpolate(node_fields, &w[row], scratch);
+                    &*scratch
+                }
+                None => &node_fields[0],
+            };
+            scheme.prepare(fields.view(), h, self.prepared[row].view_mut());
         }
     }
 
@@ -81,6 +100,7 @@ impl RunCoefficients {
         if self.prepared.len() != n || self.prepared.first().is_some_and(|p| p.dim() != shape) {
             self.prepared = vec![Fields::zeros(shape); n];
         }
+        self.h.resize(n, 0.0);
     }
 }
 

@@ -32,7 +32,7 @@
 
 use crate::config::{LossKind, LossMode};
 use crate::data::windows::{block_bounds, shard_blocks};
-use crate::data::{Sample, ShardData};
+use crate::data::{Sample, ShardData, Spacing};
 use crate::dist::{Comm, ExactSum};
 use crate::operator::{Fields, NodeWeight, OperatorModel};
 use crate::solver::checkpoint::Schedule;
@@ -91,9 +91,11 @@ pub fn sample_cost(s: &Sample) -> u64 {
 pub struct RunContext {
     /// Conditioning context (index into the contexts' conditioner vectors).
     pub ctx: usize,
-    pub dt: f64,
+    pub spacing: Spacing,
     /// Node weights per interval row (time-dependent models only).
     pub weights: Vec<Vec<NodeWeight>>,
+    /// Interval rows of the run.
+    pub n_rows: usize,
     /// Interval rows this rank holds data for (`0..0` if none).
     pub held_rows: Range<usize>,
     /// Distinct window lengths (intervals) of this rank's samples of the run.
@@ -236,7 +238,7 @@ pub struct StageInputs<'a> {
     pub cond: Vec<Vec<f64>>,
     /// Per run (training runs then validation runs): context, spacing, time since its first
     /// snapshot at the middle of each interval row.
-    pub runs: Vec<(usize, f64, Vec<f64>)>,
+    pub runs: Vec<(usize, Spacing, Vec<f64>)>,
     pub train: Vec<Sample>,
     pub valid: Vec<Sample>,
     /// Whether batches are mini-batches (every rank then holds every training sample).
@@ -276,9 +278,10 @@ impl<'a> StageProblem<'a> {
             .runs
             .iter()
             .enumerate()
-            .map(|(r, (ctx, dt, t_mid))| RunContext {
+            .map(|(r, (ctx, spacing, t_mid))| RunContext {
                 ctx: *ctx,
-                dt: *dt,
+                spacing: spacing.clone(),
+                n_rows: t_mid.len(),
                 weights: if nn > 1 { t_mid.iter().map(|&t| model.time_weights(t)).collect() } else { Vec::new() },
                 held_rows: rows.get(&r).map_or(0..0, |rg| rg.start..rg.end - 1),
                 intervals: {
@@ -515,11 +518,10 @@ impl Shared<'_> {
             let nodes = &self.node_fields[run.ctx * nn..(run.ctx + 1) * nn];
             let c = &mut self.coeffs[r];
             if run.held_rows.is_empty() {
-                c.substeps = run_substeps(self.scheme, nodes, run.dt);
-            } else if nn == 1 {
-                c.update_static(self.scheme, &nodes[0], run.dt);
+                c.substeps = run_substeps(self.scheme, nodes, run.spacing.longest());
             } else {
-                c.update_time_dependent(self.scheme, nodes, run.dt, run.held_rows.clone(), &run.weights, &mut self.scratch);
+                let weights = (nn > 1).then_some(&run.weights[..]);
+                c.update(self.scheme, nodes, &run.spacing, run.held_rows.clone(), run.n_rows, weights, &mut self.scratch);
             }
             let state_bytes = model.grid().n_cells() * std::mem::size_of::<f64>();
             for &k in &run.intervals {
@@ -565,7 +567,7 @@ impl Shared<'_> {
         let mut loss = 0.0;
         for &s in block {
             let c = &self.coeffs[s.run];
-            let td = c.time_dependent();
+            let td = c.per_interval();
             task.slot_of.clear();
             for k in 0..s.intervals {
                 let key = (s.run, if td { s.start + k } else { 0 });
@@ -603,16 +605,16 @@ impl Shared<'_> {
             let rc = &self.runs[run];
             let c = &self.coeffs[run];
             let nodes = &self.node_fields[rc.ctx * nn..(rc.ctx + 1) * nn];
-            let fields = if c.time_dependent() {
+            let fields = if nn > 1 {
                 interpolate(nodes, &rc.weights[row], &mut task.scratch);
                 &task.scratch
             } else {
                 &nodes[0]
             };
             task.dfields.fill(0.0);
-            self.scheme.prepare_vjp(fields.view(), c.h, task.prep[i].view(), task.dfields.view_mut());
+            self.scheme.prepare_vjp(fields.view(), c.h(row), task.prep[i].view(), task.dfields.view_mut());
             let one = [NodeWeight { node: 0, weight: 1.0 }];
-            let weights: &[NodeWeight] = if c.time_dependent() { &rc.weights[row] } else { &one };
+            let weights: &[NodeWeight] = if nn > 1 { &rc.weights[row] } else { &one };
             for nw in weights {
                 let j = slot(&mut task.fgrad_keys, &mut task.fgrad, (rc.ctx, nw.node), shape);
                 task.fgrad[j].scaled_add(nw.weight, &task.dfields);

@@ -118,7 +118,7 @@ impl Setup {
             .runs
             .iter()
             .enumerate()
-            .map(|(r, run)| (if conditioned { r } else { 0 }, run.dt(), (0..run.rows() - 1).map(|row| run.t_mid(row)).collect()))
+            .map(|(r, run)| (if conditioned { r } else { 0 }, run.spacing(), (0..run.rows() - 1).map(|row| run.t_mid(row)).collect()))
             .collect();
         let cond = if conditioned { self.runs.iter().map(|r| self.cond_of(r)).collect() } else { vec![Vec::new()] };
         let inputs = StageInputs {

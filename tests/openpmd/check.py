@@ -148,6 +148,8 @@ def check_run(out, truth, iterations, macro_weighted, label, n_tracks=40):
         check(list(h.attrs["v_range"]) == list(RANGE), f"{label}: v_range")
         p = h["params"].attrs
         check(p["v_th"] == V_TH and p["omega_p"] == OMEGA_P and p["run_id"] == 4.0, f"{label}: params")
+        soft = [p[k].decode() if isinstance(p[k], bytes) else p[k] for k in ("software", "softwareVersion")]
+        check(soft == ["openpmd-check", "1.2.3"], f"{label}: series software attributes kept as /params labels")
     print(f"     {label}: {f.shape[0]} snapshots, Σf[0] = {f[0].sum():.6g}, off-grid weight {1 - f[0].sum() / truth[(iterations[0], 'electrons')][2].sum():.3%}")
 
 
@@ -164,6 +166,16 @@ r = colop("import", "openpmd", os.path.join(fb_dir, "data_%06T.h5"), "--out", ou
 check(r.returncode == 0, "file-based import succeeds")
 if r.returncode == 0:
     check_run(out, truth_fb, fb_its, False, "file-based")
+# Unevenly spaced dumps (iteration 80 left out): imported with a warning, /t holds their times.
+gap_dir = os.path.join(WORK, "fb_gap")
+os.makedirs(gap_dir)
+for n in [0, 40, 120]:
+    shutil.copy(os.path.join(fb_dir, f"data_{n:06d}.h5"), gap_dir)
+out = os.path.join(WORK, "fb_gap.h5")
+r = colop("import", "openpmd", gap_dir, "--out", out, *common)
+check(r.returncode == 0 and "not evenly spaced" in r.stderr, "uneven dumps are imported with a warning")
+if r.returncode == 0:
+    check_run(out, truth_fb, [0, 40, 120], False, "file-based, uneven dumps")
 # Any one file names the whole series; --iterations selects; thread counts agree bit for bit.
 out1 = os.path.join(WORK, "fb_sel_1.h5")
 out2 = os.path.join(WORK, "fb_sel_2.h5")
