@@ -494,39 +494,45 @@ pub fn generate_run(cfg: &SynthConfig, run: &RunSpec, run_index: usize) -> anyho
     let f0 = initial_density(&run.initial, &grid)?;
     let total0 = f0.sum();
     let scale = cfg.n_particles / total0;
-    let n = grid.n_cells();
-    let mut f: Vec<f64> = f0.iter().map(|v| v * scale).collect();
-    let mut g = vec![0.0; n];
-    let mut ws = scheme.workspace();
+    let f: Vec<f64> = f0.iter().map(|v| v * scale).collect();
     let mut out = Array3::zeros((cfg.snapshots, grid.nx, grid.ny));
-    let mut prepared = Fields::zeros((scheme.n_prepared(), grid.nx, grid.ny));
-    let mut coeffs = base.clone();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.noise.as_ref().map_or(0, |n| n.seed) ^ ((run_index as u64 + 1) << 32));
-    let mut record = |k: usize, f: &[f64], out: &mut Array3<f64>| {
+    let mut record = |k: usize, f: &[f64]| {
         let snap: Vec<f64> = match &cfg.noise {
             Some(nz) => multinomial(f, nz.particles, &mut rng),
             None => f.to_vec(),
         };
         out.index_axis_mut(ndarray::Axis(0), k).as_slice_mut().expect("layout").copy_from_slice(&snap);
     };
-    record(0, &f, &mut out);
-    if time_factor.is_none() {
-        scheme.prepare(base.view(), h, prepared.view_mut());
-    }
-    for k in 1..cfg.snapshots {
-        for s in 0..substeps {
-            if let Some(tf) = &time_factor {
-                let mut vars = run.params.clone();
-                vars.insert("t".into(), ((k - 1) as f64 + (s as f64 + 0.5) / substeps as f64) * cfg.dt);
-                let fac = tf.eval(&vars, "time_factor")?;
-                coeffs.assign(&base);
-                coeffs *= fac;
-                scheme.prepare(coeffs.view(), h, prepared.view_mut());
-            }
-            scheme.step(&prepared, &f, &mut g, &mut ws);
-            std::mem::swap(&mut f, &mut g);
+    record(0, &f);
+    // The truth rolls out through the solver's rollout code, with a prepared set per step for a
+    // time factor (evaluated at each step's midpoint, all before the rollout).
+    let mut prepared = Fields::zeros((scheme.n_prepared(), grid.nx, grid.ny));
+    let mut ws = crate::solver::rollout::RolloutWorkspace::new(scheme.as_ref());
+    let intervals = cfg.snapshots - 1;
+    match &time_factor {
+        None => {
+            scheme.prepare(base.view(), h, prepared.view_mut());
+            crate::solver::rollout::forward_by(scheme.as_ref(), intervals, |_| &prepared, substeps, &f, &mut ws, &mut record);
         }
-        record(k, &f, &mut out);
+        Some(tf) => {
+            let mut factors = Vec::with_capacity(intervals * substeps);
+            for k in 0..intervals {
+                for s in 0..substeps {
+                    let mut vars = run.params.clone();
+                    vars.insert("t".into(), (k as f64 + (s as f64 + 0.5) / substeps as f64) * cfg.dt);
+                    factors.push(tf.eval(&vars, "time_factor")?);
+                }
+            }
+            let mut coeffs = base.clone();
+            let with_prepared = |k: usize, s: usize, step: &mut dyn FnMut(&Fields)| {
+                coeffs.assign(&base);
+                coeffs *= factors[k * substeps + s];
+                scheme.prepare(coeffs.view(), h, prepared.view_mut());
+                step(&prepared);
+            };
+            crate::solver::rollout::forward_by_step(scheme.as_ref(), intervals, with_prepared, substeps, &f, &mut ws, &mut record);
+        }
     }
     let mut params = run.params.clone();
     params.insert("synthetic".into(), 1.0);

@@ -116,16 +116,39 @@ pub fn forward_by<'p>(
     substeps: usize,
     f0: &[f64],
     ws: &mut RolloutWorkspace,
+    observe: impl FnMut(usize, &[f64]),
+) {
+    check_shapes(scheme, n_intervals, &prepared, substeps, f0);
+    forward_by_step(scheme, n_intervals, |k, _, step| step(prepared(k)), substeps, f0, ws, observe)
+}
+
+/// [`forward`] with coefficients that may change at every solver step: for step `s` of
+/// interval `k`, `with_prepared(k, s, step)` makes (or picks) the prepared set and calls
+/// `step(set)` once with it. `colop synth`'s time-dependent truths prepare a set per step.
+pub fn forward_by_step(
+    scheme: &dyn Scheme,
+    n_intervals: usize,
+    mut with_prepared: impl FnMut(usize, usize, &mut dyn FnMut(&Fields)),
+    substeps: usize,
+    f0: &[f64],
+    ws: &mut RolloutWorkspace,
     mut observe: impl FnMut(usize, &[f64]),
 ) {
-    let n_cells = check_shapes(scheme, n_intervals, &prepared, substeps, f0);
+    let n_cells = scheme.grid().n_cells();
+    assert!(substeps >= 1, "rollout needs at least one substep per interval");
+    assert_eq!(f0.len(), n_cells, "initial state has {} values, grid has {n_cells} cells", f0.len());
     ws.ensure(n_cells, 0);
     let RolloutWorkspace { work, step: step_ws, .. } = ws;
     let mut current = Current::Input;
     for k in 0..n_intervals {
-        let p = prepared(k);
-        for _ in 0..substeps {
-            current = step_from(scheme, p, current, f0, &[], work, step_ws);
+        for s in 0..substeps {
+            let mut stepped = false;
+            with_prepared(k, s, &mut |p| {
+                assert!(!stepped, "with_prepared must call step once");
+                current = step_from(scheme, p, current, f0, &[], work, step_ws);
+                stepped = true;
+            });
+            assert!(stepped, "with_prepared must call step once");
         }
         observe(k + 1, state(current, f0, &[], work));
     }
