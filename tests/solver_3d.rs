@@ -124,8 +124,8 @@ fn reference_step(g: &VelocityGrid, c: &Fields, f: &Array3<f64>, h: f64, boundar
         rhs = rhs - delta1(&af, i, boundary);
     }
     let mut diff = Array3::<f64>::zeros(shape);
-    for i in 0..3 {
-        let df = field(fp::d(3, i, i), 1.0 / (dv[i] * dv[i])) * f;
+    for (i, dvi) in dv.iter().enumerate() {
+        let df = field(fp::d(3, i, i), 1.0 / (dvi * dvi)) * f;
         diff = diff + delta2(&df, i, boundary);
     }
     for i in 0..3 {
@@ -313,9 +313,7 @@ fn conservative_3d_rates_have_the_right_moments() {
     let mut r = vec![0.0; jumps.len()];
     for _ in 0..200 {
         let mut c = vec_uniform(&mut rng, 9, -0.2, 0.2);
-        for k in 3..6 {
-            c[k] = 1.0 + c[k];
-        }
+        c[3..6].iter_mut().for_each(|v| *v += 1.0);
         colop::solver::conservative::rates(3, &c, &mut r);
         assert!(r.iter().all(|&v| v >= 0.0));
         for a in 0..3 {

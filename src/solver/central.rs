@@ -193,6 +193,7 @@ fn shift(base: usize, stride: usize, from: usize, to: usize) -> usize {
 /// Pre-clamp forward step into `out`; `p` holds the prepared fields (`n` cells apart), `lines`
 /// three line-length scratch buffers.
 #[inline(always)]
+#[allow(clippy::needless_range_loop)]
 fn forward(t: &Tables, p: &[f64], f: &[f64], out: &mut [f64], s: &mut [f64], r1: &mut [f64], r2: &mut [f64]) {
     let (dim, n, nl) = (t.dim, f.len(), t.line_len());
     let last = dim - 1;
