@@ -26,7 +26,8 @@ pub struct Args {
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum What {
-    /// Raw scheme throughput: forward and forward+adjoint cell-steps/s, 90 samples of 51×51.
+    /// Raw scheme throughput: forward and forward+adjoint cell-steps/s, 90 samples of 51×51, and
+    /// the 3D central scheme on 51³ with 1 and 2 threads.
     Solver,
     /// Training epochs (gradient step + Adam) against the bare solver forward + adjoint on the
     /// same 90 windows of 51×51, per model kind, unroll 1 and 10, with allocations per epoch.
@@ -47,6 +48,47 @@ fn reference_fields() -> anyhow::Result<(VelocityGrid, crate::operator::Fields)>
     let grid = VelocityGrid::square(51, 5.0)?;
     let f = crate::synth::truth_fields(&reference_truth(), &grid, &Default::default())?;
     Ok((grid, f))
+}
+
+/// Smooth 3D Fokker–Planck fields on `grid`: drag −0.1v, diffusion `0.1/(1+v²)` on the diagonal
+/// and `0.02 v_iv_j/(1+v²)` off it.
+fn fields_3d(grid: &VelocityGrid) -> crate::operator::Fields {
+    use crate::operator::fp;
+    let mut f = crate::operator::Fields::zeros(grid.fields_shape(fp::n_fields(3)));
+    let flat = f.as_slice_mut().expect("contiguous");
+    let n = grid.n_cells();
+    for c in 0..n {
+        let v: Vec<f64> = (0..3).map(|a| grid.centre(a, c / grid.stride(a) % grid.extent(a))).collect();
+        let w = 1.0 / (1.0 + v.iter().map(|x| x * x).sum::<f64>());
+        for i in 0..3 {
+            flat[fp::a(i) * n + c] = -0.1 * v[i];
+            for j in i..3 {
+                flat[fp::d(3, i, j) * n + c] = if i == j { 0.1 * w } else { 0.02 * v[i] * v[j] * w };
+            }
+        }
+    }
+    f
+}
+
+/// The 3D central scheme's forward and forward+adjoint throughput on 51³ (guard edges, clamp,
+/// `auto` substeps; 4 samples of 10 steps), on 1 and on 2 threads.
+fn solver_3d(reps: usize) -> anyhow::Result<serde_json::Value> {
+    let grid = VelocityGrid::cube(51, 5.0)?;
+    let fields = fields_3d(&grid);
+    let spec = SolverSpec { substeps: solver::Substeps::Auto(solver::AutoWord::Auto), ..SolverSpec::default() };
+    let scheme = solver::build(&spec, &crate::operator::Equation::FokkerPlanck, &grid)?;
+    let mut v = Vec::new();
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+        let j = pool.install(|| crate::solver::bench::throughput(scheme.as_ref(), &fields, 4, 10, reps));
+        tracing::info!(
+            "3D central 51³, {threads} thread(s): forward {:.0} M cell-steps/s, forward+adjoint {:.0} M cell-steps/s",
+            j["forward_cell_steps_per_s"].as_f64().unwrap_or(0.0) / 1e6,
+            j["forward_adjoint_cell_steps_per_s"].as_f64().unwrap_or(0.0) / 1e6
+        );
+        v.push(j);
+    }
+    Ok(serde_json::Value::Array(v))
 }
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
@@ -70,6 +112,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             }
         }
         out.insert("solver".into(), serde_json::Value::Array(v));
+        out.insert("solver_3d".into(), solver_3d(args.reps)?);
     }
     if ctx.comm.rank() == 0 && (all || args.what == What::Memory) {
         let (grid, fields) = reference_fields()?;

@@ -21,7 +21,9 @@ use ndarray::Array3;
 pub mod spec;
 pub use spec::ModelSpec;
 
-/// Coefficient fields `[n_fields, nx, ny]` in physical units (C order).
+/// Coefficient fields in physical units: `[n_fields, nx, ny]` on a 2D grid, `[n_fields, nx, ny·nz]`
+/// (a free reshape of `[n_fields, nx, ny, nz]`) on a 3D one — see
+/// [`VelocityGrid::fields_shape`]. C order, the last velocity component fastest.
 pub type Fields = Array3<f64>;
 
 /// Field indices of a Fokker–Planck model.
@@ -33,6 +35,36 @@ pub mod fp {
     pub const DXY: usize = 4;
     pub const N_FIELDS: usize = 5;
     pub const NAMES: [&str; N_FIELDS] = ["A_x", "A_y", "D_xx", "D_yy", "D_xy"];
+
+    /// The same layout in any dimension d: A_i at `i`, D_ii at `d + i`, then the off-diagonal
+    /// D_ij (i < j) in the order xy, xz, yz. In 2D that is [`AX`]…[`DXY`]; in 3D it is
+    /// `A_x, A_y, A_z, D_xx, D_yy, D_zz, D_xy, D_xz, D_yz` (nine fields).
+    pub const fn n_fields(dim: usize) -> usize {
+        dim + dim * (dim + 1) / 2
+    }
+    /// Index of A_i.
+    pub const fn a(i: usize) -> usize {
+        i
+    }
+    /// Index of D_ij = D_ji in `dim` dimensions.
+    pub const fn d(dim: usize, i: usize, j: usize) -> usize {
+        let (i, j) = if i <= j { (i, j) } else { (j, i) };
+        if i == j {
+            dim + i
+        } else {
+            // Pairs before (i, j) in the order (0,1), (0,2), …, (1,2), …
+            2 * dim + i * (2 * dim - i - 1) / 2 + (j - i - 1)
+        }
+    }
+    /// Field names in `dim` dimensions.
+    pub fn names(dim: usize) -> &'static [&'static str] {
+        const NAMES_3D: [&str; n_fields(3)] = ["A_x", "A_y", "A_z", "D_xx", "D_yy", "D_zz", "D_xy", "D_xz", "D_yz"];
+        if dim == 3 {
+            &NAMES_3D
+        } else {
+            &NAMES
+        }
+    }
 }
 
 /// Which evolution equation a model's fields drive.

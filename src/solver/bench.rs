@@ -31,17 +31,22 @@ pub fn throughput(
     reps: usize,
 ) -> serde_json::Value {
     let g = scheme.grid().clone();
-    let (nx, ny, n) = (g.nx, g.ny, g.n_cells());
+    let n = g.n_cells();
     let h = 1.0 / scheme.substeps(coeffs.view(), 1.0) as f64;
-    let mut prepared = Fields::zeros((scheme.n_prepared(), nx, ny));
+    let mut prepared = Fields::zeros(g.fields_shape(scheme.n_prepared()));
     scheme.prepare(coeffs.view(), h, prepared.view_mut());
     // A smooth positive bump, shifted per sample.
     let initial = |s: usize| -> Vec<f64> {
         let shift = 0.3 * (s % 7) as f64 / 7.0;
         (0..n)
             .map(|c| {
-                let (vx, vy) = (g.vx(c / ny) - shift, g.vy(c % ny));
-                (-(vx * vx + vy * vy) / 2.0).exp()
+                let v2: f64 = (0..g.dim())
+                    .map(|a| {
+                        let v = g.centre(a, c / g.stride(a) % g.extent(a)) - if a == 0 { shift } else { 0.0 };
+                        v * v
+                    })
+                    .sum();
+                (-v2 / 2.0).exp()
             })
             .collect()
     };
@@ -124,7 +129,7 @@ pub fn throughput(
     let cell_steps = (samples * steps * n) as f64;
     serde_json::json!({
         "scheme": scheme.name(),
-        "grid": [nx, ny],
+        "grid": g.extents(),
         "samples": samples,
         "steps": steps,
         "threads": rayon::current_num_threads(),

@@ -1,51 +1,126 @@
 //! The reference code's explicit central-difference Fokker–Planck step (`guard` and `one-sided`
-//! edges, optional clamp) and its exact discrete adjoint.
+//! edges, optional clamp) and its exact discrete adjoint, in two or three velocity dimensions.
 //!
 //! With Δ1 u_r = u_{r+1} − u_{r−1} (twice the reference's δ1), Δ2 = δ2, and the prepared fields
-//! `p = [hÂx/2, hÂy/2, hD̂xx/2, hD̂yy/2, hD̂xy/4]` (grid units, step `h` folded in), the step is
+//! `p_{A_i} = hÂ_i/2`, `p_{D_ii} = hD̂_ii/2`, `p_{D_ij} = hD̂_ij/4` (i < j; grid units, step `h`
+//! folded in, field order as in [`fp`]), the step is
 //!
-//! `out = f − Δ1x(p_ax f) − Δ1y(p_ay f) + Δ2x(p_xx f) + Δ2y(p_yy f) + Δ1xΔ1y(p_xy f)`,
+//! `out = f − Σ_i Δ1_i(p_{A_i} f) + Σ_i Δ2_i(p_{D_ii} f) + Σ_{i<j} Δ1_iΔ1_j(p_{D_ij} f)`,
 //!
-//! exactly the formula: both orders of the mixed term are the same tensor product
-//! Δ1x⊗Δ1y, so `½(δ1xδ1y + δ1yδ1x) = ¼Δ1xΔ1y`. Each 1-D operator is a [`Table1D`]: interior
-//! rows run a hard-coded, auto-vectorised fast path, edge rows (guard truncation or one-sided
-//! stencils) a generic sparse path. The adjoint is the same machinery with transposed tables:
-//! `G_k = S_kᵀ λ`, `λ_in = λ + Σ_k p_k G_k`, `d p_k += f G_k`, one fused pass per row.
+//! exactly the formula: both orders of a mixed term are the same tensor product
+//! Δ1_i⊗Δ1_j, so `½(δ1_iδ1_j + δ1_jδ1_i) = ¼Δ1_iΔ1_j`. Each 1-D operator is a [`Table1D`]:
+//! interior rows run a hard-coded, auto-vectorised fast path, edge rows (guard truncation or
+//! one-sided stencils) a generic sparse path.
 //!
-//! Step bound for `substeps: auto`: with D̂xx, D̂yy ≥ 0 and `h(D̂xx + D̂yy) ≤ 1` every column of
-//! the step matrix has ℓ1 norm ≤ 1 + h(|Âx| + |Ây| + |D̂xy|) (interior, guard), so errors grow
-//! at most like `exp(t·max(|Âx|+|Ây|+|D̂xy|))` whatever `h`. `auto` takes, with a factor-2 margin,
-//! the smallest n with `h·max_cells(|D̂xx| + |D̂yy| + |D̂xy| + |Âx| + |Ây|) ≤ ½`.
+//! **One code path for every dimension.** The state is a set of *lines* along the last (fastest,
+//! contiguous) axis. For each line, the outer axes (v_x in 2D; v_x, v_y in 3D) are applied along
+//! their strides, building three line buffers
+//! `s = f − Σ_{a outer} Δ1_a(p_{A_a} f) + Σ Δ2_a(p_{D_aa} f) + Σ_{a<b outer} Δ1_aΔ1_b(p_{D_ab} f)`,
+//! `r1 = Σ_{a outer} Δ1_a(p_{D_a,last} f) − p_{A_last} f` and `r2 = p_{D_last,last} f`; then
+//! `out = s + Δ1_last(r1) + Δ2_last(r2)` along the line. The adjoint is the same machinery with
+//! transposed tables: `G_k = S_kᵀ λ` per field, `λ_in = λ + Σ_k p_k G_k`, `d p_k += f G_k`,
+//! with the outer-axis parts of the `G_k` built per line first and one fused pass along the line
+//! at the end (a loop over the fields that the compiler unrolls for the 5 or 9 fields). In two
+//! dimensions this evaluates every sum in exactly the order the original 2D kernels did, so 2D
+//! results are bitwise what they were.
+//!
+//! Step bound for `substeps: auto`: with D̂_ii ≥ 0 and `hΣ_i D̂_ii ≤ 1` every column of the step
+//! matrix has ℓ1 norm ≤ 1 + h(Σ_i|Â_i| + Σ_{i<j}|D̂_ij|) (interior, guard), so errors grow at most
+//! like `exp(t·max(Σ|Â_i| + Σ|D̂_ij|))` whatever `h`. `auto` takes, with a factor-2 margin, the
+//! smallest n with `h·max_cells Σ_k |ĉ_k| ≤ ½` over every grid-unit coefficient ĉ_k.
 
-use super::stencil::{grid_unit_scales, substeps_for, Table1D};
+use super::stencil::{grid_unit_scales, pairs, substeps_for, Table1D};
 use super::{Boundary, Scheme, StepWorkspace, Substeps};
 use crate::grid::VelocityGrid;
 use crate::operator::{fp, Fields};
 use ndarray::{ArrayView3, ArrayViewMut3, Axis, Zip};
 
-/// Prepared field k is `h · FACTOR[k] · (grid-unit coefficient k)`.
-const FACTOR: [f64; fp::N_FIELDS] = [0.5, 0.5, 0.5, 0.5, 0.25];
-/// The `auto` step bound: `h · max(|D̂xx|+|D̂yy|+|D̂xy|+|Âx|+|Ây|) ≤ AUTO_LIMIT`.
+/// The `auto` step bound: `h · max Σ_k |ĉ_k| ≤ AUTO_LIMIT`.
 pub const AUTO_LIMIT: f64 = 0.5;
 
-/// The 1-D operators along each axis and their transposes.
+/// Prepared field k is `h · factor(k) · (grid-unit coefficient k)`.
+fn factor(dim: usize, k: usize) -> f64 {
+    if k < 2 * dim {
+        0.5
+    } else {
+        0.25
+    }
+}
+
+/// The 1-D operators along one axis, their transposes and their common interior runs.
+#[derive(Clone, Debug)]
+struct AxisOps {
+    d1: Table1D,
+    d2: Table1D,
+    d1t: Table1D,
+    d2t: Table1D,
+    /// Rows standard in both `d1` and `d2` (`0..0` if none).
+    fwd: (usize, usize),
+    /// Rows standard in both `d1t` and `d2t`.
+    adj: (usize, usize),
+}
+
+impl AxisOps {
+    fn new(n: usize, boundary: Boundary) -> Self {
+        let (d1, d2) = (Table1D::first(n, boundary), Table1D::second(n, boundary));
+        let (d1t, d2t) = (d1.transpose(), d2.transpose());
+        let (fwd, adj) = (common_interior(&d1, &d2), common_interior(&d1t, &d2t));
+        Self { d1, d2, d1t, d2t, fwd, adj }
+    }
+}
+
+/// Everything the kernels need about the grid: per-axis operators, strides, field indices and
+/// where the adjoint finds each field's `G_k`.
 #[derive(Clone, Debug)]
 pub struct Tables {
-    x1: Table1D,
-    x2: Table1D,
-    y1: Table1D,
-    y2: Table1D,
-    x1t: Table1D,
-    x2t: Table1D,
-    y1t: Table1D,
-    y2t: Table1D,
+    dim: usize,
+    extent: [usize; 3],
+    stride: [usize; 3],
+    axes: Vec<AxisOps>,
+    /// Field index of A_i.
+    fa: [usize; 3],
+    /// Field index of D_ij.
+    fd: [[usize; 3]; 3],
 }
 
 impl Tables {
     fn new(grid: &VelocityGrid, boundary: Boundary) -> Self {
-        let (x1, x2) = (Table1D::first(grid.nx, boundary), Table1D::second(grid.nx, boundary));
-        let (y1, y2) = (Table1D::first(grid.ny, boundary), Table1D::second(grid.ny, boundary));
-        Self { x1t: x1.transpose(), x2t: x2.transpose(), y1t: y1.transpose(), y2t: y2.transpose(), x1, x2, y1, y2 }
+        let dim = grid.dim();
+        let extent = std::array::from_fn(|a| if a < dim { grid.extent(a) } else { 1 });
+        let stride = std::array::from_fn(|a| if a < dim { grid.stride(a) } else { 1 });
+        let axes = (0..dim).map(|a| AxisOps::new(grid.extent(a), boundary)).collect();
+        let fa = std::array::from_fn(fp::a);
+        let fd = std::array::from_fn(|i| std::array::from_fn(|j| fp::d(dim, i.min(dim - 1), j.min(dim - 1))));
+        Self { dim, extent, stride, axes, fa, fd }
+    }
+
+    /// Cells along the last axis (the line length).
+    fn line_len(&self) -> usize {
+        self.extent[self.dim - 1]
+    }
+    fn n_outer_pairs(&self) -> usize {
+        (self.dim - 1) * (self.dim - 2) / 2
+    }
+    // Adjoint line buffers: Δ1_aᵀλ and Δ2_aᵀλ per outer axis a, then (Δ1_aΔ1_b)ᵀλ per outer pair.
+    fn line_t(&self, a: usize) -> usize {
+        a
+    }
+    fn line_g(&self, a: usize) -> usize {
+        self.dim - 1 + a
+    }
+    fn line_g_pair(&self, p: usize) -> usize {
+        2 * (self.dim - 1) + p
+    }
+    /// Line buffers the adjoint needs.
+    fn n_adjoint_lines(&self) -> usize {
+        2 * (self.dim - 1) + self.n_outer_pairs()
+    }
+    /// Outer-axis indices of line `m`.
+    fn outer_index(&self, m: usize) -> [usize; 2] {
+        match self.dim {
+            2 => [m, 0],
+            _ => [m / self.extent[1], m % self.extent[1]],
+        }
     }
 }
 
@@ -56,14 +131,14 @@ pub struct Central {
     boundary: Boundary,
     clamp: bool,
     substeps: Substeps,
-    scales: [f64; fp::N_FIELDS],
+    scales: Vec<f64>,
     tables: Tables,
 }
 
 impl Central {
     pub fn new(grid: &VelocityGrid, boundary: Boundary, clamp: bool, substeps: Substeps) -> Self {
         let units = grid_unit_scales(grid);
-        let scales = std::array::from_fn(|k| units[k] * FACTOR[k]);
+        let scales = units.iter().enumerate().map(|(k, u)| u * factor(grid.dim(), k)).collect();
         Self { grid: grid.clone(), boundary, clamp, substeps, scales, tables: Tables::new(grid, boundary) }
     }
 
@@ -71,26 +146,15 @@ impl Central {
         self.boundary
     }
 
-    /// `max over cells of |D̂xx| + |D̂yy| + |D̂xy| + |Âx| + |Ây|` (grid units, per unit time).
+    /// `max over cells of Σ_k |ĉ_k|` over the grid-unit coefficients (per unit time).
     pub fn max_rate(&self, coeffs: ArrayView3<f64>) -> f64 {
         let units = grid_unit_scales(&self.grid);
-        let mut total = ndarray::Array2::<f64>::zeros((self.grid.nx, self.grid.ny));
-        for (k, field) in coeffs.axis_iter(Axis(0)).enumerate().take(fp::N_FIELDS) {
+        let mut total = ndarray::Array2::<f64>::zeros((coeffs.shape()[1], coeffs.shape()[2]));
+        for (k, field) in coeffs.axis_iter(Axis(0)).enumerate().take(units.len()) {
             Zip::from(&mut total).and(&field).for_each(|t, &c| *t += (c * units[k]).abs());
         }
         total.iter().fold(0.0, |m, &t| if t > m || t.is_nan() { t } else { m })
     }
-}
-
-fn row(a: &[f64], r: usize, n: usize) -> &[f64] {
-    &a[r * n..][..n]
-}
-
-/// Split a `[5, nx, ny]` prepared array into its five C-order field slices.
-fn fields(prepared: &Fields) -> [&[f64]; fp::N_FIELDS] {
-    let s = prepared.as_slice().expect("prepared fields are contiguous");
-    let n = s.len() / fp::N_FIELDS;
-    std::array::from_fn(|k| &s[k * n..(k + 1) * n])
 }
 
 /// Rows standard in both tables (`0..0` if none, so the edge loops then cover every row once).
@@ -103,173 +167,438 @@ fn common_interior(a: &Table1D, b: &Table1D) -> (usize, usize) {
     }
 }
 
+#[inline(always)]
+fn in_run(run: (usize, usize), r: usize) -> bool {
+    (run.0..run.1).contains(&r)
+}
+
 /// Sum of `Σ_{(c,w)∈row} w·u[c]`.
 #[inline(always)]
 fn dot_row(row: &[(usize, f64)], u: &[f64]) -> f64 {
     row.iter().fold(0.0, |acc, &(c, w)| acc + w * u[c])
 }
 
-/// Pre-clamp forward step into `out`. `sx`, `r1`, `r2` are `ny`-long scratch rows.
+/// The `len` values of field `k` (fields `n` apart in `a`) from cell `at`.
 #[inline(always)]
-fn forward(t: &Tables, p: [&[f64]; 5], f: &[f64], out: &mut [f64], sx: &mut [f64], r1: &mut [f64], r2: &mut [f64]) {
-    let (nx, ny) = (t.x1.rows.len(), t.y1.rows.len());
-    let [ax, ay, dxx, dyy, dxy] = p;
-    let (sx, r1, r2) = (&mut sx[..ny], &mut r1[..ny], &mut r2[..ny]);
-    let (jlo, jhi) = common_interior(&t.y1, &t.y2);
-    for i in 0..nx {
-        let (f0, ay0, dyy0) = (row(f, i, ny), row(ay, i, ny), row(dyy, i, ny));
-        // Terms differenced along x (sx), and the rows still to be differenced along y.
-        if t.x1.is_standard(i) && t.x2.is_standard(i) {
-            let (fm, fp_) = (row(f, i - 1, ny), row(f, i + 1, ny));
-            let (axm, axp) = (row(ax, i - 1, ny), row(ax, i + 1, ny));
-            let (dxxm, dxx0, dxxp) = (row(dxx, i - 1, ny), row(dxx, i, ny), row(dxx, i + 1, ny));
-            let (dxym, dxyp) = (row(dxy, i - 1, ny), row(dxy, i + 1, ny));
-            for j in 0..ny {
-                sx[j] = f0[j] - (axp[j] * fp_[j] - axm[j] * fm[j])
-                    + (dxxp[j] * fp_[j] - 2.0 * (dxx0[j] * f0[j]) + dxxm[j] * fm[j]);
-                r1[j] = (dxyp[j] * fp_[j] - dxym[j] * fm[j]) - ay0[j] * f0[j];
-                r2[j] = dyy0[j] * f0[j];
-            }
-        } else {
-            for j in 0..ny {
-                sx[j] = f0[j];
-                r1[j] = -(ay0[j] * f0[j]);
-                r2[j] = dyy0[j] * f0[j];
-            }
-            for &(k, w) in &t.x1.rows[i] {
-                let (fk, axk, dxyk) = (row(f, k, ny), row(ax, k, ny), row(dxy, k, ny));
-                for j in 0..ny {
-                    sx[j] -= w * (axk[j] * fk[j]);
-                    r1[j] += w * (dxyk[j] * fk[j]);
+fn seg(a: &[f64], k: usize, n: usize, at: usize, len: usize) -> &[f64] {
+    &a[k * n + at..][..len]
+}
+
+/// Cell offset of the line whose index along axis `a` is `to` instead of `from`.
+#[inline(always)]
+fn shift(base: usize, stride: usize, from: usize, to: usize) -> usize {
+    base + to * stride - from * stride
+}
+
+/// Pre-clamp forward step into `out`; `p` holds the prepared fields (`n` cells apart), `lines`
+/// three line-length scratch buffers.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+fn forward(t: &Tables, p: &[f64], f: &[f64], out: &mut [f64], s: &mut [f64], r1: &mut [f64], r2: &mut [f64]) {
+    let (dim, n, nl) = (t.dim, f.len(), t.line_len());
+    let last = dim - 1;
+    let (s, r1, r2) = (&mut s[..nl], &mut r1[..nl], &mut r2[..nl]);
+    let (fal, fdll) = (t.fa[last], t.fd[last][last]);
+    let ops_l = &t.axes[last];
+    let (jlo, jhi) = ops_l.fwd;
+    for m in 0..n / nl {
+        let base = m * nl;
+        let idx = t.outer_index(m);
+        let f0 = &f[base..][..nl];
+        let (pal0, pdll0) = (seg(p, fal, n, base, nl), seg(p, fdll, n, base, nl));
+        // Outer axes along their strides: s, r1, r2 (the first axis initialises them).
+        for a in 0..last {
+            let (ops, st, ia) = (&t.axes[a], t.stride[a], idx[a]);
+            let (ka, kaa, kal) = (t.fa[a], t.fd[a][a], t.fd[a][last]);
+            if in_run(ops.fwd, ia) {
+                let (bm, bp) = (base - st, base + st);
+                let (fm, fp_) = (&f[bm..][..nl], &f[bp..][..nl]);
+                let (axm, axp) = (seg(p, ka, n, bm, nl), seg(p, ka, n, bp, nl));
+                let (dxxm, dxx0, dxxp) = (seg(p, kaa, n, bm, nl), seg(p, kaa, n, base, nl), seg(p, kaa, n, bp, nl));
+                let (dxym, dxyp) = (seg(p, kal, n, bm, nl), seg(p, kal, n, bp, nl));
+                if a == 0 {
+                    for j in 0..nl {
+                        s[j] = f0[j] - (axp[j] * fp_[j] - axm[j] * fm[j])
+                            + (dxxp[j] * fp_[j] - 2.0 * (dxx0[j] * f0[j]) + dxxm[j] * fm[j]);
+                        r1[j] = (dxyp[j] * fp_[j] - dxym[j] * fm[j]) - pal0[j] * f0[j];
+                        r2[j] = pdll0[j] * f0[j];
+                    }
+                } else {
+                    for j in 0..nl {
+                        s[j] = s[j] - (axp[j] * fp_[j] - axm[j] * fm[j])
+                            + (dxxp[j] * fp_[j] - 2.0 * (dxx0[j] * f0[j]) + dxxm[j] * fm[j]);
+                        r1[j] += dxyp[j] * fp_[j] - dxym[j] * fm[j];
+                    }
                 }
-            }
-            for &(k, w) in &t.x2.rows[i] {
-                let (fk, dxxk) = (row(f, k, ny), row(dxx, k, ny));
-                for j in 0..ny {
-                    sx[j] += w * (dxxk[j] * fk[j]);
+            } else {
+                if a == 0 {
+                    for j in 0..nl {
+                        s[j] = f0[j];
+                        r1[j] = -(pal0[j] * f0[j]);
+                        r2[j] = pdll0[j] * f0[j];
+                    }
+                }
+                for &(k, w) in &ops.d1.rows[ia] {
+                    let b = shift(base, st, ia, k);
+                    let (fk, axk, dxyk) = (&f[b..][..nl], seg(p, ka, n, b, nl), seg(p, kal, n, b, nl));
+                    for j in 0..nl {
+                        s[j] -= w * (axk[j] * fk[j]);
+                        r1[j] += w * (dxyk[j] * fk[j]);
+                    }
+                }
+                for &(k, w) in &ops.d2.rows[ia] {
+                    let b = shift(base, st, ia, k);
+                    let (fk, dxxk) = (&f[b..][..nl], seg(p, kaa, n, b, nl));
+                    for j in 0..nl {
+                        s[j] += w * (dxxk[j] * fk[j]);
+                    }
                 }
             }
         }
-        // Differences along y.
-        let o = &mut out[i * ny..][..ny];
+        // Mixed outer pairs Δ1_aΔ1_b(p_ab f) (three dimensions: the xy term).
+        for (a, b) in pairs(last) {
+            let (oa, ob, ia, ib) = (&t.axes[a], &t.axes[b], idx[a], idx[b]);
+            let (sa, sb, kab) = (t.stride[a], t.stride[b], t.fd[a][b]);
+            let term = |c: usize| (&f[c..][..nl], seg(p, kab, n, c, nl));
+            if oa.d1.is_standard(ia) && ob.d1.is_standard(ib) {
+                let ((fpp, ppp), (fpm, ppm)) = (term(base + sa + sb), term(base + sa - sb));
+                let ((fmp, pmp), (fmm, pmm)) = (term(base - sa + sb), term(base - sa - sb));
+                for j in 0..nl {
+                    s[j] += (ppp[j] * fpp[j] - ppm[j] * fpm[j]) - (pmp[j] * fmp[j] - pmm[j] * fmm[j]);
+                }
+            } else {
+                for &(k, w) in &oa.d1.rows[ia] {
+                    for &(k2, w2) in &ob.d1.rows[ib] {
+                        let (fk, pk) = term(shift(shift(base, sa, ia, k), sb, ib, k2));
+                        let w = w * w2;
+                        for j in 0..nl {
+                            s[j] += w * (pk[j] * fk[j]);
+                        }
+                    }
+                }
+            }
+        }
+        // Differences along the line.
+        let o = &mut out[base..][..nl];
         if jhi > jlo {
             let (a, b, m) = (jlo, jhi, jhi - jlo);
             let (r1m, r1p) = (&r1[a - 1..][..m], &r1[a + 1..][..m]);
             let (r2m, r2c, r2p) = (&r2[a - 1..][..m], &r2[a..][..m], &r2[a + 1..][..m]);
-            let (oc, sxc) = (&mut o[a..b], &sx[a..b]);
+            let (oc, sc) = (&mut o[a..b], &s[a..b]);
             for j in 0..m {
-                oc[j] = sxc[j] + (r1p[j] - r1m[j]) + (r2p[j] - 2.0 * r2c[j] + r2m[j]);
+                oc[j] = sc[j] + (r1p[j] - r1m[j]) + (r2p[j] - 2.0 * r2c[j] + r2m[j]);
             }
         }
-        for j in (0..jlo).chain(jhi..ny) {
-            o[j] = sx[j] + dot_row(&t.y1.rows[j], r1) + dot_row(&t.y2.rows[j], r2);
+        for j in (0..jlo).chain(jhi..nl) {
+            o[j] = s[j] + dot_row(&ops_l.d1.rows[j], r1) + dot_row(&ops_l.d2.rows[j], r2);
         }
     }
 }
 
-/// Adjoint of the pre-clamp step: `lam_in = λ + Σ p_k G_k`, `d_k += f G_k` with `G_k = S_kᵀ λ`.
+/// Where the adjoint finds `G_k = S_kᵀλ` of field k along a line of the last axis: from the
+/// outer-axis line buffers (`−Δ1_aᵀλ`, `Δ2_aᵀλ`, `(Δ1_aΔ1_b)ᵀλ`) or by differencing λ or `Δ1_aᵀλ`
+/// along the line itself.
+#[derive(Clone, Copy)]
+enum GSrc {
+    /// `−(Δ1_aᵀλ)` of outer axis a (A_a).
+    T(usize),
+    /// `Δ2_aᵀλ` of outer axis a (D_aa).
+    G(usize),
+    /// `(Δ1_aΔ1_b)ᵀλ` of outer pair q (D_ab, a < b outer).
+    Pair(usize),
+    /// `−Δ1ᵀλ` along the line (A_last).
+    ALast,
+    /// `Δ2ᵀλ` along the line (D_last,last).
+    DLast,
+    /// `Δ1ᵀ(Δ1_aᵀλ)` along the line (D_a,last).
+    Mixed(usize),
+}
+
+/// The source of field `k`'s `G_k` in `dim` dimensions (field order as in [`fp`]).
+#[inline(always)]
+const fn g_src(dim: usize, k: usize) -> GSrc {
+    let last = dim - 1;
+    if k < dim {
+        return if k < last { GSrc::T(k) } else { GSrc::ALast };
+    }
+    if k < 2 * dim {
+        let i = k - dim;
+        return if i < last { GSrc::G(i) } else { GSrc::DLast };
+    }
+    // Off-diagonal field: its pair (i, j), i < j, in the order (0,1), (0,2), …, (1,2), …
+    let (mut q, mut i) = (k - 2 * dim, 0);
+    while q >= dim - 1 - i {
+        q -= dim - 1 - i;
+        i += 1;
+    }
+    let j = i + 1 + q;
+    if j == last {
+        GSrc::Mixed(i)
+    } else {
+        GSrc::Pair(i * (2 * last - i - 1) / 2 + (j - i - 1))
+    }
+}
+
+/// Runs `$body!(k)` for k = 0..9 (the most fields of any dimension), each guarded by `k < NF`:
+/// constant indices, so the per-field code is specialised and unrolled at compile time.
+macro_rules! each_field {
+    ($nf:expr, $body:ident) => {
+        each_field!(@ $nf, $body, 0, 1, 2, 3, 4, 5, 6, 7, 8)
+    };
+    (@ $nf:expr, $body:ident, $($k:literal),*) => {
+        $(if $k < $nf { $body!($k); })*
+    };
+}
+
+/// Adjoint of the pre-clamp step: `lam_in = λ + Σ_k p_k G_k` (summed in field order),
+/// `d_k += f G_k` with `G_k = S_kᵀ λ`; `d` holds the prepared-field gradients (`n` cells apart),
+/// `lines` the outer-axis line buffers. `D` is the dimension, `NF` its field count.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn adjoint(
+fn adjoint_dim<const D: usize, const NF: usize>(
     t: &Tables,
-    p: [&[f64]; 5],
+    p: &[f64],
     f: &[f64],
     lam: &[f64],
     lam_in: &mut [f64],
-    d: [&mut [f64]; 5],
-    tx: &mut [f64],
-    gxx: &mut [f64],
+    d: &mut [f64],
+    lines: &mut [f64],
 ) {
-    let (nx, ny) = (t.x1.rows.len(), t.y1.rows.len());
-    let [ax, ay, dxx, dyy, dxy] = p;
-    let [dax, day, ddxx, ddyy, ddxy] = d;
-    let (tx, gxx) = (&mut tx[..ny], &mut gxx[..ny]);
-    let (jlo, jhi) = common_interior(&t.y1t, &t.y2t);
-    for i in 0..nx {
-        // tx = (Δ1xᵀ λ)_i, gxx = (Δ2xᵀ λ)_i.
-        let l0 = row(lam, i, ny);
-        if t.x1t.is_standard(i) && t.x2t.is_standard(i) {
-            let (lm, lp) = (row(lam, i - 1, ny), row(lam, i + 1, ny));
-            for j in 0..ny {
-                tx[j] = lm[j] - lp[j];
-                gxx[j] = lp[j] - 2.0 * l0[j] + lm[j];
-            }
-        } else {
-            tx.fill(0.0);
-            gxx.fill(0.0);
-            for &(k, w) in &t.x1t.rows[i] {
-                let lk = row(lam, k, ny);
-                for j in 0..ny {
-                    tx[j] += w * lk[j];
+    debug_assert!(t.dim == D && NF == fp::n_fields(D));
+    let (n, nl) = (f.len(), t.line_len());
+    let last = D - 1;
+    let ops_l = &t.axes[last];
+    let (jlo, jhi) = ops_l.adj;
+    for m in 0..n / nl {
+        let base = m * nl;
+        let idx = t.outer_index(m);
+        let l0 = &lam[base..][..nl];
+        // Outer axes: Δ1_aᵀλ and Δ2_aᵀλ along the line.
+        for a in 0..last {
+            let (ops, st, ia) = (&t.axes[a], t.stride[a], idx[a]);
+            let (tl, rest) = lines[t.line_t(a) * nl..].split_at_mut(nl);
+            let gl = &mut rest[(t.line_g(a) - t.line_t(a) - 1) * nl..][..nl];
+            if in_run(ops.adj, ia) {
+                let (lm, lp) = (&lam[base - st..][..nl], &lam[base + st..][..nl]);
+                outer_adjoint_interior(tl, gl, lm, l0, lp);
+            } else {
+                tl.fill(0.0);
+                gl.fill(0.0);
+                for &(k, w) in &ops.d1t.rows[ia] {
+                    axpy(tl, w, &lam[shift(base, st, ia, k)..][..nl]);
                 }
-            }
-            for &(k, w) in &t.x2t.rows[i] {
-                let lk = row(lam, k, ny);
-                for j in 0..ny {
-                    gxx[j] += w * lk[j];
+                for &(k, w) in &ops.d2t.rows[ia] {
+                    axpy(gl, w, &lam[shift(base, st, ia, k)..][..nl]);
                 }
             }
         }
-        let s = i * ny..;
-        let (f0, li) = (&f[s.clone()][..ny], &mut lam_in[s.clone()][..ny]);
-        let (ax0, ay0, dxx0, dyy0, dxy0) = (
-            &ax[s.clone()][..ny],
-            &ay[s.clone()][..ny],
-            &dxx[s.clone()][..ny],
-            &dyy[s.clone()][..ny],
-            &dxy[s.clone()][..ny],
-        );
-        let (dax0, day0, ddxx0, ddyy0, ddxy0) = (
-            &mut dax[s.clone()][..ny],
-            &mut day[s.clone()][..ny],
-            &mut ddxx[s.clone()][..ny],
-            &mut ddyy[s.clone()][..ny],
-            &mut ddxy[s.clone()][..ny],
-        );
-        // Interior columns: every slice cut to the same length m so the loop vectorises.
-        if jhi > jlo {
-            let (a, b, m) = (jlo, jhi, jhi - jlo);
-            let (lm, lc, lp) = (&l0[a - 1..][..m], &l0[a..][..m], &l0[a + 1..][..m]);
-            let (tm, tc, tp, gc) = (&tx[a - 1..][..m], &tx[a..][..m], &tx[a + 1..][..m], &gxx[a..b]);
-            let (fc, lic) = (&f0[a..b], &mut li[a..b]);
-            let (axc, ayc, dxxc, dyyc, dxyc) = (&ax0[a..b], &ay0[a..b], &dxx0[a..b], &dyy0[a..b], &dxy0[a..b]);
-            let (daxc, dayc, ddxxc, ddyyc, ddxyc) =
-                (&mut dax0[a..b], &mut day0[a..b], &mut ddxx0[a..b], &mut ddyy0[a..b], &mut ddxy0[a..b]);
-            for j in 0..m {
-                let (gax, gxx_) = (-tc[j], gc[j]);
-                let gay = lp[j] - lm[j];
-                let gyy = lp[j] - 2.0 * lc[j] + lm[j];
-                let gxy = tm[j] - tp[j];
-                lic[j] = lc[j] + axc[j] * gax + ayc[j] * gay + dxxc[j] * gxx_ + dyyc[j] * gyy + dxyc[j] * gxy;
-                daxc[j] += fc[j] * gax;
-                dayc[j] += fc[j] * gay;
-                ddxxc[j] += fc[j] * gxx_;
-                ddyyc[j] += fc[j] * gyy;
-                ddxyc[j] += fc[j] * gxy;
+        // Mixed outer pairs: (Δ1_aΔ1_b)ᵀλ.
+        for (q, (a, b)) in pairs(last).enumerate() {
+            let (oa, ob, ia, ib) = (&t.axes[a], &t.axes[b], idx[a], idx[b]);
+            let (sa, sb) = (t.stride[a], t.stride[b]);
+            let gq = &mut lines[t.line_g_pair(q) * nl..][..nl];
+            if oa.d1t.is_standard(ia) && ob.d1t.is_standard(ib) {
+                let at = |c: usize| &lam[c..][..nl];
+                let (lmm, lmp, lpm, lpp) = (at(base - sa - sb), at(base - sa + sb), at(base + sa - sb), at(base + sa + sb));
+                pair_adjoint_interior(gq, lmm, lmp, lpm, lpp);
+            } else {
+                gq.fill(0.0);
+                for &(k, w) in &oa.d1t.rows[ia] {
+                    for &(k2, w2) in &ob.d1t.rows[ib] {
+                        axpy(gq, w * w2, &lam[shift(shift(base, sa, ia, k), sb, ib, k2)..][..nl]);
+                    }
+                }
             }
         }
+        // λ_in and the field gradients, one fused pass along the line.
+        let lines: &[f64] = lines;
+        let line = |i: usize| &lines[i * nl..][..nl];
+        let tl: [&[f64]; 2] = std::array::from_fn(|a| line(t.line_t(a.min(last - 1))));
+        let gl: [&[f64]; 2] = std::array::from_fn(|a| line(t.line_g(a.min(last - 1))));
+        let gq: [&[f64]; 1] = [if last >= 2 { line(t.line_g_pair(0)) } else { tl[0] }];
+        let pk: [&[f64]; 9] = std::array::from_fn(|k| seg(p, k.min(NF - 1), n, base, nl));
+        let (f0, li) = (&f[base..][..nl], &mut lam_in[base..][..nl]);
+        let mut chunks = d.chunks_exact_mut(n);
+        let dk: [&mut [f64]; 9] =
+            std::array::from_fn(|_| chunks.next().map_or(&mut [][..], |c| &mut c[base..][..nl]));
         // Edge columns: generic transposed rows.
-        for j in (0..jlo).chain(jhi..ny) {
-            let (gax, gxx_) = (-tx[j], gxx[j]);
-            let gay = -dot_row(&t.y1t.rows[j], l0);
-            let gyy = dot_row(&t.y2t.rows[j], l0);
-            let gxy = dot_row(&t.y1t.rows[j], tx);
-            li[j] = l0[j] + ax0[j] * gax + ay0[j] * gay + dxx0[j] * gxx_ + dyy0[j] * gyy + dxy0[j] * gxy;
-            dax0[j] += f0[j] * gax;
-            day0[j] += f0[j] * gay;
-            ddxx0[j] += f0[j] * gxx_;
-            ddyy0[j] += f0[j] * gyy;
-            ddxy0[j] += f0[j] * gxy;
+        for j in (0..jlo).chain(jhi..nl) {
+            let mut acc = l0[j];
+            macro_rules! field {
+                ($k:literal) => {{
+                    let g = match g_src(D, $k) {
+                        GSrc::T(x) => -tl[x][j],
+                        GSrc::G(x) => gl[x][j],
+                        GSrc::Pair(x) => gq[x][j],
+                        GSrc::ALast => -dot_row(&ops_l.d1t.rows[j], l0),
+                        GSrc::DLast => dot_row(&ops_l.d2t.rows[j], l0),
+                        GSrc::Mixed(x) => dot_row(&ops_l.d1t.rows[j], tl[x]),
+                    };
+                    acc += pk[$k][j] * g;
+                    dk[$k][j] += f0[j] * g;
+                }};
+            }
+            each_field!(NF, field);
+            li[j] = acc;
         }
+        // Interior columns: every slice a local cut to the same length, so the loop vectorises.
+        if jhi > jlo {
+            let (a, b, mlen) = (jlo, jhi, jhi - jlo);
+            let (lm, lc, lp) = (&l0[a - 1..][..mlen], &l0[a..][..mlen], &l0[a + 1..][..mlen]);
+            let [t0, t1] = tl.map(|x| &x[a..b]);
+            let [tm0, tm1] = tl.map(|x| &x[a - 1..][..mlen]);
+            let [tp0, tp1] = tl.map(|x| &x[a + 1..][..mlen]);
+            let [g0, g1] = gl.map(|x| &x[a..b]);
+            let [q0] = gq.map(|x| &x[a..b]);
+            let [p0, p1, p2, p3, p4, p5, p6, p7, p8] = pk.map(|x| &x[a..b]);
+            let (fc, lic) = (&f0[a..b], &mut li[a..b]);
+            let [d0, d1, d2, d3, d4, d5, d6, d7, d8] = dk;
+            macro_rules! cut {
+                ($k:literal, $x:ident) => {
+                    let $x: &mut [f64] = if $k < NF { &mut $x[a..b] } else { &mut $x[..0] };
+                };
+            }
+            cut!(0, d0);
+            cut!(1, d1);
+            cut!(2, d2);
+            cut!(3, d3);
+            cut!(4, d4);
+            cut!(5, d5);
+            cut!(6, d6);
+            cut!(7, d7);
+            cut!(8, d8);
+            combine_interior::<D, NF>(
+                [lm, lc, lp],
+                [t0, t1, tm0, tm1, tp0, tp1, g0, g1, q0],
+                fc,
+                lic,
+                [p0, p1, p2, p3, p4, p5, p6, p7, p8],
+                d0,
+                d1,
+                d2,
+                d3,
+                d4,
+                d5,
+                d6,
+                d7,
+                d8,
+            );
+        }
+    }
+}
+
+/// The fused interior pass of the adjoint along one line: `lam_in = λ + Σ_k p_k G_k`,
+/// `d_k += f G_k`. The mutable lines are separate arguments, so the compiler knows they do not
+/// alias and vectorises without runtime checks; `d_k` for `k ≥ NF` are unused.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn combine_interior<const D: usize, const NF: usize>(
+    l: [&[f64]; 3],
+    outer: [&[f64]; 9],
+    fc: &[f64],
+    lic: &mut [f64],
+    p: [&[f64]; 9],
+    d0: &mut [f64],
+    d1: &mut [f64],
+    d2: &mut [f64],
+    d3: &mut [f64],
+    d4: &mut [f64],
+    d5: &mut [f64],
+    d6: &mut [f64],
+    d7: &mut [f64],
+    d8: &mut [f64],
+) {
+    let mlen = lic.len();
+    let [lm, lc, lp] = l.map(|x| &x[..mlen]);
+    let [t0, t1, tm0, tm1, tp0, tp1, g0, g1, q0] = outer.map(|x| if x.len() >= mlen { &x[..mlen] } else { x });
+    let fc = &fc[..mlen];
+    let [p0, p1, p2, p3, p4, p5, p6, p7, p8] = p.map(|x| &x[..mlen]);
+    for j in 0..mlen {
+        let mut acc = lc[j];
+        macro_rules! field {
+            ($k:literal, $d:ident, $p:ident) => {
+                if $k < NF {
+                    let g = match g_src(D, $k) {
+                        GSrc::T(0) => -t0[j],
+                        GSrc::T(_) => -t1[j],
+                        GSrc::G(0) => g0[j],
+                        GSrc::G(_) => g1[j],
+                        GSrc::Pair(_) => q0[j],
+                        GSrc::ALast => lp[j] - lm[j],
+                        GSrc::DLast => lp[j] - 2.0 * lc[j] + lm[j],
+                        GSrc::Mixed(0) => tm0[j] - tp0[j],
+                        GSrc::Mixed(_) => tm1[j] - tp1[j],
+                    };
+                    acc += $p[j] * g;
+                    $d[j] += fc[j] * g;
+                }
+            };
+        }
+        field!(0, d0, p0);
+        field!(1, d1, p1);
+        field!(2, d2, p2);
+        field!(3, d3, p3);
+        field!(4, d4, p4);
+        field!(5, d5, p5);
+        field!(6, d6, p6);
+        field!(7, d7, p7);
+        field!(8, d8, p8);
+        lic[j] = acc;
+    }
+}
+
+/// `t = λ_{−} − λ_{+}`, `g = λ_{+} − 2λ + λ_{−}` (interior rows of Δ1ᵀ and Δ2ᵀ).
+#[inline(always)]
+fn outer_adjoint_interior(t: &mut [f64], g: &mut [f64], lm: &[f64], l0: &[f64], lp: &[f64]) {
+    let nl = t.len();
+    let (g, lm, l0, lp) = (&mut g[..nl], &lm[..nl], &l0[..nl], &lp[..nl]);
+    for j in 0..nl {
+        t[j] = lm[j] - lp[j];
+        g[j] = lp[j] - 2.0 * l0[j] + lm[j];
+    }
+}
+
+/// `g = (λ_{−−} − λ_{−+}) − (λ_{+−} − λ_{++})` (interior rows of (Δ1_aΔ1_b)ᵀ).
+#[inline(always)]
+fn pair_adjoint_interior(g: &mut [f64], lmm: &[f64], lmp: &[f64], lpm: &[f64], lpp: &[f64]) {
+    let nl = g.len();
+    let (lmm, lmp, lpm, lpp) = (&lmm[..nl], &lmp[..nl], &lpm[..nl], &lpp[..nl]);
+    for j in 0..nl {
+        g[j] = (lmm[j] - lmp[j]) - (lpm[j] - lpp[j]);
+    }
+}
+
+/// `y += w·x`.
+#[inline(always)]
+fn axpy(y: &mut [f64], w: f64, x: &[f64]) {
+    let x = &x[..y.len()];
+    for j in 0..y.len() {
+        y[j] += w * x[j];
+    }
+}
+
+/// [`adjoint_dim`] for the grid's dimension.
+#[inline(always)]
+fn adjoint(t: &Tables, p: &[f64], f: &[f64], lam: &[f64], lam_in: &mut [f64], d: &mut [f64], lines: &mut [f64]) {
+    match t.dim {
+        2 => adjoint_dim::<2, { fp::n_fields(2) }>(t, p, f, lam, lam_in, d, lines),
+        _ => adjoint_dim::<3, { fp::n_fields(3) }>(t, p, f, lam, lam_in, d, lines),
     }
 }
 
 crate::simd_kernel!(forward_k, forward, (
-    t: &Tables, p: [&[f64]; 5], f: &[f64], out: &mut [f64], sx: &mut [f64], r1: &mut [f64], r2: &mut [f64]
+    t: &Tables, p: &[f64], f: &[f64], out: &mut [f64], s: &mut [f64], r1: &mut [f64], r2: &mut [f64]
 ));
+
+/// [`forward_k`] with its three line buffers taken from the front of `lines`.
+fn forward_lines(t: &Tables, p: &[f64], f: &[f64], out: &mut [f64], lines: &mut [f64]) {
+    let nl = t.line_len();
+    let (s, rest) = lines.split_at_mut(nl);
+    let (r1, r2) = rest.split_at_mut(nl);
+    crate::simd_dispatch!(forward_k(t, p, f, out, s, r1, r2));
+}
 crate::simd_kernel!(adjoint_k, adjoint, (
-    t: &Tables, p: [&[f64]; 5], f: &[f64], lam: &[f64], lam_in: &mut [f64], d: [&mut [f64]; 5],
-    tx: &mut [f64], gxx: &mut [f64]
+    t: &Tables, p: &[f64], f: &[f64], lam: &[f64], lam_in: &mut [f64], d: &mut [f64], lines: &mut [f64]
 ));
 
 /// `f ← max(f, 0)`.
@@ -294,10 +623,10 @@ impl Scheme for Central {
         &self.grid
     }
     fn n_fields(&self) -> usize {
-        fp::N_FIELDS
+        fp::n_fields(self.grid.dim())
     }
     fn n_prepared(&self) -> usize {
-        fp::N_FIELDS
+        fp::n_fields(self.grid.dim())
     }
     fn substeps(&self, coeffs: ArrayView3<f64>, dt: f64) -> usize {
         match self.substeps {
@@ -324,12 +653,14 @@ impl Scheme for Central {
         }
     }
     fn workspace(&self) -> StepWorkspace {
-        let (n, ny) = (self.grid.n_cells(), self.grid.ny);
-        StepWorkspace { bufs: vec![vec![0.0; ny], vec![0.0; ny], vec![0.0; ny], vec![0.0; n], vec![0.0; n]] }
+        let (n, nl) = (self.grid.n_cells(), self.tables.line_len());
+        let lines = self.tables.n_adjoint_lines().max(3) * nl;
+        StepWorkspace { bufs: vec![vec![0.0; lines], vec![0.0; n], vec![0.0; n]] }
     }
     fn step(&self, prepared: &Fields, f: &[f64], out: &mut [f64], ws: &mut StepWorkspace) {
-        let [sx, r1, r2, ..] = &mut ws.bufs[..] else { panic!("central: workspace from another scheme") };
-        crate::simd_dispatch!(forward_k(&self.tables, fields(prepared), f, out, sx, r1, r2));
+        let [lines, ..] = &mut ws.bufs[..] else { panic!("central: workspace from another scheme") };
+        let p = prepared.as_slice().expect("prepared fields are contiguous");
+        forward_lines(&self.tables, p, f, out, lines);
         if self.clamp {
             clamp_nonnegative(out);
         }
@@ -343,20 +674,17 @@ impl Scheme for Central {
         d_prepared: &mut Fields,
         ws: &mut StepWorkspace,
     ) {
-        let [sx, r1, r2, pre, lam_m] = &mut ws.bufs[..] else { panic!("central: workspace from another scheme") };
-        let p = fields(prepared);
+        let [lines, pre, lam_m] = &mut ws.bufs[..] else { panic!("central: workspace from another scheme") };
+        let p = prepared.as_slice().expect("prepared fields are contiguous");
         let lam: &[f64] = if self.clamp {
-            crate::simd_dispatch!(forward_k(&self.tables, p, f, pre, sx, r1, r2));
+            forward_lines(&self.tables, p, f, pre, lines);
             clamp_mask(pre, lam_out, lam_m);
             lam_m
         } else {
             lam_out
         };
         let d = d_prepared.as_slice_mut().expect("d_prepared is contiguous");
-        let n = d.len() / fp::N_FIELDS;
-        let mut it = d.chunks_exact_mut(n);
-        let d: [&mut [f64]; 5] = std::array::from_fn(|_| it.next().expect("five fields"));
-        crate::simd_dispatch!(adjoint_k(&self.tables, p, f, lam, lam_in, d, sx, r1));
+        crate::simd_dispatch!(adjoint_k(&self.tables, p, f, lam, lam_in, d, lines));
     }
 }
 
@@ -365,33 +693,37 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
-    /// The AVX2 and plain builds of both kernels give the same bits.
+    /// The AVX2 and plain builds of both kernels give the same bits, in 2D and 3D.
     #[test]
     fn simd_and_plain_kernels_agree_bitwise() {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-            for boundary in [Boundary::Guard, Boundary::OneSided] {
-                let grid = VelocityGrid::new(9, 13, [-1.0, 1.0, -2.0, 2.0], "v_th").unwrap();
-                let t = Tables::new(&grid, boundary);
-                let n = grid.n_cells();
+            let grids = [
+                VelocityGrid::new(9, 13, [-1.0, 1.0, -2.0, 2.0], "v_th").unwrap(),
+                VelocityGrid::new3(6, 5, 11, [-1.0, 1.0, -2.0, 2.0, -1.0, 3.0], "v_th").unwrap(),
+            ];
+            for (grid, boundary) in grids.iter().flat_map(|g| [(g, Boundary::Guard), (g, Boundary::OneSided)]) {
+                let t = Tables::new(grid, boundary);
+                let (n, nf) = (grid.n_cells(), fp::n_fields(grid.dim()));
                 let mut rand_vec = |len: usize| (0..len).map(|_| rng.gen_range(-1.0..1.0)).collect::<Vec<f64>>();
-                let (p, f, lam) = (rand_vec(5 * n), rand_vec(n), rand_vec(n));
-                let pf: [&[f64]; 5] = std::array::from_fn(|k| &p[k * n..(k + 1) * n]);
+                let (p, f, lam) = (rand_vec(nf * n), rand_vec(n), rand_vec(n));
                 let run = |avx: bool| {
-                    let (mut out, mut lam_in, mut d) = (vec![0.0; n], vec![0.0; n], vec![0.0; 5 * n]);
-                    let (mut a, mut b, mut c) = (vec![0.0; 13], vec![0.0; 13], vec![0.0; 13]);
-                    let mut it = d.chunks_exact_mut(n);
-                    let dd: [&mut [f64]; 5] = std::array::from_fn(|_| it.next().unwrap());
+                    let (mut out, mut lam_in, mut d) = (vec![0.0; n], vec![0.0; n], vec![0.0; nf * n]);
+                    let mut lines = vec![0.0; t.n_adjoint_lines().max(3) * t.line_len()];
                     if avx {
                         // SAFETY: AVX2 checked above.
                         unsafe {
-                            forward_k::avx2(&t, pf, &f, &mut out, &mut a, &mut b, &mut c);
-                            adjoint_k::avx2(&t, pf, &f, &lam, &mut lam_in, dd, &mut a, &mut b);
+                            let (s, rest) = lines.split_at_mut(t.line_len());
+                            let (r1, r2) = rest.split_at_mut(t.line_len());
+                            forward_k::avx2(&t, &p, &f, &mut out, s, r1, r2);
+                            adjoint_k::avx2(&t, &p, &f, &lam, &mut lam_in, &mut d, &mut lines);
                         }
                     } else {
-                        forward_k::plain(&t, pf, &f, &mut out, &mut a, &mut b, &mut c);
-                        adjoint_k::plain(&t, pf, &f, &lam, &mut lam_in, dd, &mut a, &mut b);
+                        let (s, rest) = lines.split_at_mut(t.line_len());
+                        let (r1, r2) = rest.split_at_mut(t.line_len());
+                        forward_k::plain(&t, &p, &f, &mut out, s, r1, r2);
+                        adjoint_k::plain(&t, &p, &f, &lam, &mut lam_in, &mut d, &mut lines);
                     }
                     (out, lam_in, d)
                 };

@@ -1,19 +1,22 @@
 //! The `conservative` scheme: a jump-rate ("master equation") finite-volume step that conserves
 //! Σf to round-off for any coefficients and keeps f ≥ 0 under a stated step bound; and its exact
-//! discrete adjoint.
+//! discrete adjoint. Two or three velocity dimensions, one code path.
 //!
-//! Each cell c sends mass to its 8 neighbours at non-negative rates built from c's own grid-unit
-//! coefficients (Itô form, so the jumps' mean is Â and their second moment D̂, matching
-//! `−∂(Af) + ½∂∂(Df)`):
-//! - diagonal jumps (±1,±1) at `max(D̂xy,0)/2` each, (±1,∓1) at `max(−D̂xy,0)/2` each;
-//! - axial "diffusion" `b_x = max((D̂xx − |D̂xy|)/2, 0)` per direction (same for y);
-//! - drift by Spalding's hybrid differencing: `r_{+x} = max(b_x + Âx/2, max(Âx, 0))`,
-//!   `r_{−x} = max(b_x − Âx/2, max(−Âx, 0))` — central (second order) while the cell Péclet number
-//!   |Âx|/b_x ≤ 2, upwind beyond; the mean jump r_{+x} − r_{−x} is Âx either way.
+//! Each cell c sends mass to its axial and diagonal neighbours at non-negative rates built from
+//! c's own grid-unit coefficients (Itô form, so the jumps' mean is Â and their second moment D̂,
+//! matching `−∂(Af) + ½∂∂(Df)`):
+//! - for each pair of axes i < j, diagonal jumps (+e_i+e_j), (−e_i−e_j) at `max(D̂_ij,0)/2` each
+//!   and (+e_i−e_j), (−e_i+e_j) at `max(−D̂_ij,0)/2` each;
+//! - axial "diffusion" `b_i = max((D̂_ii − Σ_{j≠i}|D̂_ij|)/2, 0)` per direction;
+//! - drift by Spalding's hybrid differencing: `r_{+i} = max(b_i + Â_i/2, max(Â_i, 0))`,
+//!   `r_{−i} = max(b_i − Â_i/2, max(−Â_i, 0))` — central (second order) while the cell Péclet
+//!   number |Â_i|/b_i ≤ 2, upwind beyond; the mean jump r_{+i} − r_{−i} is Â_i either way.
 //!
-//! Jumps that would leave the grid are suppressed (zero flux through the boundary), so
-//! `out = f − Σ_k r_k f + Σ_k (inflow)` moves mass between cells only: Σf is conserved to
-//! round-off. The prepared fields are the 8 rates times the step `h` (suppressed ones 0).
+//! That is 8 jumps in 2D and 18 in 3D, in the order [`jumps`] lists them (axial ±e_i per axis,
+//! then the four diagonals of each pair xy, xz, yz). Jumps that would leave the grid are
+//! suppressed (zero flux through the boundary), so `out = f − Σ_k r_k f + Σ_k (inflow)` moves
+//! mass between cells only: Σf is conserved to round-off. The prepared fields are the rates
+//! times the step `h` (suppressed ones 0).
 //!
 //! **Step bound**: `h · max_cells Σ_k r_k ≤ 1` (total out-rate of every cell). Then the
 //! self-weight `1 − hΣr` and all jump weights are ≥ 0, so f ≥ 0 is kept without clamping.
@@ -22,18 +25,46 @@
 //!
 //! The rates are piecewise linear in the coefficients; the adjoint of `prepare` differentiates
 //! the active branch of each `max` (ties go to the first argument, `max(a, b) = a` when `a ≥ b`,
-//! exactly as the forward evaluates it; |D̂xy| counts as +D̂xy at 0).
+//! exactly as the forward evaluates it; |D̂_ij| counts as +D̂_ij at 0).
+//!
+//! The kernels work on lines along the last (contiguous) axis of zero-padded copies, with the
+//! jumps' sums in groups of four, so 2D results are bitwise those of the original 2D kernels.
 
-use super::stencil::{grid_unit_scales, substeps_for, WarnOnce};
+use super::stencil::{grid_unit_scales, pairs, substeps_for, WarnOnce};
 use super::{Scheme, StepWorkspace, Substeps};
 use crate::grid::VelocityGrid;
 use crate::operator::{fp, Fields};
 use ndarray::{ArrayView3, ArrayViewMut3};
 
-/// Number of jump directions (prepared fields).
-pub const N_JUMPS: usize = 8;
-/// Jump offsets `(di, dj)` in prepared-field order.
-pub const JUMPS: [(isize, isize); N_JUMPS] = [(1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1)];
+/// Number of jump directions (prepared fields) in `dim` dimensions: 8 in 2D, 18 in 3D.
+pub const fn n_jumps(dim: usize) -> usize {
+    2 * dim + 2 * dim * (dim - 1)
+}
+
+/// Most jumps of any dimension.
+const MAX_JUMPS: usize = n_jumps(3);
+/// Most fields of any dimension.
+const MAX_FIELDS: usize = fp::n_fields(3);
+
+/// Jump offsets in prepared-field order: `+e_i, −e_i` per axis, then for each pair `i < j`
+/// `(+e_i+e_j), (−e_i−e_j), (+e_i−e_j), (−e_i+e_j)`. In 2D: (1,0), (−1,0), (0,1), (0,−1),
+/// (1,1), (−1,−1), (1,−1), (−1,1).
+pub fn jumps(dim: usize) -> Vec<[isize; 3]> {
+    let unit = |i: usize, s: isize| {
+        let mut o = [0isize; 3];
+        o[i] = s;
+        o
+    };
+    let mut out: Vec<[isize; 3]> = (0..dim).flat_map(|i| [unit(i, 1), unit(i, -1)]).collect();
+    for (i, j) in pairs(dim) {
+        for (si, sj) in [(1, 1), (-1, -1), (1, -1), (-1, 1)] {
+            let mut o = unit(i, si);
+            o[j] = sj;
+            out.push(o);
+        }
+    }
+    out
+}
 
 /// `max(a, b)` choosing `a` on ties; the flag says whether `a` was taken.
 #[inline(always)]
@@ -45,58 +76,122 @@ fn max_a(a: f64, b: f64) -> (f64, bool) {
     }
 }
 
-/// The 8 jump rates of one cell from its grid-unit coefficients `[Âx, Ây, D̂xx, D̂yy, D̂xy]`.
+/// `b_i = max((D̂_ii − Σ_{j≠i}|D̂_ij|)/2, 0)` and whether its first branch is active.
 #[inline]
-pub fn rates(c: [f64; fp::N_FIELDS]) -> [f64; N_JUMPS] {
-    let [ax, ay, dxx, dyy, dxy] = c;
-    let pd = max_a(dxy, 0.0).0 / 2.0;
-    let md = max_a(-dxy, 0.0).0 / 2.0;
-    let bx = max_a((dxx - dxy.abs()) / 2.0, 0.0).0;
-    let by = max_a((dyy - dxy.abs()) / 2.0, 0.0).0;
-    let drift = |b: f64, a: f64| (max_a(b + a / 2.0, max_a(a, 0.0).0).0, max_a(b - a / 2.0, max_a(-a, 0.0).0).0);
-    let (rpx, rmx) = drift(bx, ax);
-    let (rpy, rmy) = drift(by, ay);
-    [rpx, rmx, rpy, rmy, pd, pd, md, md]
+fn axial_diffusion(dim: usize, c: &[f64], i: usize) -> (f64, bool) {
+    let mut x = c[fp::d(dim, i, i)];
+    for j in (0..dim).filter(|&j| j != i) {
+        x -= c[fp::d(dim, i, j)].abs();
+    }
+    max_a(x / 2.0, 0.0)
 }
 
-/// `∂L/∂c` (grid units) from `g = ∂L/∂rates` at coefficients `c`, through the active branches.
+/// The jump rates of one cell from its grid-unit coefficients `c` (`fp::n_fields(dim)` values)
+/// into `r` (`n_jumps(dim)` values).
 #[inline]
-pub fn rates_vjp(c: [f64; fp::N_FIELDS], g: [f64; N_JUMPS]) -> [f64; fp::N_FIELDS] {
-    let [ax, ay, dxx, dyy, dxy] = c;
-    let mut d = [0.0; fp::N_FIELDS];
-    let sign_xy = if dxy >= 0.0 { 1.0 } else { -1.0 };
-    if max_a(dxy, 0.0).1 {
-        d[fp::DXY] += (g[4] + g[5]) / 2.0;
+pub fn rates(dim: usize, c: &[f64], r: &mut [f64]) {
+    let drift = |b: f64, a: f64| (max_a(b + a / 2.0, max_a(a, 0.0).0).0, max_a(b - a / 2.0, max_a(-a, 0.0).0).0);
+    for i in 0..dim {
+        let (b, _) = axial_diffusion(dim, c, i);
+        let (rp, rm) = drift(b, c[fp::a(i)]);
+        r[2 * i] = rp;
+        r[2 * i + 1] = rm;
     }
-    if max_a(-dxy, 0.0).1 {
-        d[fp::DXY] -= (g[6] + g[7]) / 2.0;
+    for (q, (i, j)) in pairs(dim).enumerate() {
+        let dij = c[fp::d(dim, i, j)];
+        let pd = max_a(dij, 0.0).0 / 2.0;
+        let md = max_a(-dij, 0.0).0 / 2.0;
+        let k = 2 * dim + 4 * q;
+        r[k..k + 4].copy_from_slice(&[pd, pd, md, md]);
     }
-    // One axis: drift a, own diffusion dd, out-rates gp (+) and gm (−).
-    let mut axis = |a: f64, dd: f64, gp: f64, gm: f64, ia: usize, id: usize| {
-        let (b, b_active) = max_a((dd - dxy.abs()) / 2.0, 0.0);
+}
+
+/// `dc += ∂L/∂c` (grid units) from `g = ∂L/∂rates` at coefficients `c`, through the active
+/// branches (`dc` is overwritten).
+#[inline]
+pub fn rates_vjp(dim: usize, c: &[f64], g: &[f64], dc: &mut [f64]) {
+    dc.fill(0.0);
+    let sign = |i: usize, j: usize| if c[fp::d(dim, i, j)] >= 0.0 { 1.0 } else { -1.0 };
+    for (q, (i, j)) in pairs(dim).enumerate() {
+        let (dij, k, kd) = (c[fp::d(dim, i, j)], 2 * dim + 4 * q, fp::d(dim, i, j));
+        if max_a(dij, 0.0).1 {
+            dc[kd] += (g[k] + g[k + 1]) / 2.0;
+        }
+        if max_a(-dij, 0.0).1 {
+            dc[kd] -= (g[k + 2] + g[k + 3]) / 2.0;
+        }
+    }
+    // One axis: drift a, out-rates gp (+) and gm (−).
+    for i in 0..dim {
+        let (a, gp, gm, ia) = (c[fp::a(i)], g[2 * i], g[2 * i + 1], fp::a(i));
+        let (b, b_active) = axial_diffusion(dim, c, i);
         let mut db = 0.0;
         let (up, up_a) = max_a(a, 0.0);
         if max_a(b + a / 2.0, up).1 {
             db += gp;
-            d[ia] += gp / 2.0;
+            dc[ia] += gp / 2.0;
         } else if up_a {
-            d[ia] += gp;
+            dc[ia] += gp;
         }
         let (um, um_a) = max_a(-a, 0.0);
         if max_a(b - a / 2.0, um).1 {
             db += gm;
-            d[ia] -= gm / 2.0;
+            dc[ia] -= gm / 2.0;
         } else if um_a {
-            d[ia] -= gm;
+            dc[ia] -= gm;
         }
         if b_active {
-            d[id] += db / 2.0;
-            d[fp::DXY] -= sign_xy * db / 2.0;
+            dc[fp::d(dim, i, i)] += db / 2.0;
+            for j in (0..dim).filter(|&j| j != i) {
+                dc[fp::d(dim, i, j)] -= sign(i, j) * db / 2.0;
+            }
         }
-    };
-    axis(ax, dxx, g[0], g[1], fp::AX, fp::DXX);
-    axis(ay, dyy, g[2], g[3], fp::AY, fp::DYY);
-    d
+    }
+}
+
+/// Grid geometry for the kernels: line length, padded strides and jump offsets.
+#[derive(Clone, Debug)]
+struct Layout {
+    dim: usize,
+    extent: [usize; 3],
+    /// Strides of the zero-padded array (every axis one cell wider on both sides).
+    pstride: [usize; 3],
+    /// Cells of the padded array.
+    padded: usize,
+    /// Jump offsets in the padded array.
+    offset: Vec<isize>,
+    jumps: Vec<[isize; 3]>,
+}
+
+impl Layout {
+    fn new(grid: &VelocityGrid) -> Self {
+        let dim = grid.dim();
+        let extent = std::array::from_fn(|a| if a < dim { grid.extent(a) } else { 1 });
+        let mut pstride = [1usize; 3];
+        for a in (0..dim.saturating_sub(1)).rev() {
+            pstride[a] = pstride[a + 1] * (extent[a + 1] + 2);
+        }
+        let padded = (0..dim).map(|a| extent[a] + 2).product();
+        let jumps = jumps(dim);
+        let offset = jumps.iter().map(|o| (0..dim).map(|a| o[a] * pstride[a] as isize).sum()).collect();
+        Self { dim, extent, pstride, padded, offset, jumps }
+    }
+    fn line_len(&self) -> usize {
+        self.extent[self.dim - 1]
+    }
+    fn n_lines(&self) -> usize {
+        (0..self.dim - 1).map(|a| self.extent[a]).product()
+    }
+    /// Padded position of the first cell of line `m`.
+    fn padded_line(&self, m: usize) -> usize {
+        let mut rest = m;
+        let mut at = 1; // the last axis' leading pad
+        for a in (0..self.dim - 1).rev() {
+            at += (rest % self.extent[a] + 1) * self.pstride[a];
+            rest /= self.extent[a];
+        }
+        at
+    }
 }
 
 /// The `conservative` scheme.
@@ -105,159 +200,224 @@ pub struct Conservative {
     grid: VelocityGrid,
     clamp: bool,
     substeps: Substeps,
-    units: [f64; fp::N_FIELDS],
+    units: Vec<f64>,
+    layout: Layout,
     warned: WarnOnce,
 }
 
 impl Conservative {
     pub fn new(grid: &VelocityGrid, clamp: bool, substeps: Substeps) -> Self {
-        Self { grid: grid.clone(), clamp, substeps, units: grid_unit_scales(grid), warned: WarnOnce::default() }
+        Self {
+            grid: grid.clone(),
+            clamp,
+            substeps,
+            units: grid_unit_scales(grid),
+            layout: Layout::new(grid),
+            warned: WarnOnce::default(),
+        }
     }
 
-    /// Which jumps of cell `(i, j)` stay on the grid.
-    #[inline]
-    fn allowed(&self, i: usize, j: usize) -> [bool; N_JUMPS] {
-        let (nx, ny) = (self.grid.nx as isize, self.grid.ny as isize);
-        JUMPS.map(|(di, dj)| {
-            let (ti, tj) = (i as isize + di, j as isize + dj);
-            (0..nx).contains(&ti) && (0..ny).contains(&tj)
-        })
+    fn dim(&self) -> usize {
+        self.grid.dim()
     }
 
-    /// Grid-unit coefficients of cell `(i, j)`.
+    /// Which jumps of flat cell `c` stay on the grid.
     #[inline]
-    fn cell_coeffs(&self, coeffs: &ArrayView3<f64>, i: usize, j: usize) -> [f64; fp::N_FIELDS] {
-        std::array::from_fn(|k| coeffs[[k, i, j]] * self.units[k])
+    fn allowed(&self, c: usize) -> [bool; MAX_JUMPS] {
+        let l = &self.layout;
+        let mut idx = [0isize; 3];
+        let mut rest = c;
+        for a in (0..l.dim).rev() {
+            idx[a] = (rest % l.extent[a]) as isize;
+            rest /= l.extent[a];
+        }
+        let mut ok = [false; MAX_JUMPS];
+        for (k, o) in l.jumps.iter().enumerate() {
+            ok[k] = (0..l.dim).all(|a| (0..l.extent[a] as isize).contains(&(idx[a] + o[a])));
+        }
+        ok
+    }
+
+    /// Grid-unit coefficients of flat cell `c` (fields `n` apart in `coeffs`).
+    #[inline]
+    fn cell_coeffs(&self, coeffs: &[f64], n: usize, c: usize) -> [f64; MAX_FIELDS] {
+        let mut out = [0.0; MAX_FIELDS];
+        for (k, u) in self.units.iter().enumerate() {
+            out[k] = coeffs[k * n + c] * u;
+        }
+        out
     }
 
     /// Largest total out-rate (per unit time) over the cells, allowed jumps only. NaN if any
     /// coefficient is NaN.
     pub fn max_out_rate(&self, coeffs: ArrayView3<f64>) -> f64 {
+        let coeffs = coeffs.as_standard_layout();
+        let cs = coeffs.as_slice().expect("standard layout");
+        let (n, nj, nf) = (self.grid.n_cells(), n_jumps(self.dim()), self.units.len());
+        let mut r = [0.0; MAX_JUMPS];
         let mut max = 0.0f64;
-        for i in 0..self.grid.nx {
-            for j in 0..self.grid.ny {
-                let r = rates(self.cell_coeffs(&coeffs, i, j));
-                let a = self.allowed(i, j);
-                let total: f64 = (0..N_JUMPS).filter(|&k| a[k]).map(|k| r[k]).sum();
-                if total > max || total.is_nan() {
-                    max = total;
-                }
+        for c in 0..n {
+            rates(self.dim(), &self.cell_coeffs(cs, n, c)[..nf], &mut r[..nj]);
+            let a = self.allowed(c);
+            let total: f64 = (0..nj).filter(|&k| a[k]).map(|k| r[k]).sum();
+            if total > max || total.is_nan() {
+                max = total;
             }
         }
         max
     }
 }
 
-fn row(a: &[f64], r: usize, n: usize) -> &[f64] {
-    &a[r * n..][..n]
-}
-
-/// Pre-clamp forward step. `q` holds the 8 padded `(nx+2)×(ny+2)` products `r_k f` (borders 0).
+/// `o = g` (first group), `o += g`, or `o = f − (o + g)` (last group) with
+/// `g = (q_a + q_b) + (q_c + q_d)` the group's products `q = r·f`, stored in the padded planes.
 #[inline(always)]
-fn forward(nx: usize, ny: usize, r: [&[f64]; N_JUMPS], f: &[f64], out: &mut [f64], q: &mut [f64]) {
-    let py = ny + 2;
-    let plane = (nx + 2) * py;
-    // Outflows: q_k = r_k f at the padded position, out = f − Σ_k q_k.
-    for i in 0..nx {
-        let s = i * ny..;
-        let (f0, o) = (&f[s.clone()][..ny], &mut out[s.clone()][..ny]);
-        let [r0, r1, r2, r3, r4, r5, r6, r7] = r.map(|rk| &rk[s.clone()][..ny]);
-        let mut planes = q.chunks_exact_mut(plane).map(|qk| &mut qk[(i + 1) * py + 1..][..ny]);
-        let mut next = || planes.next().expect("8 planes");
-        let (q0, q1, q2, q3, q4, q5, q6, q7) = (next(), next(), next(), next(), next(), next(), next(), next());
-        // Two half-passes of four jumps: few enough streams for the vectoriser.
-        for j in 0..ny {
-            let fj = f0[j];
+fn outflow_group(r: [&[f64]; 4], q: [&mut [f64]; 4], f: &[f64], o: &mut [f64], width: usize, first: bool, last: bool) {
+    let nl = f.len();
+    let o = &mut o[..nl];
+    let [r0, r1, r2, r3] = r.map(|x| &x[..nl]);
+    let [q0, q1, q2, q3] = q;
+    let (q0, q1) = (&mut q0[..nl], &mut q1[..nl]);
+    if width == 4 {
+        let (q2, q3) = (&mut q2[..nl], &mut q3[..nl]);
+        for j in 0..nl {
+            let fj = f[j];
             q0[j] = r0[j] * fj;
             q1[j] = r1[j] * fj;
             q2[j] = r2[j] * fj;
             q3[j] = r3[j] * fj;
-            o[j] = (q0[j] + q1[j]) + (q2[j] + q3[j]);
+            let g = (q0[j] + q1[j]) + (q2[j] + q3[j]);
+            o[j] = match (first, last) {
+                (true, false) => g,
+                (false, false) => o[j] + g,
+                (_, true) => fj - (o[j] + g),
+            };
         }
-        for j in 0..ny {
-            let fj = f0[j];
-            q4[j] = r4[j] * fj;
-            q5[j] = r5[j] * fj;
-            q6[j] = r6[j] * fj;
-            q7[j] = r7[j] * fj;
-            o[j] = fj - (o[j] + ((q4[j] + q5[j]) + (q6[j] + q7[j])));
+    } else {
+        for j in 0..nl {
+            let fj = f[j];
+            q0[j] = r0[j] * fj;
+            q1[j] = r1[j] * fj;
+            let g = q0[j] + q1[j];
+            o[j] = match (first, last) {
+                (true, false) => g,
+                (false, false) => o[j] + g,
+                (_, true) => fj - (o[j] + g),
+            };
+        }
+    }
+}
+
+/// `acc = g` (first group) or `acc += g`, `g` the group's inflows `(s_a + s_b) + (s_c + s_d)`.
+#[inline(always)]
+fn inflow_group(s: [&[f64]; 4], acc: &mut [f64], width: usize, first: bool) {
+    let nl = acc.len();
+    let [s0, s1, s2, s3] = s.map(|x| &x[..nl]);
+    for j in 0..nl {
+        let g = if width == 4 { (s0[j] + s1[j]) + (s2[j] + s3[j]) } else { s0[j] + s1[j] };
+        acc[j] = if first { g } else { acc[j] + g };
+    }
+}
+
+/// Pre-clamp forward step. `q` holds the padded products `r_k f` (borders 0), one padded array
+/// per jump; `acc` is a line of scratch.
+#[inline(always)]
+fn forward(l: &Layout, r: &[f64], f: &[f64], out: &mut [f64], q: &mut [f64], acc: &mut [f64]) {
+    let (n, nl, nj, plane) = (f.len(), l.line_len(), l.jumps.len(), l.padded);
+    let groups = nj.div_ceil(4);
+    // Outflows: q_k = r_k f at the padded position, out = f − Σ_k q_k.
+    for m in 0..l.n_lines() {
+        let (base, pb) = (m * nl, l.padded_line(m));
+        let (f0, o) = (&f[base..][..nl], &mut out[base..][..nl]);
+        let mut planes = q.chunks_exact_mut(plane);
+        for g in 0..groups {
+            let width = (nj - 4 * g).min(4);
+            let rk: [&[f64]; 4] = std::array::from_fn(|i| &r[(4 * g + i.min(width - 1)) * n + base..][..nl]);
+            let mut qs = (0..width).map(|_| &mut planes.next().expect("a plane per jump")[pb..][..nl]);
+            let (q0, q1) = (qs.next().expect("width ≥ 2"), qs.next().expect("width ≥ 2"));
+            let (mut e0, mut e1) = ([0.0; 0], [0.0; 0]);
+            let (q2, q3): (&mut [f64], &mut [f64]) = match (qs.next(), qs.next()) {
+                (Some(a), Some(b)) => (a, b),
+                _ => (&mut e0[..], &mut e1[..]),
+            };
+            outflow_group(rk, [q0, q1, q2, q3], f0, o, width, g == 0, g + 1 == groups);
         }
     }
     // Inflows: out[c] += Σ_k q_k[c − o_k] (zero border = nothing enters from outside).
-    for i in 0..nx {
-        let o = &mut out[i * ny..][..ny];
-        let src: [&[f64]; N_JUMPS] = std::array::from_fn(|k| {
-            let (di, dj) = JUMPS[k];
-            &q[k * plane + ((i + 1) as isize - di) as usize * py + (1 - dj) as usize..][..ny]
-        });
-        let [s0, s1, s2, s3, s4, s5, s6, s7] = src;
-        for j in 0..ny {
-            o[j] += ((s0[j] + s1[j]) + (s2[j] + s3[j])) + ((s4[j] + s5[j]) + (s6[j] + s7[j]));
+    for m in 0..l.n_lines() {
+        let (base, pb) = (m * nl, l.padded_line(m));
+        let acc = &mut acc[..nl];
+        for g in 0..groups {
+            let width = (nj - 4 * g).min(4);
+            let src: [&[f64]; 4] = std::array::from_fn(|i| {
+                let k = 4 * g + i.min(width - 1);
+                &q[k * plane + (pb as isize - l.offset[k]) as usize..][..nl]
+            });
+            inflow_group(src, acc, width, g == 0);
+        }
+        let o = &mut out[base..][..nl];
+        for j in 0..nl {
+            o[j] += acc[j];
         }
     }
 }
 
 /// Adjoint of the pre-clamp step: `G_k = λ[c+o_k] − λ[c]`, `λ_in = λ + Σ r_k G_k`,
-/// `d_k += f G_k`. `lp` is a padded `(nx+2)×(ny+2)` copy of λ (border 0).
+/// `d_k += f G_k`. `lp` is a padded copy of λ (border 0).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn adjoint(
-    nx: usize,
-    ny: usize,
-    r: [&[f64]; N_JUMPS],
-    f: &[f64],
-    lam: &[f64],
-    lam_in: &mut [f64],
-    d: [&mut [f64]; N_JUMPS],
-    lp: &mut [f64],
-) {
-    let py = ny + 2;
-    for i in 0..nx {
-        lp[(i + 1) * py + 1..][..ny].copy_from_slice(row(lam, i, ny));
+fn adjoint(l: &Layout, r: &[f64], f: &[f64], lam: &[f64], lam_in: &mut [f64], d: &mut [f64], lp: &mut [f64]) {
+    let (n, nl, nj) = (f.len(), l.line_len(), l.jumps.len());
+    for m in 0..l.n_lines() {
+        lp[l.padded_line(m)..][..nl].copy_from_slice(&lam[m * nl..][..nl]);
     }
-    let mut d = d;
-    for i in 0..nx {
-        let s = i * ny..;
-        let (l0, f0, li) = (&lam[s.clone()][..ny], &f[s.clone()][..ny], &mut lam_in[s.clone()][..ny]);
+    let lp: &[f64] = lp;
+    for m in 0..l.n_lines() {
+        let (base, pb) = (m * nl, l.padded_line(m));
+        let (l0, f0, li) = (&lam[base..][..nl], &f[base..][..nl], &mut lam_in[base..][..nl]);
         li.copy_from_slice(l0);
         // Jumps in pairs: fewer passes over λ_in than one per jump, few enough streams to vectorise.
-        for k in (0..N_JUMPS).step_by(2) {
-            let target = |k: usize| {
-                let (di, dj) = JUMPS[k];
-                &lp[((i + 1) as isize + di) as usize * py + (1 + dj) as usize..][..ny]
-            };
+        let mut dk = d.chunks_exact_mut(n);
+        for k in (0..nj).step_by(2) {
+            let target = |k: usize| &lp[(pb as isize + l.offset[k]) as usize..][..nl];
             let (ta, tb) = (target(k), target(k + 1));
-            let (ra, rb) = (&r[k][s.clone()][..ny], &r[k + 1][s.clone()][..ny]);
-            let (dl, dr) = d.split_at_mut(k + 1);
-            let (da, db) = (&mut dl[k][s.clone()][..ny], &mut dr[0][s.clone()][..ny]);
-            for j in 0..ny {
-                let (ga, gb) = (ta[j] - l0[j], tb[j] - l0[j]);
-                li[j] += ra[j] * ga + rb[j] * gb;
-                da[j] += f0[j] * ga;
-                db[j] += f0[j] * gb;
-            }
+            let (ra, rb) = (&r[k * n + base..][..nl], &r[(k + 1) * n + base..][..nl]);
+            let da = &mut dk.next().expect("a gradient per jump")[base..][..nl];
+            let db = &mut dk.next().expect("a gradient per jump")[base..][..nl];
+            pair_adjoint(l0, f0, li, ta, tb, ra, rb, da, db);
         }
     }
 }
 
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn pair_adjoint(
+    l0: &[f64],
+    f0: &[f64],
+    li: &mut [f64],
+    ta: &[f64],
+    tb: &[f64],
+    ra: &[f64],
+    rb: &[f64],
+    da: &mut [f64],
+    db: &mut [f64],
+) {
+    let nl = l0.len();
+    let (f0, li, ta, tb, ra, rb, da, db) =
+        (&f0[..nl], &mut li[..nl], &ta[..nl], &tb[..nl], &ra[..nl], &rb[..nl], &mut da[..nl], &mut db[..nl]);
+    for j in 0..nl {
+        let (ga, gb) = (ta[j] - l0[j], tb[j] - l0[j]);
+        li[j] += ra[j] * ga + rb[j] * gb;
+        da[j] += f0[j] * ga;
+        db[j] += f0[j] * gb;
+    }
+}
+
 crate::simd_kernel!(forward_k, forward, (
-    nx: usize, ny: usize, r: [&[f64]; N_JUMPS], f: &[f64], out: &mut [f64], q: &mut [f64]
+    l: &Layout, r: &[f64], f: &[f64], out: &mut [f64], q: &mut [f64], acc: &mut [f64]
 ));
 crate::simd_kernel!(adjoint_k, adjoint, (
-    nx: usize, ny: usize, r: [&[f64]; N_JUMPS], f: &[f64], lam: &[f64], lam_in: &mut [f64],
-    d: [&mut [f64]; N_JUMPS], lp: &mut [f64]
+    l: &Layout, r: &[f64], f: &[f64], lam: &[f64], lam_in: &mut [f64], d: &mut [f64], lp: &mut [f64]
 ));
-
-fn split<const N: usize>(s: &[f64]) -> [&[f64]; N] {
-    let n = s.len() / N;
-    std::array::from_fn(|k| &s[k * n..(k + 1) * n])
-}
-
-fn split_mut<const N: usize>(s: &mut [f64]) -> [&mut [f64]; N] {
-    let n = s.len() / N;
-    let mut it = s.chunks_exact_mut(n);
-    std::array::from_fn(|_| it.next().expect("N chunks"))
-}
 
 impl Scheme for Conservative {
     fn name(&self) -> &'static str {
@@ -267,10 +427,10 @@ impl Scheme for Conservative {
         &self.grid
     }
     fn n_fields(&self) -> usize {
-        fp::N_FIELDS
+        fp::n_fields(self.dim())
     }
     fn n_prepared(&self) -> usize {
-        N_JUMPS
+        n_jumps(self.dim())
     }
     fn substeps(&self, coeffs: ArrayView3<f64>, dt: f64) -> usize {
         let rate = self.max_out_rate(coeffs);
@@ -291,13 +451,16 @@ impl Scheme for Conservative {
         }
     }
     fn prepare(&self, coeffs: ArrayView3<f64>, h: f64, mut out: ArrayViewMut3<f64>) {
-        for i in 0..self.grid.nx {
-            for j in 0..self.grid.ny {
-                let r = rates(self.cell_coeffs(&coeffs, i, j));
-                let a = self.allowed(i, j);
-                for k in 0..N_JUMPS {
-                    out[[k, i, j]] = if a[k] { h * r[k] } else { 0.0 };
-                }
+        let coeffs = coeffs.as_standard_layout();
+        let cs = coeffs.as_slice().expect("standard layout");
+        let out = out.as_slice_mut().expect("prepared rates are contiguous");
+        let (n, nj, nf) = (self.grid.n_cells(), n_jumps(self.dim()), self.units.len());
+        let mut r = [0.0; MAX_JUMPS];
+        for c in 0..n {
+            rates(self.dim(), &self.cell_coeffs(cs, n, c)[..nf], &mut r[..nj]);
+            let a = self.allowed(c);
+            for k in 0..nj {
+                out[k * n + c] = if a[k] { h * r[k] } else { 0.0 };
             }
         }
     }
@@ -308,25 +471,39 @@ impl Scheme for Conservative {
         d_prepared: ArrayView3<f64>,
         mut d_coeffs: ArrayViewMut3<f64>,
     ) {
-        for i in 0..self.grid.nx {
-            for j in 0..self.grid.ny {
-                let a = self.allowed(i, j);
-                let g = std::array::from_fn(|k| if a[k] { h * d_prepared[[k, i, j]] } else { 0.0 });
-                let dc = rates_vjp(self.cell_coeffs(&coeffs, i, j), g);
-                for k in 0..fp::N_FIELDS {
-                    d_coeffs[[k, i, j]] += dc[k] * self.units[k];
-                }
+        let coeffs = coeffs.as_standard_layout();
+        let cs = coeffs.as_slice().expect("standard layout");
+        let d_prepared = d_prepared.as_standard_layout();
+        let dp = d_prepared.as_slice().expect("standard layout");
+        let dc_out = d_coeffs.as_slice_mut().expect("d_coeffs is contiguous");
+        let (n, nj, nf) = (self.grid.n_cells(), n_jumps(self.dim()), self.units.len());
+        let (mut g, mut dc) = ([0.0; MAX_JUMPS], [0.0; MAX_FIELDS]);
+        for c in 0..n {
+            let a = self.allowed(c);
+            for k in 0..nj {
+                g[k] = if a[k] { h * dp[k * n + c] } else { 0.0 };
+            }
+            rates_vjp(self.dim(), &self.cell_coeffs(cs, n, c)[..nf], &g[..nj], &mut dc[..nf]);
+            for k in 0..nf {
+                dc_out[k * n + c] += dc[k] * self.units[k];
             }
         }
     }
     fn workspace(&self) -> StepWorkspace {
-        let padded = (self.grid.nx + 2) * (self.grid.ny + 2);
-        StepWorkspace { bufs: vec![vec![0.0; N_JUMPS * padded], vec![0.0; padded], vec![0.0; self.grid.n_cells()]] }
+        let (padded, nj) = (self.layout.padded, n_jumps(self.dim()));
+        StepWorkspace {
+            bufs: vec![
+                vec![0.0; nj * padded],
+                vec![0.0; padded],
+                vec![0.0; self.grid.n_cells()],
+                vec![0.0; self.layout.line_len()],
+            ],
+        }
     }
     fn step(&self, prepared: &Fields, f: &[f64], out: &mut [f64], ws: &mut StepWorkspace) {
-        let [q, ..] = &mut ws.bufs[..] else { panic!("conservative: workspace from another scheme") };
-        let r = split::<N_JUMPS>(prepared.as_slice().expect("prepared rates are contiguous"));
-        crate::simd_dispatch!(forward_k(self.grid.nx, self.grid.ny, r, f, out, q));
+        let [q, _, _, acc] = &mut ws.bufs[..] else { panic!("conservative: workspace from another scheme") };
+        let r = prepared.as_slice().expect("prepared rates are contiguous");
+        crate::simd_dispatch!(forward_k(&self.layout, r, f, out, q, acc));
         if self.clamp {
             super::central::clamp_nonnegative(out);
         }
@@ -340,19 +517,18 @@ impl Scheme for Conservative {
         d_prepared: &mut Fields,
         ws: &mut StepWorkspace,
     ) {
-        let [q, lp, lam_m] = &mut ws.bufs[..] else { panic!("conservative: workspace from another scheme") };
-        let (nx, ny) = (self.grid.nx, self.grid.ny);
-        let r = split::<N_JUMPS>(prepared.as_slice().expect("prepared rates are contiguous"));
+        let [q, lp, lam_m, acc] = &mut ws.bufs[..] else { panic!("conservative: workspace from another scheme") };
+        let r = prepared.as_slice().expect("prepared rates are contiguous");
         let lam: &[f64] = if self.clamp {
             // The pre-clamp state goes to lam_in (overwritten below) to find the active set.
-            crate::simd_dispatch!(forward_k(nx, ny, r, f, lam_in, q));
+            crate::simd_dispatch!(forward_k(&self.layout, r, f, lam_in, q, acc));
             super::central::clamp_mask(lam_in, lam_out, lam_m);
             lam_m
         } else {
             lam_out
         };
-        let d = split_mut::<N_JUMPS>(d_prepared.as_slice_mut().expect("d_prepared is contiguous"));
-        crate::simd_dispatch!(adjoint_k(nx, ny, r, f, lam, lam_in, d, lp));
+        let d = d_prepared.as_slice_mut().expect("d_prepared is contiguous");
+        crate::simd_dispatch!(adjoint_k(&self.layout, r, f, lam, lam_in, d, lp));
     }
 }
 
@@ -361,37 +537,60 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
-    /// The AVX2 and plain builds of both kernels give the same bits.
+    /// The AVX2 and plain builds of both kernels give the same bits, in 2D and 3D.
     #[test]
     fn simd_and_plain_kernels_agree_bitwise() {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
-            let (nx, ny) = (9, 13);
-            let n = nx * ny;
-            let mut rand_vec = |len: usize| (0..len).map(|_| rng.gen_range(-1.0..1.0)).collect::<Vec<f64>>();
-            let (r, f, lam) = (rand_vec(N_JUMPS * n), rand_vec(n), rand_vec(n));
-            let rs: [&[f64]; N_JUMPS] = std::array::from_fn(|k| &r[k * n..(k + 1) * n]);
-            let run = |avx: bool| {
-                let (mut out, mut lam_in, mut d) = (vec![0.0; n], vec![0.0; n], vec![0.0; N_JUMPS * n]);
-                let (mut q, mut lp) = (vec![0.0; N_JUMPS * (nx + 2) * (ny + 2)], vec![0.0; (nx + 2) * (ny + 2)]);
-                let dd = split_mut::<N_JUMPS>(&mut d);
-                if avx {
-                    // SAFETY: AVX2 checked above.
-                    unsafe {
-                        forward_k::avx2(nx, ny, rs, &f, &mut out, &mut q);
-                        adjoint_k::avx2(nx, ny, rs, &f, &lam, &mut lam_in, dd, &mut lp);
+            let grids = [
+                VelocityGrid::new(9, 13, [-1.0, 1.0, -2.0, 2.0], "v_th").unwrap(),
+                VelocityGrid::new3(5, 6, 7, [-1.0, 1.0, -2.0, 2.0, -1.0, 3.0], "v_th").unwrap(),
+            ];
+            for grid in &grids {
+                let l = Layout::new(grid);
+                let (n, nj) = (grid.n_cells(), n_jumps(grid.dim()));
+                let mut rand_vec = |len: usize| (0..len).map(|_| rng.gen_range(-1.0..1.0)).collect::<Vec<f64>>();
+                let (r, f, lam) = (rand_vec(nj * n), rand_vec(n), rand_vec(n));
+                let run = |avx: bool| {
+                    let (mut out, mut lam_in, mut d) = (vec![0.0; n], vec![0.0; n], vec![0.0; nj * n]);
+                    let (mut q, mut lp, mut acc) = (vec![0.0; nj * l.padded], vec![0.0; l.padded], vec![0.0; l.line_len()]);
+                    if avx {
+                        // SAFETY: AVX2 checked above.
+                        unsafe {
+                            forward_k::avx2(&l, &r, &f, &mut out, &mut q, &mut acc);
+                            adjoint_k::avx2(&l, &r, &f, &lam, &mut lam_in, &mut d, &mut lp);
+                        }
+                    } else {
+                        forward_k::plain(&l, &r, &f, &mut out, &mut q, &mut acc);
+                        adjoint_k::plain(&l, &r, &f, &lam, &mut lam_in, &mut d, &mut lp);
                     }
-                } else {
-                    forward_k::plain(nx, ny, rs, &f, &mut out, &mut q);
-                    adjoint_k::plain(nx, ny, rs, &f, &lam, &mut lam_in, dd, &mut lp);
+                    [out, lam_in, d]
+                };
+                let (x, y) = (run(true), run(false));
+                for (a, b) in x.iter().zip(&y) {
+                    assert!(a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits()));
                 }
-                [out, lam_in, d]
-            };
-            let (x, y) = (run(true), run(false));
-            for (a, b) in x.iter().zip(&y) {
-                assert!(a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits()));
             }
         }
+    }
+
+    #[test]
+    fn jump_layout() {
+        assert_eq!(n_jumps(2), 8);
+        assert_eq!(n_jumps(3), 18);
+        let j2: Vec<(isize, isize)> = jumps(2).iter().map(|o| (o[0], o[1])).collect();
+        assert_eq!(j2, [(1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1)]);
+        let j3 = jumps(3);
+        assert_eq!(j3.len(), 18);
+        // Every jump is distinct and its mean over ± pairs is zero.
+        for (a, o) in j3.iter().enumerate() {
+            assert!(j3[a + 1..].iter().all(|p| p != o));
+        }
+        assert_eq!(j3.iter().fold([0isize; 3], |s, o| [s[0] + o[0], s[1] + o[1], s[2] + o[2]]), [0, 0, 0]);
+        assert_eq!(fp::d(3, 0, 1), 6);
+        assert_eq!(fp::d(3, 2, 0), 7);
+        assert_eq!(fp::d(3, 1, 2), 8);
+        assert_eq!(fp::d(2, 1, 0), fp::DXY);
     }
 }

@@ -1,5 +1,5 @@
 //! Explicit solvers for the collision operator's evolution equation and their exact discrete
-//! adjoints.
+//! adjoints, on 2D and 3D velocity grids.
 //!
 //! A [`Scheme`] advances one state by one step given *prepared* coefficients (the physical
 //! [`Fields`] converted once per step size into whatever the inner loop wants: grid units, scaled
@@ -11,6 +11,19 @@
 //! [`conservative`] (jump rates: Σf exact, f ≥ 0 under its step bound); [`stencil`] holds their
 //! shared 1-D operator tables; [`bench`](mod@bench) measures throughput. Kernels are compiled twice (plain
 //! and AVX2, picked at run time) with identical results, and never allocate.
+//!
+//! **Dimensions.** States are flat C-order slices of the grid's `n_cells` (v_z fastest in 3D).
+//! Coefficient and prepared fields are [`Fields`] of shape
+//! [`VelocityGrid::fields_shape`] `= [n, nx, ny·nz]`: field-major, then the cells in C order, so
+//! the schemes see them as `[n_fields, n_cells]` and a model may fill them as
+//! `[n_fields, nx, ny, nz]` through a free reshape. Fokker–Planck fields follow [`fp`]'s layout
+//! for any dimension (2D: A_x, A_y, D_xx, D_yy, D_xy; 3D: A_x, A_y, A_z, D_xx, D_yy, D_zz, D_xy,
+//! D_xz, D_yz). Both Fokker–Planck schemes have one code path for every dimension: their kernels
+//! run along lines of the last (contiguous) axis and apply the other axes' 1-D operators along
+//! their strides; 2D results are bitwise those of the former 2D-only kernels. The kernel
+//! (integro-differential) scheme is 2D only.
+//!
+//! [`fp`]: crate::operator::fp
 
 use crate::grid::VelocityGrid;
 use crate::operator::{Equation, Fields};
@@ -50,13 +63,13 @@ pub trait Scheme: Send + Sync {
     /// one chosen from the scheme's stability/positivity bound.
     fn substeps(&self, coeffs: ArrayView3<f64>, dt: f64) -> usize;
     /// Physical coefficients → prepared form for steps of length `h` (`out` overwritten,
-    /// shape `[n_prepared, nx, ny]`).
+    /// shape [`VelocityGrid::fields_shape`]`(n_prepared)`).
     fn prepare(&self, coeffs: ArrayView3<f64>, h: f64, out: ArrayViewMut3<f64>);
     /// `d_coeffs += (∂prepare/∂coeffs)ᵀ d_prepared` at the same `coeffs`, `h`.
     fn prepare_vjp(&self, coeffs: ArrayView3<f64>, h: f64, d_prepared: ArrayView3<f64>, d_coeffs: ArrayViewMut3<f64>);
     /// A workspace sized for this scheme.
     fn workspace(&self) -> StepWorkspace;
-    /// `out = S(prepared, f)`; `f` and `out` are `nx·ny` C-order slices.
+    /// `out = S(prepared, f)`; `f` and `out` are `n_cells` C-order slices.
     fn step(&self, prepared: &Fields, f: &[f64], out: &mut [f64], ws: &mut StepWorkspace);
     /// Adjoint of one step taken from state `f`: `lam_in = (∂S/∂f)ᵀ lam_out` (overwritten) and
     /// `d_prepared += (∂S/∂prepared)ᵀ lam_out`. Per-step state the adjoint needs (e.g. the clamp's
@@ -201,6 +214,9 @@ pub fn build(spec: &SolverSpec, equation: &Equation, grid: &VelocityGrid) -> Res
                 Box::new(Conservative::new(grid, spec.clamp_nonnegative, spec.substeps))
             }
         }),
+        Equation::Kernel { .. } if grid.dim() != 2 => {
+            Err(SolverError::Invalid(format!("the kernel equation needs a 2D grid, got {}", grid.describe())))
+        }
         Equation::Kernel { k, divergence } => {
             Ok(Box::new(kernel::KernelScheme::new(grid, *k, *divergence, spec.clamp_nonnegative, spec.substeps)?))
         }

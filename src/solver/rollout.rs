@@ -5,7 +5,8 @@
 //! in all; interval `k` (0-based) uses prepared coefficients `prepared[k]`. The adjoint follows a
 //! [`Schedule`]: whatever the schedule, the same adjoint steps run in the same order on the same
 //! (recomputed, hence bitwise equal) states, so the gradients do not depend on the number of
-//! checkpoints — only time and memory do.
+//! checkpoints — only time and memory do. States are flat C-order vectors of the grid's cells, so
+//! rollouts and their checkpoints are the same for 2D and 3D grids.
 
 use super::checkpoint::{Action, Schedule};
 
@@ -87,8 +88,8 @@ fn check_shapes<'p>(scheme: &dyn Scheme, n_intervals: usize, prepared: &impl Fn(
     let n_cells = scheme.grid().n_cells();
     assert!(substeps >= 1, "rollout needs at least one substep per interval");
     assert_eq!(f0.len(), n_cells, "initial state has {} values, grid has {n_cells} cells", f0.len());
-    let (nx, ny) = scheme.grid().shape();
-    let shape = [scheme.n_prepared(), nx, ny];
+    let (k, nx, rest) = scheme.grid().fields_shape(scheme.n_prepared());
+    let shape = [k, nx, rest];
     assert!((0..n_intervals).all(|k| prepared(k).shape() == shape), "prepared coefficients must have shape {shape:?}");
     n_cells
 }

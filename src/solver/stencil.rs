@@ -108,11 +108,25 @@ fn standard_run(standard: &[bool]) -> (usize, usize) {
     best
 }
 
-/// Physical → grid units: `Â_x = A_x/Δv_x`, `Â_y = A_y/Δv_y`, `D̂_xx = D_xx/Δv_x²`,
-/// `D̂_yy = D_yy/Δv_y²`, `D̂_xy = D_xy/(Δv_xΔv_y)`, in [`fp`] order.
-pub fn grid_unit_scales(grid: &VelocityGrid) -> [f64; fp::N_FIELDS] {
-    let (dx, dy) = (grid.dvx(), grid.dvy());
-    [1.0 / dx, 1.0 / dy, 1.0 / (dx * dx), 1.0 / (dy * dy), 1.0 / (dx * dy)]
+/// Physical → grid units, one factor per field in [`fp`] order for the grid's dimension:
+/// `Â_i = A_i/Δv_i`, `D̂_ij = D_ij/(Δv_iΔv_j)` (in 2D `[1/Δv_x, 1/Δv_y, 1/Δv_x², 1/Δv_y²,
+/// 1/(Δv_xΔv_y)]`).
+pub fn grid_unit_scales(grid: &VelocityGrid) -> Vec<f64> {
+    let d = grid.dim();
+    let dv: Vec<f64> = (0..d).map(|a| grid.dv(a)).collect();
+    let mut s = vec![0.0; fp::n_fields(d)];
+    for i in 0..d {
+        s[fp::a(i)] = 1.0 / dv[i];
+        for j in i..d {
+            s[fp::d(d, i, j)] = 1.0 / (dv[i] * dv[j]);
+        }
+    }
+    s
+}
+
+/// The unordered pairs `(i, j)`, `i < j < n`, in the order of the off-diagonal fields.
+pub fn pairs(n: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..n).flat_map(move |i| (i + 1..n).map(move |j| (i, j)))
 }
 
 /// Smallest `n ≥ 1` with `(dt/n)·rate ≤ limit` (rate ≥ 0; non-finite rates give 1 and are left
