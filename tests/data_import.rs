@@ -138,7 +138,7 @@ fn args_yaml_errors_name_the_key() {
         ("i_end: -1", "i_end: -5", "key i_end: -5 must be -1 (all)"),
         ("v_range: [-5.0, 5.0, -3.0, 3.0]", "v_range: [-5.0, 5.0, -3.0]", "key v_range: has 3 values"),
         ("v_range: [-5.0, 5.0, -3.0, 3.0]", "v_range: [5.0, -5.0, -3.0, 3.0]", "key v_range/n_bins: v_range"),
-        ("v_range: [-5.0, 5.0, -3.0, 3.0]", "v_range: 5", "key v_range: expected [xmin, xmax, ymin, ymax]"),
+        ("v_range: [-5.0, 5.0, -3.0, 3.0]", "v_range: 5", "key v_range: expected [xmin, xmax, ymin, ymax"),
         ("v_range_units: v_th", "v_range_units: [1]", "key v_range_units: expected a string"),
         ("n_bins: [6, 4]", "n_bins: [6, 4, 2]", "key n_bins: has 3 values"),
         ("n_bins: [6, 4]", "n_bins: [2, 2]", "key v_range/n_bins: grid needs at least 4×4"),

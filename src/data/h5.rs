@@ -126,10 +126,20 @@ pub(crate) fn attr_string(path: &Path, loc: &Location, name: &str, item: &str) -
 /// Write `run` to a new HDF5 file at `path` (not atomic: the caller renames).
 pub(crate) fn write_run_file(path: &Path, run: &RunData, extra: Option<super::ExtraWriter<'_>>) -> hdf5::Result<()> {
     let file = crate::io::h5_create(path)?;
-    let (_, nx, ny) = run.f.dim();
-    file.new_dataset_builder().with_data(run.f.view()).chunk((1, nx, ny)).create("f")?;
+    let (n_t, nx, ny) = run.f.dim();
+    match run.grid.z {
+        None => {
+            file.new_dataset_builder().with_data(run.f.view()).chunk((1, nx, ny)).create("f")?;
+        }
+        Some(z) => {
+            // In memory [T, Nx, Ny·Nz]; on disk [T, Nx, Ny, Nz].
+            let ny = run.grid.ny;
+            let f4 = run.f.view().into_shape_with_order((n_t, nx, ny, z.nz)).map_err(|e| hdf5::Error::from(format!("/f: {e}")))?;
+            file.new_dataset_builder().with_data(f4).chunk((1, nx, ny, z.nz)).create("f")?;
+        }
+    }
     file.new_dataset_builder().with_data(run.t.as_slice()).create("t")?;
-    file.new_attr_builder().with_data(run.grid.v_range.as_slice()).create("v_range")?;
+    file.new_attr_builder().with_data(run.grid.v_ranges().as_slice()).create("v_range")?;
     let units: VarLenUnicode = run.grid.units.parse().map_err(|e| hdf5::Error::from(format!("units: {e}")))?;
     file.new_attr::<VarLenUnicode>().shape(()).create("units")?.write_scalar(&units)?;
     file.new_attr::<f64>().shape(()).create("dt")?.write_scalar(&run.dt)?;
@@ -146,7 +156,7 @@ pub(crate) fn write_run_file(path: &Path, run: &RunData, extra: Option<super::Ex
         let (n_dumps, n_tracked, _) = tracks.dim();
         let builder = file.new_dataset_builder().with_data(tracks.view());
         if n_dumps > 0 && n_tracked > 0 {
-            builder.chunk((1, n_tracked, 2)).create("tracks")?;
+            builder.chunk((1, n_tracked, run.grid.dim())).create("tracks")?;
         } else {
             builder.create("tracks")?;
         }

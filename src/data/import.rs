@@ -1,9 +1,11 @@
 //! Importers from other layouts into run files. The reference code's layout is a folder of
-//! `NNNNNN.npy` count histograms (2-D float64, C order, first index v_x) plus `args.yaml`.
+//! `NNNNNN.npy` count histograms (2-D or 3-D float64, C order, index order v_x, v_y[, v_z]) plus
+//! `args.yaml`.
 //!
 //! `args.yaml` keys used: `dt` (snapshot spacing, > 0), `i_start`, `i_end` (the file indices to
-//! import, inclusive; `i_end: -1` = up to the last file), `v_range` `[xmin, xmax, ymin, ymax]`,
-//! `v_range_units`, `n_bins` (one number for a square grid, or `[nx, ny]`). Every other key with
+//! import, inclusive; `i_end: -1` = up to the last file), `v_range` `[xmin, xmax, ymin, ymax]`
+//! (or 6 values with `zmin, zmax` for 3-D histograms), `v_range_units`, `n_bins` (one number for
+//! a square or cubic grid, or `[nx, ny]` / `[nx, ny, nz]`). Every other key with
 //! a numeric scalar value goes into `/params`. File index *i* has time *i*·dt. Indices below the
 //! first file are simply absent (folders often start at `000005.npy`); a missing index between
 //! two present ones is an error, since windows assume equally spaced snapshots.
@@ -25,9 +27,11 @@ pub struct NpyFolderArgs {
     pub i_start: u64,
     /// `None` for `i_end: -1` (all files).
     pub i_end: Option<u64>,
-    pub v_range: [f64; 4],
+    /// 4 values, or 6 for 3-D histograms.
+    pub v_range: Vec<f64>,
     pub units: String,
-    pub n_bins: (usize, usize),
+    /// Cells per axis: 2 or 3 values.
+    pub n_bins: Vec<usize>,
     /// Other numeric scalar keys.
     pub params: BTreeMap<String, f64>,
 }
@@ -74,13 +78,18 @@ impl NpyFolderArgs {
                 return Err(key_err(
                     path,
                     "v_range",
-                    format!("expected [xmin, xmax, ymin, ymax], found {}", describe(other)),
+                    format!("expected [xmin, xmax, ymin, ymax(, zmin, zmax)], found {}", describe(other)),
                 ))
             }
         };
-        let v_range: [f64; 4] = v_range.as_slice().try_into().map_err(|_| {
-            key_err(path, "v_range", format!("has {} values, expected [xmin, xmax, ymin, ymax]", v_range.len()))
-        })?;
+        if !(v_range.len() == 4 || v_range.len() == 6) {
+            return Err(key_err(
+                path,
+                "v_range",
+                format!("has {} values, expected [xmin, xmax, ymin, ymax] or 6 with zmin, zmax", v_range.len()),
+            ));
+        }
+        let dims = v_range.len() / 2;
         let units = match get("v_range_units")? {
             Value::String(s) => s.clone(),
             other => {
@@ -91,17 +100,15 @@ impl NpyFolderArgs {
             let n = integer(path, "n_bins", v)?;
             usize::try_from(n).map_err(|_| key_err(path, "n_bins", format!("{n} must be positive")))
         };
-        let n_bins = match get("n_bins")? {
-            Value::Sequence(items) if items.len() == 2 => (bins(&items[0])?, bins(&items[1])?),
+        let n_bins: Vec<usize> = match get("n_bins")? {
+            Value::Sequence(items) if items.len() == dims => items.iter().map(bins).collect::<Result<_, _>>()?,
             Value::Sequence(items) => {
-                return Err(key_err(path, "n_bins", format!("has {} values, expected n or [nx, ny]", items.len())))
+                let want = if dims == 2 { "n or [nx, ny]" } else { "n or [nx, ny, nz] (v_range has 6 values)" };
+                return Err(key_err(path, "n_bins", format!("has {} values, expected {want}", items.len())));
             }
-            v => {
-                let n = bins(v)?;
-                (n, n)
-            }
+            v => vec![bins(v)?; dims],
         };
-        VelocityGrid::new(n_bins.0, n_bins.1, v_range, units.clone())
+        VelocityGrid::from_parts(&n_bins, &v_range, units.clone())
             .map_err(|e| key_err(path, "v_range/n_bins", e.to_string()))?;
 
         let mut params = BTreeMap::new();
@@ -180,18 +187,20 @@ fn name(path: &Path) -> String {
     path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-/// One histogram: a 2-D float64 array of the grid's shape, finite and non-negative.
-fn read_histogram(path: &Path, n_bins: (usize, usize)) -> Result<Array2<f64>, DataError> {
-    let h: Array2<f64> = ndarray_npy::read_npy(path)
-        .map_err(|e| DataError::invalid(path, format!("cannot read as a 2-D float64 .npy array ({e})")))?;
-    if h.dim() != n_bins {
-        return Err(DataError::invalid(
-            path,
-            format!("shape {:?} differs from n_bins = [{}, {}] in args.yaml", h.shape(), n_bins.0, n_bins.1),
-        ));
+/// One histogram: a float64 array of the grid's shape (`n_bins`), finite and non-negative, as
+/// `[nx, ny·nz]` (C order).
+fn read_histogram(path: &Path, n_bins: &[usize]) -> Result<Array2<f64>, DataError> {
+    let d = n_bins.len();
+    let h: ndarray::ArrayD<f64> = ndarray_npy::read_npy(path)
+        .map_err(|e| DataError::invalid(path, format!("cannot read as a {d}-D float64 .npy array ({e})")))?;
+    if h.shape() != n_bins {
+        return Err(DataError::invalid(path, format!("shape {:?} differs from n_bins = {n_bins:?} in args.yaml", h.shape())));
     }
+    let rest: usize = n_bins[1..].iter().product();
+    let h = h.as_standard_layout().into_owned().into_shape_with_order((n_bins[0], rest)).expect("C-order histogram");
     if let Some(((i, j), v)) = validate::first_bad_value(h.view()) {
-        return Err(DataError::invalid(path, format!("cell ({i}, {j}) = {v} must be finite and ≥ 0")));
+        let cell = if d == 3 { format!("({i}, {}, {})", j / n_bins[2], j % n_bins[2]) } else { format!("({i}, {j})") };
+        return Err(DataError::invalid(path, format!("cell {cell} = {v} must be finite and ≥ 0")));
     }
     Ok(h)
 }
@@ -242,16 +251,16 @@ pub fn import_npy_folder(folder: &Path, out_dir: &Path) -> Result<PathBuf, DataE
     let args = NpyFolderArgs::read(&args_path)?;
     let files = snapshot_files(folder, &args, &args_path)?;
 
-    let (nx, ny) = args.n_bins;
-    let mut f = Array3::<f64>::zeros((files.len(), nx, ny));
+    let (nx, rest) = (args.n_bins[0], args.n_bins[1..].iter().product());
+    let mut f = Array3::<f64>::zeros((files.len(), nx, rest));
     for ((_, path), mut slot) in files.iter().zip(f.axis_iter_mut(Axis(0))) {
-        slot.assign(&read_histogram(path, args.n_bins)?);
+        slot.assign(&read_histogram(path, &args.n_bins)?);
     }
     let n_particles = super::particle_count(f.index_axis(Axis(0), 0));
     if n_particles <= 0.0 {
         return Err(DataError::invalid(&files[0].1, "first snapshot is empty (Σ counts = 0)"));
     }
-    let grid = VelocityGrid::new(nx, ny, args.v_range, args.units.clone())
+    let grid = VelocityGrid::from_parts(&args.n_bins, &args.v_range, args.units.clone())
         .map_err(|e| key_err(&args_path, "v_range/n_bins", e.to_string()))?;
     let run = RunData {
         grid,

@@ -3,7 +3,7 @@
 
 use super::{h5, validate, DataError};
 use crate::grid::VelocityGrid;
-use ndarray::{s, Array1, Array2, Array3, Ix1, Ix3};
+use ndarray::{s, Array1, Array2, Array3, Ix1, Ix3, Ix4};
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -103,12 +103,19 @@ impl RunFile {
     pub fn open(path: &Path) -> Result<Self, DataError> {
         let file = h5::open(path)?;
         let ds = h5::numeric_dataset(path, &file, "f", "/f")?;
-        let shape = h5::shape(path, &ds, "/f", 3, "[T, Nx, Ny]")?;
-        let (n_snapshots, nx, ny) = (shape[0], shape[1], shape[2]);
+        let shape = ds.shape();
+        if !(shape.len() == 3 || shape.len() == 4) {
+            return Err(DataError::item(
+                path,
+                "/f",
+                format!("rank {} (shape {shape:?}), expected [T, Nx, Ny] or [T, Nx, Ny, Nz]", shape.len()),
+            ));
+        }
+        let n_snapshots = shape[0];
 
         let v_range = h5::attr_f64s(path, &file, "v_range", "attribute v_range")?;
         let units = h5::attr_string(path, &file, "units", "attribute units")?;
-        let grid = validate::grid(path, &v_range, &units, nx, ny)?;
+        let grid = validate::grid(path, &v_range, &units, &shape[1..])?;
         let dt = h5::attr_f64(path, &file, "dt", "attribute dt")?;
         validate::dt(path, dt)?;
         let n_particles = h5::attr_f64(path, &file, "n_particles", "attribute n_particles")?;
@@ -150,18 +157,21 @@ impl RunFile {
         &self.meta.path
     }
 
-    /// Snapshots `range` (indices into `/t`) as `[len, Nx, Ny]`, read as one hyperslab and
-    /// validated (finite, non-negative; errors name the snapshot).
+    /// Snapshots `range` (indices into `/t`) as `[len, Nx, Ny·Nz]` (`Nz` = 1 in 2D: the cells in
+    /// C order, as in [`crate::operator::Fields`]), read as one hyperslab and validated (finite,
+    /// non-negative; errors name the snapshot and cell).
     pub fn read_snapshots(&self, range: Range<usize>) -> Result<Array3<f64>, DataError> {
         let path = &self.meta.path;
+        let grid = &self.meta.grid;
         let n = self.meta.n_snapshots();
         if range.start > range.end || range.end > n {
             return Err(DataError::item(path, "/f", format!("snapshots {range:?} are outside 0..{n}")));
         }
         let file = h5::open(path)?;
         let ds = h5::numeric_dataset(path, &file, "f", "/f")?;
-        let shape = h5::shape(path, &ds, "/f", 3, "[T, Nx, Ny]")?;
-        let expected = [n, self.meta.grid.nx, self.meta.grid.ny];
+        let shape = ds.shape();
+        let mut expected = vec![n];
+        expected.extend(grid.extents());
         if shape != expected {
             return Err(DataError::item(
                 path,
@@ -169,14 +179,20 @@ impl RunFile {
                 format!("shape {shape:?} changed since opening (was {expected:?})"),
             ));
         }
-        let f = ds
-            .read_slice::<f64, _, Ix3>(s![range.start..range.end, .., ..])
-            .map_err(|e| DataError::item(path, "/f", format!("cannot read snapshots {range:?} ({e})")))?;
-        validate::snapshots(path, f.view(), range.start, &self.meta.t)?;
+        let unreadable = |e: hdf5::Error| DataError::item(path, "/f", format!("cannot read snapshots {range:?} ({e})"));
+        let f = match grid.z {
+            None => ds.read_slice::<f64, _, Ix3>(s![range.start..range.end, .., ..]).map_err(unreadable)?,
+            Some(z) => {
+                let f4 = ds.read_slice::<f64, _, Ix4>(s![range.start..range.end, .., .., ..]).map_err(unreadable)?;
+                let len = f4.len_of(ndarray::Axis(0));
+                f4.into_shape_with_order((len, grid.nx, grid.ny * z.nz)).expect("C-order hyperslab")
+            }
+        };
+        validate::snapshots(path, f.view(), range.start, &self.meta.t, grid.z.map(|z| z.nz))?;
         Ok(f)
     }
 
-    /// One snapshot `[Nx, Ny]`.
+    /// One snapshot `[Nx, Ny·Nz]`.
     pub fn read_snapshot(&self, k: usize) -> Result<Array2<f64>, DataError> {
         let f = self.read_snapshots(k..k + 1)?;
         Ok(f.index_axis_move(ndarray::Axis(0), 0))
@@ -210,7 +226,8 @@ impl RunFile {
         })
     }
 
-    /// `/tracks` `[n_dumps, n_tracked, 2]`, if present (values must be finite).
+    /// `/tracks` `[n_dumps, n_tracked, d]` for a d-dimensional grid, if present (values must be
+    /// finite).
     pub fn read_tracks(&self) -> Result<Option<Array3<f64>>, DataError> {
         if !self.meta.has_tracks {
             return Ok(None);
@@ -218,9 +235,10 @@ impl RunFile {
         let path = &self.meta.path;
         let file = h5::open(path)?;
         let ds = h5::numeric_dataset(path, &file, "tracks", "/tracks")?;
-        let shape = h5::shape(path, &ds, "/tracks", 3, "[n_dumps, n_tracked, 2]")?;
-        if shape[2] != 2 {
-            return Err(DataError::item(path, "/tracks", format!("shape {shape:?}, expected [n_dumps, n_tracked, 2]")));
+        let d = self.meta.grid.dim();
+        let shape = h5::shape(path, &ds, "/tracks", 3, &format!("[n_dumps, n_tracked, {d}]"))?;
+        if shape[2] != d {
+            return Err(DataError::item(path, "/tracks", format!("shape {shape:?}, expected [n_dumps, n_tracked, {d}] for a {d}-D grid")));
         }
         let tracks =
             ds.read::<f64, Ix3>().map_err(|e| DataError::item(path, "/tracks", format!("unreadable ({e})")))?;

@@ -8,20 +8,28 @@ use std::path::Path;
 /// Relative tolerance of the snapshot spacing against `dt`.
 pub(crate) const SPACING_RTOL: f64 = 1e-6;
 
-/// The velocity grid from the `v_range` and `units` attributes and the shape of `/f`.
-pub(crate) fn grid(path: &Path, v_range: &[f64], units: &str, nx: usize, ny: usize) -> Result<VelocityGrid, DataError> {
-    let v_range: [f64; 4] = v_range
-        .try_into()
-        .map_err(|_| DataError::item(path, "attribute v_range", format!("has {} values, expected 4", v_range.len())))?;
-    let [x0, x1, y0, y1] = v_range;
-    if !v_range.iter().all(|v| v.is_finite()) || x0 >= x1 || y0 >= y1 {
+/// The velocity grid from the `v_range` and `units` attributes and the cell counts of `/f`
+/// (`[Nx, Ny]` or `[Nx, Ny, Nz]`; `v_range` then has 4 or 6 values).
+pub(crate) fn grid(path: &Path, v_range: &[f64], units: &str, cells: &[usize]) -> Result<VelocityGrid, DataError> {
+    let want = 2 * cells.len();
+    if v_range.len() != want {
         return Err(DataError::item(
             path,
             "attribute v_range",
-            format!("{v_range:?} must be finite with vx_min < vx_max and vy_min < vy_max"),
+            format!("has {} values, expected {want} for a {}-D grid", v_range.len(), cells.len()),
         ));
     }
-    VelocityGrid::new(nx, ny, v_range, units).map_err(|e| DataError::item(path, "/f", e.to_string()))
+    let names = ["vx", "vy", "vz"];
+    for (a, pair) in v_range.chunks_exact(2).enumerate() {
+        if !(pair[0].is_finite() && pair[1].is_finite() && pair[0] < pair[1]) {
+            return Err(DataError::item(
+                path,
+                "attribute v_range",
+                format!("{v_range:?} must be finite with {0}_min < {0}_max", names[a]),
+            ));
+        }
+    }
+    VelocityGrid::from_parts(cells, v_range, units).map_err(|e| DataError::item(path, "/f", e.to_string()))
 }
 
 /// The snapshot spacing: finite and positive.
@@ -82,18 +90,19 @@ pub(crate) fn warn_uneven(path: &Path, t: &[f64]) {
     }
 }
 
-/// Values of snapshots `first..first + f.len_of(0)`: finite and non-negative.
-pub(crate) fn snapshots(path: &Path, f: ArrayView3<f64>, first: usize, t: &[f64]) -> Result<(), DataError> {
+/// Values of snapshots `first..first + f.len_of(0)` (`[len, Nx, Ny·Nz]`, `nz` = 1 in 2D): finite
+/// and non-negative; the error names the cell by its 2 or 3 indices.
+pub(crate) fn snapshots(path: &Path, f: ArrayView3<f64>, first: usize, t: &[f64], nz: Option<usize>) -> Result<(), DataError> {
     for (k, snap) in f.outer_iter().enumerate() {
         if let Some(((i, j), v)) = first_bad_value(snap) {
             let index = first + k;
             let time = t.get(index).map(|t| format!(" (t = {t})")).unwrap_or_default();
             let what = if v.is_finite() { "negative" } else { "not finite" };
-            return Err(DataError::item(
-                path,
-                "/f",
-                format!("snapshot {index}{time}: cell ({i}, {j}) = {v} is {what}"),
-            ));
+            let cell = match nz {
+                Some(nz) => format!("({i}, {}, {})", j / nz, j % nz),
+                None => format!("({i}, {j})"),
+            };
+            return Err(DataError::item(path, "/f", format!("snapshot {index}{time}: cell {cell} = {v} is {what}")));
         }
     }
     Ok(())
@@ -117,16 +126,16 @@ pub(crate) fn param(path: &Path, name: &str, value: f64) -> Result<(), DataError
 
 /// Everything the reader checks, on in-memory data about to be written to `path`.
 pub(crate) fn run_data(path: &Path, run: &RunData) -> Result<(), DataError> {
-    let (n_snapshots, nx, ny) = run.f.dim();
+    let (n_snapshots, nx, nyz) = run.f.dim();
     let g = &run.grid;
-    grid(path, &g.v_range, &g.units, g.nx, g.ny)?;
-    if (nx, ny) != (g.nx, g.ny) {
-        return Err(DataError::item(path, "/f", format!("snapshots are {nx}×{ny} but the grid is {}×{}", g.nx, g.ny)));
+    grid(path, &g.v_ranges(), &g.units, &g.extents())?;
+    if (nx, nyz) != (g.nx, g.ny * g.nz()) {
+        return Err(DataError::item(path, "/f", format!("snapshots are {nx}×{nyz} cells but the grid is {}", g.describe())));
     }
     dt(path, run.dt)?;
     n_particles(path, run.n_particles)?;
     times(path, &run.t, n_snapshots, run.dt)?;
-    snapshots(path, run.f.view(), 0, &run.t)?;
+    snapshots(path, run.f.view(), 0, &run.t, run.grid.z.map(|z| z.nz))?;
     for (name, value) in &run.params {
         param(path, name, *value)?;
     }
@@ -137,11 +146,12 @@ pub(crate) fn run_data(path: &Path, run: &RunData) -> Result<(), DataError> {
         }
     }
     if let Some(tracks) = &run.tracks {
-        if tracks.len_of(ndarray::Axis(2)) != 2 {
+        let d = run.grid.dim();
+        if tracks.len_of(ndarray::Axis(2)) != d {
             return Err(DataError::item(
                 path,
                 "/tracks",
-                format!("shape {:?}, expected [n_dumps, n_tracked, 2]", tracks.shape()),
+                format!("shape {:?}, expected [n_dumps, n_tracked, {d}] for a {d}-D grid", tracks.shape()),
             ));
         }
     }

@@ -27,28 +27,56 @@ pub struct Moments {
     pub mean_vy: f64,
     pub var_vx: f64,
     pub var_vy: f64,
+    /// 3D grids only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean_vz: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub var_vz: Option<f64>,
 }
 
 impl Moments {
+    /// Mean and variance of every velocity component of `f` (cells in C order).
     pub fn of(f: &[f64], grid: &VelocityGrid) -> Self {
-        let (mut m, mut sx, mut sy, mut sxx, mut syy) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        let d = grid.dim();
+        let centres: Vec<Vec<f64>> = (0..d).map(|a| grid.centres(a)).collect();
+        let (mut m, mut s, mut ss) = (0.0, [0.0; 3], [0.0; 3]);
+        let nz = grid.nz();
         for i in 0..grid.nx {
-            let vx = grid.vx(i);
             for j in 0..grid.ny {
-                let vy = grid.vy(j);
-                let w = f[i * grid.ny + j];
-                m += w;
-                sx += w * vx;
-                sy += w * vy;
-                sxx += w * vx * vx;
-                syy += w * vy * vy;
+                for k in 0..nz {
+                    let w = f[(i * grid.ny + j) * nz + k];
+                    m += w;
+                    for (a, &idx) in [i, j, k][..d].iter().enumerate() {
+                        let v = centres[a][idx];
+                        s[a] += w * v;
+                        ss[a] += w * v * v;
+                    }
+                }
             }
         }
         if m <= 0.0 {
             return Self::default();
         }
-        let (mx, my) = (sx / m, sy / m);
-        Self { mean_vx: mx, mean_vy: my, var_vx: sxx / m - mx * mx, var_vy: syy / m - my * my }
+        let mean = s.map(|x| x / m);
+        let var: [f64; 3] = std::array::from_fn(|a| ss[a] / m - mean[a] * mean[a]);
+        let z = d == 3;
+        Self {
+            mean_vx: mean[0],
+            mean_vy: mean[1],
+            var_vx: var[0],
+            var_vy: var[1],
+            mean_vz: z.then_some(mean[2]),
+            var_vz: z.then_some(var[2]),
+        }
+    }
+
+    /// `(mean, variance)` of every component.
+    fn components(&self) -> Vec<(f64, f64)> {
+        let mut c = vec![(self.mean_vx, self.var_vx), (self.mean_vy, self.var_vy)];
+        if let (Some(m), Some(v)) = (self.mean_vz, self.var_vz) {
+            c.push((m, v));
+        }
+        c
     }
 }
 
@@ -248,11 +276,12 @@ pub fn evaluate_run(op: &Rollable, path: &Path, i_start: usize, n_frames: usize)
     }
     let mean = |sel: fn(&StepErrors) -> f64| errs.iter().map(sel).sum::<f64>() / errs.len().max(1) as f64;
     let last = errs.last().copied().unwrap_or_default();
+    // Errors averaged over the components: |Δmean|/σ_obs and |Δvar|/var_obs.
     let mom_err = |p: &Moments, o: &Moments| {
-        let sx = o.var_vx.max(1e-300).sqrt();
-        let sy = o.var_vy.max(1e-300).sqrt();
-        let me = 0.5 * ((p.mean_vx - o.mean_vx).abs() / sx + (p.mean_vy - o.mean_vy).abs() / sy);
-        let ve = 0.5 * ((p.var_vx - o.var_vx).abs() / o.var_vx.max(1e-300) + (p.var_vy - o.var_vy).abs() / o.var_vy.max(1e-300));
+        let (pc, oc) = (p.components(), o.components());
+        let n = oc.len() as f64;
+        let me = pc.iter().zip(&oc).map(|(p, o)| (p.0 - o.0).abs() / o.1.max(1e-300).sqrt()).sum::<f64>() / n;
+        let ve = pc.iter().zip(&oc).map(|(p, o)| (p.1 - o.1).abs() / o.1.max(1e-300)).sum::<f64>() / n;
         (me, ve)
     };
     let me: Vec<(f64, f64)> = mp.iter().zip(&mo).map(|(p, o)| mom_err(p, o)).collect();

@@ -65,9 +65,19 @@ fn read_str_attr(loc: &hdf5::Location, name: &str) -> hdf5::Result<String> {
 fn write_inner(path: &Path, m: &SavedModel) -> hdf5::Result<()> {
     let file = crate::io::h5_create(path)?;
     let g = &m.grid;
-    if m.fields.shape()[0] == fp::N_FIELDS {
-        file.new_dataset_builder().with_data(&m.fields.slice(s![0..2, .., ..])).create("A")?;
-        file.new_dataset_builder().with_data(&m.fields.slice(s![2..5, .., ..])).create("D")?;
+    let dim = g.dim();
+    if m.fields.shape()[0] == fp::n_fields(dim) {
+        // A [d, cells...] and D [d(d+1)/2, cells...], the cells as the grid's axes.
+        let write = |name: &str, range: std::ops::Range<usize>| -> hdf5::Result<()> {
+            let part = m.fields.slice(s![range.clone(), .., ..]);
+            let mut shape = vec![range.len()];
+            shape.extend(g.extents());
+            let part = part.to_shape(shape).map_err(|e| hdf5::Error::from(format!("{name}: {e}")))?;
+            file.new_dataset_builder().with_data(&part).create(name)?;
+            Ok(())
+        };
+        write("A", 0..dim)?;
+        write("D", dim..fp::n_fields(dim))?;
     } else {
         file.new_dataset_builder().with_data(&m.fields).create("K")?;
     }
@@ -79,9 +89,12 @@ fn write_inner(path: &Path, m: &SavedModel) -> hdf5::Result<()> {
     str_attr(&file, "spec", &spec)?;
     str_attr(&file, "solver", &solver)?;
     str_attr(&file, "units", &g.units)?;
-    file.new_attr_builder().with_data(&g.v_range).create("v_range")?;
+    file.new_attr_builder().with_data(&g.v_ranges()).create("v_range")?;
     file.new_attr::<u64>().shape(()).create("nx")?.write_scalar(&(g.nx as u64))?;
     file.new_attr::<u64>().shape(()).create("ny")?.write_scalar(&(g.ny as u64))?;
+    if let Some(z) = g.z {
+        file.new_attr::<u64>().shape(()).create("nz")?.write_scalar(&(z.nz as u64))?;
+    }
     file.new_attr::<f64>().shape(()).create("t_span")?.write_scalar(&m.t_span)?;
     let ex = file.create_group("exports")?;
     for (name, arr) in &m.exports {
@@ -126,28 +139,33 @@ fn read_inner(path: &Path) -> Result<SavedModel, String> {
         .attr("v_range")
         .and_then(|a| a.read_raw())
         .map_err(|e| format!("attribute `v_range`: {e}"))?;
-    let v_range: [f64; 4] = v_range.try_into().map_err(|_| "attribute `v_range` must have 4 values".to_string())?;
-    let nx: u64 = file.attr("nx").and_then(|a| a.read_scalar()).map_err(|e| format!("attribute `nx`: {e}"))?;
-    let ny: u64 = file.attr("ny").and_then(|a| a.read_scalar()).map_err(|e| format!("attribute `ny`: {e}"))?;
+    let count = |n: &str| -> Result<usize, String> {
+        file.attr(n).and_then(|a| a.read_scalar::<u64>()).map(|v| v as usize).map_err(|e| format!("attribute `{n}`: {e}"))
+    };
+    let mut cells = vec![count("nx")?, count("ny")?];
+    if file.attr_names().unwrap_or_default().iter().any(|n| n == "nz") {
+        cells.push(count("nz")?);
+    }
     let t_span: f64 = file.attr("t_span").and_then(|a| a.read_scalar()).map_err(|e| format!("attribute `t_span`: {e}"))?;
-    let grid = VelocityGrid::new(nx as usize, ny as usize, v_range, units).map_err(|e| e.to_string())?;
+    let grid = VelocityGrid::from_parts(&cells, &v_range, units).map_err(|e| format!("attribute `v_range`/`nx`/`ny`: {e}"))?;
     let read3 = |n: &str| -> Result<ndarray::Array3<f64>, String> {
         file.dataset(n).and_then(|d| d.read()).map_err(|e| format!("dataset `{n}`: {e}"))
     };
     let fields = if file.link_exists("K") {
         read3("K")?
     } else {
-        let a = read3("A")?;
-        let d = read3("D")?;
-        if a.shape() != [2, grid.nx, grid.ny] || d.shape() != [3, grid.nx, grid.ny] {
-            return Err(format!(
-                "datasets `A` {:?} / `D` {:?} do not match the grid {}×{}",
-                a.shape(),
-                d.shape(),
-                grid.nx,
-                grid.ny
-            ));
-        }
+        let dim = grid.dim();
+        let read_part = |n: &str, parts: usize| -> Result<ndarray::Array3<f64>, String> {
+            let x: ndarray::ArrayD<f64> = file.dataset(n).and_then(|d| d.read()).map_err(|e| format!("dataset `{n}`: {e}"))?;
+            let mut want = vec![parts];
+            want.extend(grid.extents());
+            if x.shape() != want.as_slice() {
+                return Err(format!("dataset `{n}` {:?} does not match the grid {} (expected {want:?})", x.shape(), grid.describe()));
+            }
+            Ok(x.into_shape_with_order(grid.fields_shape(parts)).expect("C-order dataset"))
+        };
+        let a = read_part("A", dim)?;
+        let d = read_part("D", fp::n_fields(dim) - dim)?;
         ndarray::concatenate(ndarray::Axis(0), &[a.view(), d.view()]).map_err(|e| e.to_string())?
     };
     if fields.iter().any(|v| !v.is_finite()) {

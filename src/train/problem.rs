@@ -293,7 +293,7 @@ impl<'a> StageProblem<'a> {
             })
             .collect();
         let g = model.grid();
-        let fshape = (model.n_fields(), g.nx, g.ny);
+        let fshape = g.fields_shape(model.n_fields());
         let acc_len = 1 + 1 + if theta_level { model.n_params() } else { field_values(model, n_ctx) };
         let threads = rayon::current_num_threads().max(1);
         let tasks = (0..threads)
