@@ -416,11 +416,31 @@ fn adjoint_dim<const D: usize, const NF: usize>(
         let tl: [&[f64]; 2] = std::array::from_fn(|a| line(t.line_t(a.min(last - 1))));
         let gl: [&[f64]; 2] = std::array::from_fn(|a| line(t.line_g(a.min(last - 1))));
         let gq: [&[f64]; 1] = [if last >= 2 { line(t.line_g_pair(0)) } else { tl[0] }];
-        let pk: [&[f64]; 9] = std::array::from_fn(|k| seg(p, k.min(NF - 1), n, base, nl));
+        // Lines of the NF fields (constant-guarded, so the unused ones cost nothing).
+        macro_rules! pline {
+            ($k:literal) => {
+                if $k < NF {
+                    seg(p, $k, n, base, nl)
+                } else {
+                    &[][..]
+                }
+            };
+        }
+        let pk: [&[f64]; 9] =
+            [pline!(0), pline!(1), pline!(2), pline!(3), pline!(4), pline!(5), pline!(6), pline!(7), pline!(8)];
         let (f0, li) = (&f[base..][..nl], &mut lam_in[base..][..nl]);
         let mut chunks = d.chunks_exact_mut(n);
+        macro_rules! dline {
+            ($k:literal) => {
+                if $k < NF {
+                    &mut chunks.next().expect("a gradient per field")[base..][..nl]
+                } else {
+                    &mut [][..]
+                }
+            };
+        }
         let dk: [&mut [f64]; 9] =
-            std::array::from_fn(|_| chunks.next().map_or(&mut [][..], |c| &mut c[base..][..nl]));
+            [dline!(0), dline!(1), dline!(2), dline!(3), dline!(4), dline!(5), dline!(6), dline!(7), dline!(8)];
         // Edge columns: generic transposed rows.
         for j in (0..jlo).chain(jhi..nl) {
             let mut acc = l0[j];
@@ -450,7 +470,21 @@ fn adjoint_dim<const D: usize, const NF: usize>(
             let [tp0, tp1] = tl.map(|x| &x[a + 1..][..mlen]);
             let [g0, g1] = gl.map(|x| &x[a..b]);
             let [q0] = gq.map(|x| &x[a..b]);
-            let [p0, p1, p2, p3, p4, p5, p6, p7, p8] = pk.map(|x| &x[a..b]);
+            let [p0, p1, p2, p3, p4, p5, p6, p7, p8] = pk;
+            macro_rules! cut_p {
+                ($k:literal, $x:ident) => {
+                    let $x: &[f64] = if $k < NF { &$x[a..b] } else { $x };
+                };
+            }
+            cut_p!(0, p0);
+            cut_p!(1, p1);
+            cut_p!(2, p2);
+            cut_p!(3, p3);
+            cut_p!(4, p4);
+            cut_p!(5, p5);
+            cut_p!(6, p6);
+            cut_p!(7, p7);
+            cut_p!(8, p8);
             let (fc, lic) = (&f0[a..b], &mut li[a..b]);
             let [d0, d1, d2, d3, d4, d5, d6, d7, d8] = dk;
             macro_rules! cut {
@@ -510,9 +544,23 @@ fn combine_interior<const D: usize, const NF: usize>(
 ) {
     let mlen = lic.len();
     let [lm, lc, lp] = l.map(|x| &x[..mlen]);
-    let [t0, t1, tm0, tm1, tp0, tp1, g0, g1, q0] = outer.map(|x| if x.len() >= mlen { &x[..mlen] } else { x });
+    let [t0, t1, tm0, tm1, tp0, tp1, g0, g1, q0] = outer.map(|x| &x[..mlen]);
     let fc = &fc[..mlen];
-    let [p0, p1, p2, p3, p4, p5, p6, p7, p8] = p.map(|x| &x[..mlen]);
+    let [p0, p1, p2, p3, p4, p5, p6, p7, p8] = p;
+    macro_rules! cut_p {
+        ($k:literal, $x:ident) => {
+            let $x: &[f64] = if $k < NF { &$x[..mlen] } else { $x };
+        };
+    }
+    cut_p!(0, p0);
+    cut_p!(1, p1);
+    cut_p!(2, p2);
+    cut_p!(3, p3);
+    cut_p!(4, p4);
+    cut_p!(5, p5);
+    cut_p!(6, p6);
+    cut_p!(7, p7);
+    cut_p!(8, p8);
     for j in 0..mlen {
         let mut acc = lc[j];
         macro_rules! field {
