@@ -116,6 +116,7 @@ impl Tables {
         2 * (self.dim - 1) + self.n_outer_pairs()
     }
     /// Outer-axis indices of line `m`.
+    #[inline(always)]
     fn outer_index(&self, m: usize) -> [usize; 2] {
         match self.dim {
             2 => [m, 0],
@@ -194,9 +195,18 @@ fn shift(base: usize, stride: usize, from: usize, to: usize) -> usize {
 /// three line-length scratch buffers.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
-fn forward(t: &Tables, p: &[f64], f: &[f64], out: &mut [f64], s: &mut [f64], r1: &mut [f64], r2: &mut [f64]) {
-    let (dim, n, nl) = (t.dim, f.len(), t.line_len());
-    let last = dim - 1;
+fn forward_dim<const D: usize>(
+    t: &Tables,
+    p: &[f64],
+    f: &[f64],
+    out: &mut [f64],
+    s: &mut [f64],
+    r1: &mut [f64],
+    r2: &mut [f64],
+) {
+    debug_assert_eq!(t.dim, D);
+    let (n, nl) = (f.len(), t.line_len());
+    let last = D - 1;
     let (s, r1, r2) = (&mut s[..nl], &mut r1[..nl], &mut r2[..nl]);
     let (fal, fdll) = (t.fa[last], t.fd[last][last]);
     let ops_l = &t.axes[last];
@@ -256,7 +266,8 @@ fn forward(t: &Tables, p: &[f64], f: &[f64], out: &mut [f64], s: &mut [f64], r1:
             }
         }
         // Mixed outer pairs Δ1_aΔ1_b(p_ab f) (three dimensions: the xy term).
-        for (a, b) in pairs(last) {
+        // (An empty pair iterator still costs per line, so 2D skips it at compile time.)
+        for (a, b) in pairs(last).take(if D > 2 { usize::MAX } else { 0 }) {
             let (oa, ob, ia, ib) = (&t.axes[a], &t.axes[b], idx[a], idx[b]);
             let (sa, sb, kab) = (t.stride[a], t.stride[b], t.fd[a][b]);
             let term = |c: usize| (&f[c..][..nl], seg(p, kab, n, c, nl));
@@ -292,6 +303,15 @@ fn forward(t: &Tables, p: &[f64], f: &[f64], out: &mut [f64], s: &mut [f64], r1:
         for j in (0..jlo).chain(jhi..nl) {
             o[j] = s[j] + dot_row(&ops_l.d1.rows[j], r1) + dot_row(&ops_l.d2.rows[j], r2);
         }
+    }
+}
+
+/// [`forward_dim`] for the grid's dimension.
+#[inline(always)]
+fn forward(t: &Tables, p: &[f64], f: &[f64], out: &mut [f64], s: &mut [f64], r1: &mut [f64], r2: &mut [f64]) {
+    match t.dim {
+        2 => forward_dim::<2>(t, p, f, out, s, r1, r2),
+        _ => forward_dim::<3>(t, p, f, out, s, r1, r2),
     }
 }
 
@@ -393,7 +413,7 @@ fn adjoint_dim<const D: usize, const NF: usize>(
             }
         }
         // Mixed outer pairs: (Δ1_aΔ1_b)ᵀλ.
-        for (q, (a, b)) in pairs(last).enumerate() {
+        for (q, (a, b)) in pairs(last).enumerate().take(if D > 2 { usize::MAX } else { 0 }) {
             let (oa, ob, ia, ib) = (&t.axes[a], &t.axes[b], idx[a], idx[b]);
             let (sa, sb) = (t.stride[a], t.stride[b]);
             let gq = &mut lines[t.line_g_pair(q) * nl..][..nl];
