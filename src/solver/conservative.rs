@@ -179,10 +179,21 @@ impl Layout {
     fn line_len(&self) -> usize {
         self.extent[self.dim - 1]
     }
+    #[cfg(test)]
     fn n_lines(&self) -> usize {
         (0..self.dim - 1).map(|a| self.extent[a]).product()
     }
-    /// Padded position of the first cell of line `m`.
+    /// Padded positions of the first cell of every line, in line order (no division per line).
+    #[inline(always)]
+    fn padded_lines(&self) -> impl Iterator<Item = usize> + '_ {
+        let (outer, inner) = if self.dim == 3 { (self.extent[0], self.extent[1]) } else { (self.extent[0], 1) };
+        let (s_out, s_in) = if self.dim == 3 { (self.pstride[0], self.pstride[1]) } else { (self.pstride[0], 0) };
+        let start = 1 + s_out + if self.dim == 3 { s_in } else { 0 };
+        (0..outer).flat_map(move |i| (0..inner).map(move |j| start + i * s_out + j * s_in))
+    }
+    /// Padded position of the first cell of line `m` (the definition [`Layout::padded_lines`]
+    /// follows).
+    #[cfg(test)]
     fn padded_line(&self, m: usize) -> usize {
         let mut rest = m;
         let mut at = 1; // the last axis' leading pad
@@ -340,8 +351,8 @@ fn forward(l: &Layout, r: &[f64], f: &[f64], out: &mut [f64], q: &mut [f64], acc
     let (n, nl, nj, plane) = (f.len(), l.line_len(), l.jumps.len(), l.padded);
     let groups = nj.div_ceil(4);
     // Outflows: q_k = r_k f at the padded position, out = f − Σ_k q_k.
-    for m in 0..l.n_lines() {
-        let (base, pb) = (m * nl, l.padded_line(m));
+    for (m, pb) in l.padded_lines().enumerate() {
+        let base = m * nl;
         let (f0, o) = (&f[base..][..nl], &mut out[base..][..nl]);
         let mut planes = q.chunks_exact_mut(plane);
         let mut next = || &mut planes.next().expect("a plane per jump")[pb..][..nl];
@@ -367,8 +378,8 @@ fn forward(l: &Layout, r: &[f64], f: &[f64], out: &mut [f64], q: &mut [f64], acc
         }
     }
     // Inflows: out[c] += Σ_k q_k[c − o_k] (zero border = nothing enters from outside).
-    for m in 0..l.n_lines() {
-        let (base, pb) = (m * nl, l.padded_line(m));
+    for (m, pb) in l.padded_lines().enumerate() {
+        let base = m * nl;
         let acc = &mut acc[..nl];
         for g in 0..groups {
             let width = (nj - 4 * g).min(4);
@@ -393,12 +404,12 @@ fn forward(l: &Layout, r: &[f64], f: &[f64], out: &mut [f64], q: &mut [f64], acc
 #[allow(clippy::too_many_arguments)]
 fn adjoint(l: &Layout, r: &[f64], f: &[f64], lam: &[f64], lam_in: &mut [f64], d: &mut [f64], lp: &mut [f64]) {
     let (n, nl, nj) = (f.len(), l.line_len(), l.jumps.len());
-    for m in 0..l.n_lines() {
-        lp[l.padded_line(m)..][..nl].copy_from_slice(&lam[m * nl..][..nl]);
+    for (m, pb) in l.padded_lines().enumerate() {
+        lp[pb..][..nl].copy_from_slice(&lam[m * nl..][..nl]);
     }
     let lp: &[f64] = lp;
-    for m in 0..l.n_lines() {
-        let (base, pb) = (m * nl, l.padded_line(m));
+    for (m, pb) in l.padded_lines().enumerate() {
+        let base = m * nl;
         let (l0, f0, li) = (&lam[base..][..nl], &f[base..][..nl], &mut lam_in[base..][..nl]);
         li.copy_from_slice(l0);
         // Jumps in pairs: fewer passes over λ_in than one per jump, few enough streams to vectorise.
@@ -598,6 +609,19 @@ mod tests {
                     assert!(a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits()));
                 }
             }
+        }
+    }
+
+    #[test]
+    fn padded_line_starts() {
+        for grid in [
+            VelocityGrid::new(9, 13, [-1.0, 1.0, -2.0, 2.0], "v_th").unwrap(),
+            VelocityGrid::new3(5, 6, 7, [-1.0, 1.0, -2.0, 2.0, -1.0, 3.0], "v_th").unwrap(),
+        ] {
+            let l = Layout::new(&grid);
+            let walked: Vec<usize> = l.padded_lines().collect();
+            assert_eq!(walked, (0..l.n_lines()).map(|m| l.padded_line(m)).collect::<Vec<_>>());
+            assert_eq!(walked.len() * l.line_len(), grid.n_cells());
         }
     }
 
