@@ -116,6 +116,7 @@ impl Tables {
         2 * (self.dim - 1) + self.n_outer_pairs()
     }
     /// Outer-axis indices of line `m`.
+    #[inline(always)]
     fn outer_index(&self, m: usize) -> [usize; 2] {
         match self.dim {
             2 => [m, 0],
@@ -194,9 +195,18 @@ fn shift(base: usize, stride: usize, from: usize, to: usize) -> usize {
 /// three line-length scratch buffers.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
-fn forward(t: &Tables, p: &[f64], f: &[f64], out: &mut [f64], s: &mut [f64], r1: &mut [f64], r2: &mut [f64]) {
-    let (dim, n, nl) = (t.dim, f.len(), t.line_len());
-    let last = dim - 1;
+fn forward_dim<const D: usize>(
+    t: &Tables,
+    p: &[f64],
+    f: &[f64],
+    out: &mut [f64],
+    s: &mut [f64],
+    r1: &mut [f64],
+    r2: &mut [f64],
+) {
+    debug_assert_eq!(t.dim, D);
+    let (n, nl) = (f.len(), t.line_len());
+    let last = D - 1;
     let (s, r1, r2) = (&mut s[..nl], &mut r1[..nl], &mut r2[..nl]);
     let (fal, fdll) = (t.fa[last], t.fd[last][last]);
     let ops_l = &t.axes[last];
@@ -256,7 +266,8 @@ fn forward(t: &Tables, p: &[f64], f: &[f64], out: &mut [f64], s: &mut [f64], r1:
             }
         }
         // Mixed outer pairs Δ1_aΔ1_b(p_ab f) (three dimensions: the xy term).
-        for (a, b) in pairs(last) {
+        // (An empty pair iterator still costs per line, so 2D skips it at compile time.)
+        for (a, b) in pairs(last).take(if D > 2 { usize::MAX } else { 0 }) {
             let (oa, ob, ia, ib) = (&t.axes[a], &t.axes[b], idx[a], idx[b]);
             let (sa, sb, kab) = (t.stride[a], t.stride[b], t.fd[a][b]);
             let term = |c: usize| (&f[c..][..nl], seg(p, kab, n, c, nl));
@@ -292,6 +303,15 @@ fn forward(t: &Tables, p: &[f64], f: &[f64], out: &mut [f64], s: &mut [f64], r1:
         for j in (0..jlo).chain(jhi..nl) {
             o[j] = s[j] + dot_row(&ops_l.d1.rows[j], r1) + dot_row(&ops_l.d2.rows[j], r2);
         }
+    }
+}
+
+/// [`forward_dim`] for the grid's dimension.
+#[inline(always)]
+fn forward(t: &Tables, p: &[f64], f: &[f64], out: &mut [f64], s: &mut [f64], r1: &mut [f64], r2: &mut [f64]) {
+    match t.dim {
+        2 => forward_dim::<2>(t, p, f, out, s, r1, r2),
+        _ => forward_dim::<3>(t, p, f, out, s, r1, r2),
     }
 }
 
@@ -393,7 +413,7 @@ fn adjoint_dim<const D: usize, const NF: usize>(
             }
         }
         // Mixed outer pairs: (Δ1_aΔ1_b)ᵀλ.
-        for (q, (a, b)) in pairs(last).enumerate() {
+        for (q, (a, b)) in pairs(last).enumerate().take(if D > 2 { usize::MAX } else { 0 }) {
             let (oa, ob, ia, ib) = (&t.axes[a], &t.axes[b], idx[a], idx[b]);
             let (sa, sb) = (t.stride[a], t.stride[b]);
             let gq = &mut lines[t.line_g_pair(q) * nl..][..nl];
@@ -416,11 +436,31 @@ fn adjoint_dim<const D: usize, const NF: usize>(
         let tl: [&[f64]; 2] = std::array::from_fn(|a| line(t.line_t(a.min(last - 1))));
         let gl: [&[f64]; 2] = std::array::from_fn(|a| line(t.line_g(a.min(last - 1))));
         let gq: [&[f64]; 1] = [if last >= 2 { line(t.line_g_pair(0)) } else { tl[0] }];
-        let pk: [&[f64]; 9] = std::array::from_fn(|k| seg(p, k.min(NF - 1), n, base, nl));
+        // Lines of the NF fields (constant-guarded, so the unused ones cost nothing).
+        macro_rules! pline {
+            ($k:literal) => {
+                if $k < NF {
+                    seg(p, $k, n, base, nl)
+                } else {
+                    &[][..]
+                }
+            };
+        }
+        let pk: [&[f64]; 9] =
+            [pline!(0), pline!(1), pline!(2), pline!(3), pline!(4), pline!(5), pline!(6), pline!(7), pline!(8)];
         let (f0, li) = (&f[base..][..nl], &mut lam_in[base..][..nl]);
         let mut chunks = d.chunks_exact_mut(n);
+        macro_rules! dline {
+            ($k:literal) => {
+                if $k < NF {
+                    &mut chunks.next().expect("a gradient per field")[base..][..nl]
+                } else {
+                    &mut [][..]
+                }
+            };
+        }
         let dk: [&mut [f64]; 9] =
-            std::array::from_fn(|_| chunks.next().map_or(&mut [][..], |c| &mut c[base..][..nl]));
+            [dline!(0), dline!(1), dline!(2), dline!(3), dline!(4), dline!(5), dline!(6), dline!(7), dline!(8)];
         // Edge columns: generic transposed rows.
         for j in (0..jlo).chain(jhi..nl) {
             let mut acc = l0[j];
@@ -450,7 +490,21 @@ fn adjoint_dim<const D: usize, const NF: usize>(
             let [tp0, tp1] = tl.map(|x| &x[a + 1..][..mlen]);
             let [g0, g1] = gl.map(|x| &x[a..b]);
             let [q0] = gq.map(|x| &x[a..b]);
-            let [p0, p1, p2, p3, p4, p5, p6, p7, p8] = pk.map(|x| &x[a..b]);
+            let [p0, p1, p2, p3, p4, p5, p6, p7, p8] = pk;
+            macro_rules! cut_p {
+                ($k:literal, $x:ident) => {
+                    let $x: &[f64] = if $k < NF { &$x[a..b] } else { $x };
+                };
+            }
+            cut_p!(0, p0);
+            cut_p!(1, p1);
+            cut_p!(2, p2);
+            cut_p!(3, p3);
+            cut_p!(4, p4);
+            cut_p!(5, p5);
+            cut_p!(6, p6);
+            cut_p!(7, p7);
+            cut_p!(8, p8);
             let (fc, lic) = (&f0[a..b], &mut li[a..b]);
             let [d0, d1, d2, d3, d4, d5, d6, d7, d8] = dk;
             macro_rules! cut {
@@ -510,9 +564,23 @@ fn combine_interior<const D: usize, const NF: usize>(
 ) {
     let mlen = lic.len();
     let [lm, lc, lp] = l.map(|x| &x[..mlen]);
-    let [t0, t1, tm0, tm1, tp0, tp1, g0, g1, q0] = outer.map(|x| if x.len() >= mlen { &x[..mlen] } else { x });
+    let [t0, t1, tm0, tm1, tp0, tp1, g0, g1, q0] = outer.map(|x| &x[..mlen]);
     let fc = &fc[..mlen];
-    let [p0, p1, p2, p3, p4, p5, p6, p7, p8] = p.map(|x| &x[..mlen]);
+    let [p0, p1, p2, p3, p4, p5, p6, p7, p8] = p;
+    macro_rules! cut_p {
+        ($k:literal, $x:ident) => {
+            let $x: &[f64] = if $k < NF { &$x[..mlen] } else { $x };
+        };
+    }
+    cut_p!(0, p0);
+    cut_p!(1, p1);
+    cut_p!(2, p2);
+    cut_p!(3, p3);
+    cut_p!(4, p4);
+    cut_p!(5, p5);
+    cut_p!(6, p6);
+    cut_p!(7, p7);
+    cut_p!(8, p8);
     for j in 0..mlen {
         let mut acc = lc[j];
         macro_rules! field {

@@ -179,10 +179,21 @@ impl Layout {
     fn line_len(&self) -> usize {
         self.extent[self.dim - 1]
     }
+    #[cfg(test)]
     fn n_lines(&self) -> usize {
         (0..self.dim - 1).map(|a| self.extent[a]).product()
     }
-    /// Padded position of the first cell of line `m`.
+    /// Padded positions of the first cell of every line, in line order (no division per line).
+    #[inline(always)]
+    fn padded_lines(&self) -> impl Iterator<Item = usize> + '_ {
+        let (outer, inner) = if self.dim == 3 { (self.extent[0], self.extent[1]) } else { (self.extent[0], 1) };
+        let (s_out, s_in) = if self.dim == 3 { (self.pstride[0], self.pstride[1]) } else { (self.pstride[0], 0) };
+        let start = 1 + s_out + if self.dim == 3 { s_in } else { 0 };
+        (0..outer).flat_map(move |i| (0..inner).map(move |j| start + i * s_out + j * s_in))
+    }
+    /// Padded position of the first cell of line `m` (the definition [`Layout::padded_lines`]
+    /// follows).
+    #[cfg(test)]
     fn padded_line(&self, m: usize) -> usize {
         let mut rest = m;
         let mut at = 1; // the last axis' leading pad
@@ -268,53 +279,68 @@ impl Conservative {
     }
 }
 
-/// `o = g` (first group), `o += g`, or `o = f − (o + g)` (last group) with
-/// `g = (q_a + q_b) + (q_c + q_d)` the group's products `q = r·f`, stored in the padded planes.
+/// How a group's sum `g` enters the outflow line `o`: `o = g` (first group), `o += g`, or
+/// `o = f − (o + g)` (last group).
 #[inline(always)]
-fn outflow_group(r: [&[f64]; 4], q: [&mut [f64]; 4], f: &[f64], o: &mut [f64], width: usize, first: bool, last: bool) {
+fn outflow_combine<const FIRST: bool, const LAST: bool>(o: f64, g: f64, f: f64) -> f64 {
+    if LAST {
+        f - (o + g)
+    } else if FIRST {
+        g
+    } else {
+        o + g
+    }
+}
+
+/// One group of four jumps: products `q = r·f` into the padded planes and their sum
+/// `(q_a + q_b) + (q_c + q_d)` into `o`.
+#[inline(always)]
+fn outflow4<const FIRST: bool, const LAST: bool>(r: [&[f64]; 4], q: [&mut [f64]; 4], f: &[f64], o: &mut [f64]) {
     let nl = f.len();
     let o = &mut o[..nl];
     let [r0, r1, r2, r3] = r.map(|x| &x[..nl]);
     let [q0, q1, q2, q3] = q;
-    let (q0, q1) = (&mut q0[..nl], &mut q1[..nl]);
-    if width == 4 {
-        let (q2, q3) = (&mut q2[..nl], &mut q3[..nl]);
-        for j in 0..nl {
-            let fj = f[j];
-            q0[j] = r0[j] * fj;
-            q1[j] = r1[j] * fj;
-            q2[j] = r2[j] * fj;
-            q3[j] = r3[j] * fj;
-            let g = (q0[j] + q1[j]) + (q2[j] + q3[j]);
-            o[j] = match (first, last) {
-                (true, false) => g,
-                (false, false) => o[j] + g,
-                (_, true) => fj - (o[j] + g),
-            };
-        }
-    } else {
-        for j in 0..nl {
-            let fj = f[j];
-            q0[j] = r0[j] * fj;
-            q1[j] = r1[j] * fj;
-            let g = q0[j] + q1[j];
-            o[j] = match (first, last) {
-                (true, false) => g,
-                (false, false) => o[j] + g,
-                (_, true) => fj - (o[j] + g),
-            };
-        }
+    let (q0, q1, q2, q3) = (&mut q0[..nl], &mut q1[..nl], &mut q2[..nl], &mut q3[..nl]);
+    for j in 0..nl {
+        let fj = f[j];
+        q0[j] = r0[j] * fj;
+        q1[j] = r1[j] * fj;
+        q2[j] = r2[j] * fj;
+        q3[j] = r3[j] * fj;
+        o[j] = outflow_combine::<FIRST, LAST>(o[j], (q0[j] + q1[j]) + (q2[j] + q3[j]), fj);
     }
 }
 
-/// `acc = g` (first group) or `acc += g`, `g` the group's inflows `(s_a + s_b) + (s_c + s_d)`.
+/// A group of two jumps (the last of 18 in 3D).
 #[inline(always)]
-fn inflow_group(s: [&[f64]; 4], acc: &mut [f64], width: usize, first: bool) {
+fn outflow2<const FIRST: bool, const LAST: bool>(r: [&[f64]; 2], q: [&mut [f64]; 2], f: &[f64], o: &mut [f64]) {
+    let nl = f.len();
+    let o = &mut o[..nl];
+    let [r0, r1] = r.map(|x| &x[..nl]);
+    let [q0, q1] = q;
+    let (q0, q1) = (&mut q0[..nl], &mut q1[..nl]);
+    for j in 0..nl {
+        let fj = f[j];
+        q0[j] = r0[j] * fj;
+        q1[j] = r1[j] * fj;
+        o[j] = outflow_combine::<FIRST, LAST>(o[j], q0[j] + q1[j], fj);
+    }
+}
+
+/// `acc = g` (first group), `acc += g`, or `o += acc + g` (last group), `g` the group's inflows
+/// `(s_a + s_b) + (s_c + s_d)` (or `s_a + s_b` for a group of two).
+#[inline(always)]
+fn inflow<const FOUR: bool, const FIRST: bool, const LAST: bool>(s: [&[f64]; 4], acc: &mut [f64], o: &mut [f64]) {
     let nl = acc.len();
+    let o = &mut o[..nl];
     let [s0, s1, s2, s3] = s.map(|x| &x[..nl]);
     for j in 0..nl {
-        let g = if width == 4 { (s0[j] + s1[j]) + (s2[j] + s3[j]) } else { s0[j] + s1[j] };
-        acc[j] = if first { g } else { acc[j] + g };
+        let g = if FOUR { (s0[j] + s1[j]) + (s2[j] + s3[j]) } else { s0[j] + s1[j] };
+        if LAST {
+            o[j] += acc[j] + g;
+        } else {
+            acc[j] = if FIRST { g } else { acc[j] + g };
+        }
     }
 }
 
@@ -325,26 +351,35 @@ fn forward(l: &Layout, r: &[f64], f: &[f64], out: &mut [f64], q: &mut [f64], acc
     let (n, nl, nj, plane) = (f.len(), l.line_len(), l.jumps.len(), l.padded);
     let groups = nj.div_ceil(4);
     // Outflows: q_k = r_k f at the padded position, out = f − Σ_k q_k.
-    for m in 0..l.n_lines() {
-        let (base, pb) = (m * nl, l.padded_line(m));
+    for (m, pb) in l.padded_lines().enumerate() {
+        let base = m * nl;
         let (f0, o) = (&f[base..][..nl], &mut out[base..][..nl]);
         let mut planes = q.chunks_exact_mut(plane);
+        let mut next = || &mut planes.next().expect("a plane per jump")[pb..][..nl];
         for g in 0..groups {
-            let width = (nj - 4 * g).min(4);
-            let rk: [&[f64]; 4] = std::array::from_fn(|i| &r[(4 * g + i.min(width - 1)) * n + base..][..nl]);
-            let mut qs = (0..width).map(|_| &mut planes.next().expect("a plane per jump")[pb..][..nl]);
-            let (q0, q1) = (qs.next().expect("width ≥ 2"), qs.next().expect("width ≥ 2"));
-            let (mut e0, mut e1) = ([0.0; 0], [0.0; 0]);
-            let (q2, q3): (&mut [f64], &mut [f64]) = match (qs.next(), qs.next()) {
-                (Some(a), Some(b)) => (a, b),
-                _ => (&mut e0[..], &mut e1[..]),
-            };
-            outflow_group(rk, [q0, q1, q2, q3], f0, o, width, g == 0, g + 1 == groups);
+            let (k, last) = (4 * g, g + 1 == groups);
+            if nj - k >= 4 {
+                let rk: [&[f64]; 4] = std::array::from_fn(|i| &r[(k + i) * n + base..][..nl]);
+                let qk = [next(), next(), next(), next()];
+                match (g == 0, last) {
+                    (true, false) => outflow4::<true, false>(rk, qk, f0, o),
+                    (false, false) => outflow4::<false, false>(rk, qk, f0, o),
+                    (_, true) => outflow4::<false, true>(rk, qk, f0, o),
+                }
+            } else {
+                let rk: [&[f64]; 2] = std::array::from_fn(|i| &r[(k + i) * n + base..][..nl]);
+                let qk = [next(), next()];
+                match (g == 0, last) {
+                    (true, false) => outflow2::<true, false>(rk, qk, f0, o),
+                    (false, false) => outflow2::<false, false>(rk, qk, f0, o),
+                    (_, true) => outflow2::<false, true>(rk, qk, f0, o),
+                }
+            }
         }
     }
     // Inflows: out[c] += Σ_k q_k[c − o_k] (zero border = nothing enters from outside).
-    for m in 0..l.n_lines() {
-        let (base, pb) = (m * nl, l.padded_line(m));
+    for (m, pb) in l.padded_lines().enumerate() {
+        let base = m * nl;
         let acc = &mut acc[..nl];
         for g in 0..groups {
             let width = (nj - 4 * g).min(4);
@@ -352,11 +387,13 @@ fn forward(l: &Layout, r: &[f64], f: &[f64], out: &mut [f64], q: &mut [f64], acc
                 let k = 4 * g + i.min(width - 1);
                 &q[k * plane + (pb as isize - l.offset[k]) as usize..][..nl]
             });
-            inflow_group(src, acc, width, g == 0);
-        }
-        let o = &mut out[base..][..nl];
-        for j in 0..nl {
-            o[j] += acc[j];
+            let o = &mut out[base..][..nl];
+            match (width == 4, g == 0, g + 1 == groups) {
+                (true, true, _) => inflow::<true, true, false>(src, acc, o),
+                (true, false, false) => inflow::<true, false, false>(src, acc, o),
+                (true, false, true) => inflow::<true, false, true>(src, acc, o),
+                (false, _, _) => inflow::<false, false, true>(src, acc, o),
+            }
         }
     }
 }
@@ -367,12 +404,12 @@ fn forward(l: &Layout, r: &[f64], f: &[f64], out: &mut [f64], q: &mut [f64], acc
 #[allow(clippy::too_many_arguments)]
 fn adjoint(l: &Layout, r: &[f64], f: &[f64], lam: &[f64], lam_in: &mut [f64], d: &mut [f64], lp: &mut [f64]) {
     let (n, nl, nj) = (f.len(), l.line_len(), l.jumps.len());
-    for m in 0..l.n_lines() {
-        lp[l.padded_line(m)..][..nl].copy_from_slice(&lam[m * nl..][..nl]);
+    for (m, pb) in l.padded_lines().enumerate() {
+        lp[pb..][..nl].copy_from_slice(&lam[m * nl..][..nl]);
     }
     let lp: &[f64] = lp;
-    for m in 0..l.n_lines() {
-        let (base, pb) = (m * nl, l.padded_line(m));
+    for (m, pb) in l.padded_lines().enumerate() {
+        let base = m * nl;
         let (l0, f0, li) = (&lam[base..][..nl], &f[base..][..nl], &mut lam_in[base..][..nl]);
         li.copy_from_slice(l0);
         // Jumps in pairs: fewer passes over λ_in than one per jump, few enough streams to vectorise.
@@ -572,6 +609,19 @@ mod tests {
                     assert!(a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits()));
                 }
             }
+        }
+    }
+
+    #[test]
+    fn padded_line_starts() {
+        for grid in [
+            VelocityGrid::new(9, 13, [-1.0, 1.0, -2.0, 2.0], "v_th").unwrap(),
+            VelocityGrid::new3(5, 6, 7, [-1.0, 1.0, -2.0, 2.0, -1.0, 3.0], "v_th").unwrap(),
+        ] {
+            let l = Layout::new(&grid);
+            let walked: Vec<usize> = l.padded_lines().collect();
+            assert_eq!(walked, (0..l.n_lines()).map(|m| l.padded_line(m)).collect::<Vec<_>>());
+            assert_eq!(walked.len() * l.line_len(), grid.n_cells());
         }
     }
 
