@@ -249,6 +249,16 @@ impl VelocityGrid {
             Some(z) => format!("{}×{}×{} over {:?} {}", self.nx, self.ny, z.nz, self.v_ranges(), self.units),
         }
     }
+    /// The v_z cell of a 3D grid holding `vz`, if any (`None` outside, or on a 2D grid).
+    pub fn z_cell_of(&self, vz: f64) -> Option<usize> {
+        let z = self.z?;
+        let f = (vz - z.range[0]) / ((z.range[1] - z.range[0]) / z.nz as f64);
+        if !(f >= 0.0) {
+            return None;
+        }
+        let k = f as usize;
+        (k < z.nz).then_some(k)
+    }
     /// Index of the cell containing `(vx, vy)`, or `None` outside the grid.
     pub fn cell_of(&self, vx: f64, vy: f64) -> Option<(usize, usize)> {
         let fx = (vx - self.v_range[0]) / self.dvx();

@@ -245,3 +245,47 @@ fn pic_benchmark() {
     let report = colop::pic::benchmark(128, 64, 30);
     println!("{}", serde_json::to_string_pretty(&report).unwrap());
 }
+
+/// `histogram.bins: [nx, ny, nz]`: 3-D histograms of (v_x, v_y, v_z) whose v_x–v_y marginal is
+/// the 2-D run's histogram exactly (v_z has its own random stream), whose v_z marginal never
+/// changes (the code has no force along z), and tracks with a constant third component.
+#[test]
+fn three_dimensional_histograms_carry_a_constant_vz() {
+    let base = "grid: {nx: 16, ny: 16, dx: 1.0}
+plasma: {ppc: 36}
+time: {dt: 0.2, steps: 20, dump_every: 5}
+test_particles: {n: 2000, mode: self_consistent, distribution: {kind: normal, center: [1.0, 0.0], sigma: 0.6}, tracks: 4}
+seed: 5
+";
+    let two = run(&config(&format!("{base}histogram: {{bins: [20, 20], v_range: [-6, 6, -6, 6]}}\n")), &mut |_, _| {}).unwrap();
+    let three =
+        run(&config(&format!("{base}histogram: {{bins: [20, 20, 8], v_range: [-6, 6, -6, 6, -4, 4]}}\n")), &mut |_, _| {}).unwrap();
+    assert_eq!(three.grid.dim(), 3);
+    assert_eq!(three.f.dim(), (5, 20, 20 * 8));
+    let f4 = three.f.clone().into_shape_with_order((5, 20, 20, 8)).unwrap();
+    assert_eq!(f4.sum_axis(ndarray::Axis(3)), two.f, "the v_x–v_y marginal is the 2-D run");
+    let vz_marginal = |d: usize| f4.index_axis(ndarray::Axis(0), d).sum_axis(ndarray::Axis(0)).sum_axis(ndarray::Axis(0));
+    for d in 1..5 {
+        assert_eq!(vz_marginal(d), vz_marginal(0), "dump {d}: the v_z marginal changed");
+    }
+    let z = vz_marginal(0);
+    assert!(z.iter().filter(|&&c| c > 0.0).count() >= 4, "v_z spread over the grid: {z:?}");
+    let tracks = three.tracks.as_ref().unwrap();
+    assert_eq!(tracks.dim(), (5, 4, 3));
+    for d in 0..5 {
+        for p in 0..4 {
+            assert_eq!(tracks[[d, p, 2]], tracks[[0, p, 2]]);
+            assert_eq!(tracks[[d, p, 0]], two.tracks.as_ref().unwrap()[[d, p, 0]]);
+        }
+    }
+    // The 3-D run writes and reads back as a 3-D run file.
+    let dir = tempfile::tempdir().unwrap();
+    colop::data::write_run(&dir.path().join("r.h5"), &three).unwrap();
+    assert_eq!(colop::data::read_run(&dir.path().join("r.h5")).unwrap().f, three.f);
+    // Mismatched bins and v_range are one-line errors naming the key.
+    let msg = PicConfig::from_yaml(&format!("{base}histogram: {{bins: [20, 20, 8], v_range: [-6, 6, -6, 6]}}\n"), "test")
+        .and_then(|c| c.velocity_grid().map(|_| ()))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("histogram.v_range") && msg.contains("expected 6"), "{msg}");
+}

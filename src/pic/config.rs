@@ -168,14 +168,18 @@ pub enum Distribution {
     },
 }
 
-/// The histogram grid: `bins` cells over `v_range = [vx_min, vx_max, vy_min, vy_max]` (v_th).
+/// The histogram grid: `bins` cells over `v_range = [vx_min, vx_max, vy_min, vy_max]` (v_th),
+/// or with `bins: [nx, ny, nz]` and 6 values (`vz_min, vz_max` added) 3-D histograms of
+/// (v_x, v_y, v_z). The code is 2-D electrostatic, so a test particle's v_z never changes: it is
+/// drawn once, N(0, σ_z²) with σ_z the distribution's `sigma` (normal), `width` (ring) or `v_th`
+/// (maxwellian), from a random stream of its own (the 2-D velocities are as without it).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Histogram {
     #[serde(default = "default_bins")]
-    pub bins: [usize; 2],
+    pub bins: Vec<usize>,
     #[serde(default = "default_v_range")]
-    pub v_range: [f64; 4],
+    pub v_range: Vec<f64>,
 }
 
 fn default_seed() -> u64 {
@@ -199,11 +203,11 @@ fn default_weight() -> f64 {
 fn default_one() -> f64 {
     1.0
 }
-fn default_bins() -> [usize; 2] {
-    [51, 51]
+fn default_bins() -> Vec<usize> {
+    vec![51, 51]
 }
-fn default_v_range() -> [f64; 4] {
-    [-5.0, 5.0, -5.0, 5.0]
+fn default_v_range() -> Vec<f64> {
+    vec![-5.0, 5.0, -5.0, 5.0]
 }
 
 impl Default for Plasma {
@@ -283,8 +287,17 @@ impl PicConfig {
 
     /// The histogram grid.
     pub fn velocity_grid(&self) -> Result<VelocityGrid, PicError> {
-        VelocityGrid::new(self.histogram.bins[0], self.histogram.bins[1], self.histogram.v_range, "v_th")
-            .map_err(|e| bad("histogram", e.to_string()))
+        let h = &self.histogram;
+        if !(h.bins.len() == 2 || h.bins.len() == 3) {
+            return Err(bad("histogram.bins", format!("has {} values, expected [nx, ny] or [nx, ny, nz]", h.bins.len())));
+        }
+        if h.v_range.len() != 2 * h.bins.len() {
+            return Err(bad(
+                "histogram.v_range",
+                format!("has {} values, expected {} for bins {:?}", h.v_range.len(), 2 * h.bins.len(), h.bins),
+            ));
+        }
+        VelocityGrid::from_parts(&h.bins, &h.v_range, "v_th").map_err(|e| bad("histogram", e.to_string()))
     }
 
     /// Estimated cost in particle-steps: (cells × ppc + test particles) × steps.

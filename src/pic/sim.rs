@@ -48,6 +48,8 @@ pub struct Species {
     pub y: Vec<f64>,
     pub vx: Vec<f64>,
     pub vy: Vec<f64>,
+    /// Constant v_z of test particles for 3-D histograms (empty otherwise).
+    pub vz: Vec<f64>,
     /// Density (and mass) each particle carries, in n₀ per cell: `weight / ppc`.
     pub density_weight: f64,
     /// Whether the species deposits charge.
@@ -217,6 +219,7 @@ fn histogram_chunk<const O: usize>(
     y: &[f64],
     vx: &[f64],
     vy: &[f64],
+    vz: &[f64],
     c: f64,
     field: &[[f64; 2]],
     nyp: usize,
@@ -226,7 +229,14 @@ fn histogram_chunk<const O: usize>(
     for i in 0..x.len() {
         let (ex, ey) = gather::<O>(x[i], y[i], field, nyp);
         if let Some((a, b)) = grid.cell_of(vx[i] - c * ex, vy[i] - c * ey) {
-            counts[a * grid.ny + b] += 1.0;
+            match vz.get(i) {
+                None => counts[a * grid.ny + b] += 1.0,
+                Some(&w) => {
+                    if let Some(k) = grid.z_cell_of(w) {
+                        counts[(a * grid.ny + b) * grid.nz() + k] += 1.0;
+                    }
+                }
+            }
         }
     }
     counts
@@ -486,12 +496,15 @@ impl Simulation {
         let s = &self.test;
         let field = &self.field;
         let len = chunk_len(s.len(), self.n_chunks);
+        let no_vz: Vec<f64> = Vec::new();
+        let vz_chunks: Vec<&[f64]> = if grid.dim() == 3 { s.vz.chunks(len).collect() } else { vec![&no_vz[..]; s.x.len().div_ceil(len)] };
         let parts: Vec<Vec<f64>> =
             s.x.par_chunks(len)
                 .zip(s.y.par_chunks(len))
                 .zip(s.vx.par_chunks(len))
                 .zip(s.vy.par_chunks(len))
-                .map(|(((x, y), vx), vy)| by_order!(order, histogram_chunk::<_>(x, y, vx, vy, c, field, nyp, grid)))
+                .zip(vz_chunks.par_iter())
+                .map(|((((x, y), vx), vy), vz)| by_order!(order, histogram_chunk::<_>(x, y, vx, vy, vz, c, field, nyp, grid)))
                 .collect();
         let mut counts = vec![0.0; grid.n_cells()];
         for part in parts {
@@ -500,15 +513,19 @@ impl Simulation {
         counts
     }
 
-    /// Time-centred velocities `v_n` of the first `n` test particles, `[n][2]` flattened.
+    /// Time-centred velocities `v_n` of the first `n` test particles, `[n][2]` flattened (`[n][3]`
+    /// with the constant v_z when the test particles carry one).
     pub fn test_velocities(&self, n: usize) -> Vec<f64> {
         let c = 0.5 * self.dt;
         let s = &self.test;
-        let mut out = Vec::with_capacity(2 * n);
+        let mut out = Vec::with_capacity(3 * n);
         for i in 0..n.min(s.len()) {
             let (ex, ey) = by_order!(self.order, gather::<_>(s.x[i], s.y[i], &self.field, self.pad.nyp));
             out.push(s.vx[i] - c * ex);
             out.push(s.vy[i] - c * ey);
+            if let Some(vz) = s.vz.get(i) {
+                out.push(*vz);
+            }
         }
         out
     }
@@ -532,6 +549,7 @@ fn load_electrons(cfg: &PicConfig, rng: &mut ChaCha8Rng) -> Species {
         y: Vec::with_capacity(n),
         vx: Vec::with_capacity(n),
         vy: Vec::with_capacity(n),
+        vz: Vec::new(),
         density_weight: 1.0 / ppc as f64,
         deposits: true,
     };
@@ -583,6 +601,7 @@ fn load_test_particles(cfg: &PicConfig, rng: &mut ChaCha8Rng) -> Species {
         y: Vec::with_capacity(n),
         vx: Vec::with_capacity(n),
         vy: Vec::with_capacity(n),
+        vz: Vec::new(),
         density_weight: if deposits { tp.weight / cfg.ppc() as f64 } else { 0.0 },
         deposits,
     };
@@ -603,6 +622,16 @@ fn load_test_particles(cfg: &PicConfig, rng: &mut ChaCha8Rng) -> Species {
         s.vx.push(vx);
         s.vy.push(vy);
     }
+    if cfg.histogram.bins.len() == 3 {
+        // A stream of its own: the 2-D state is the same as without v_z.
+        let mut rz = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x7a7a_7a7a_7a7a_7a7a);
+        let sigma = match tp.distribution {
+            Distribution::Normal { sigma, .. } => sigma,
+            Distribution::Ring { width, .. } => width,
+            Distribution::Maxwellian { v_th } => v_th,
+        };
+        s.vz = (0..n).map(|_| sigma * normal(&mut rz)).collect();
+    }
     s
 }
 
@@ -617,8 +646,8 @@ pub fn run(cfg: &PicConfig, progress: Progress) -> Result<RunData, PicError> {
     let (steps, every) = (cfg.time.steps, cfg.time.dump_every);
     let n_dumps = steps / every + 1;
     let n_tracks = cfg.test_particles.tracks;
-    let mut f = Array3::<f64>::zeros((n_dumps, vgrid.nx, vgrid.ny));
-    let mut tracks = (n_tracks > 0).then(|| Array3::<f64>::zeros((n_dumps, n_tracks, 2)));
+    let mut f = Array3::<f64>::zeros((n_dumps, vgrid.nx, vgrid.ny * vgrid.nz()));
+    let mut tracks = (n_tracks > 0).then(|| Array3::<f64>::zeros((n_dumps, n_tracks, vgrid.dim())));
     let mut t = Vec::with_capacity(n_dumps);
     let mut energies = Vec::with_capacity(steps);
     let mut dump = |sim: &Simulation, d: usize, t: &mut Vec<f64>| {
