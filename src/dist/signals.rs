@@ -19,6 +19,8 @@ pub const EXIT_CHECKPOINTED: i32 = 75;
 
 static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 static LAST_SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// Stop signals the watcher thread has logged.
+static ANNOUNCED: AtomicI32 = AtomicI32::new(0);
 
 fn flag() -> &'static Arc<AtomicBool> {
     FLAG.get_or_init(|| Arc::new(AtomicBool::new(false)))
@@ -63,6 +65,7 @@ pub fn install() -> Result<(), DistError> {
                 } else {
                     tracing::warn!("{name}: writing a checkpoint at the end of this epoch, then exiting");
                 }
+                ANNOUNCED.fetch_add(1, Ordering::SeqCst);
             }
         })
         .map_err(DistError::Signal)?;
@@ -89,6 +92,19 @@ pub fn last_signal() -> Option<&'static str> {
     name_of(LAST_SIGNAL.load(Ordering::SeqCst))
 }
 
+/// Wait (at most a second) until the watcher thread has logged a received stop signal, so the
+/// user always sees which signal stopped the run before the process exits, however briefly the
+/// last epoch ran. Returns at once when no signal arrived.
+pub fn wait_announced() {
+    if LAST_SIGNAL.load(Ordering::SeqCst) == 0 {
+        return;
+    }
+    let t0 = std::time::Instant::now();
+    while ANNOUNCED.load(Ordering::SeqCst) == 0 && t0.elapsed() < std::time::Duration::from_secs(1) {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
 /// Set the stop flag from inside the program (tests, or a stop file).
 pub fn request_stop() {
     flag().store(true, Ordering::SeqCst);
@@ -98,6 +114,7 @@ pub fn request_stop() {
 pub fn reset() {
     flag().store(false, Ordering::SeqCst);
     LAST_SIGNAL.store(0, Ordering::SeqCst);
+    ANNOUNCED.store(0, Ordering::SeqCst);
 }
 
 /// Collective: whether any rank has been asked to stop. Call at the same point of every epoch

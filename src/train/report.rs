@@ -213,6 +213,7 @@ impl Report {
         }
         if stop {
             comm.barrier();
+            crate::dist::signals::wait_announced();
             self.progress.finish();
             return Ok(Next::Stop);
         }
