@@ -10,7 +10,7 @@
 # Tracks: `colop tracks` at lags 10, 20, 40, 80/ω_p; per lag, the sum over the radial nodes with
 # 0.5 ≤ |v| ≤ 2.5 v_th (V_WINDOW) of A_∥, D_∥ and D_⊥ is fitted as X + c/τ + bτ (quiver excess
 # ∝ 1/τ, velocity relaxation during the lag ∝ τ) and X is the long-lag measurement.
-# Theory: `colop theory --pic` (alias order converged, modes of a box of at least 64 cells) and
+# Theory: `colop theory --pic` (alias order converged to 1%, the modes of the run's box) and
 # its continuum.csv (exact operators, no aliases, same modes). Writes OUT_DIR/pic-theory-study.md
 # (the table), OUT_DIR/pic-theory-study.csv and the figure OUT_DIR/pic-theory-study.png
 # (`colop plot` of the CSV). About 15 min on 2 loaded cores (--full: ~2 h).
@@ -73,7 +73,7 @@ for case in $CASES; do
   fi
   if [ ! -f "$dir/theory/coefficients.csv" ]; then
     echo "== theory $name"
-    "$COLOP" -q theory --pic "$dir/pic.yaml" --box-cells 64 --dv 0.1 --v-max 3.2 --out "$dir/theory"
+    "$COLOP" -q theory --pic "$dir/pic.yaml" --alias-tol 1e-2 --dv 0.1 --v-max 2.6 --out "$dir/theory"
   fi
 done
 

@@ -8,7 +8,8 @@
 //! S(k). For the B-spline of order n on a mesh Δx (order 1 linear, 2 quadratic) S(k) =
 //! [sinc(k_xΔx/2) sinc(k_yΔx/2)]^(n+1), optionally times a Gaussian e^(−k²a²/2) (Okuda & Birdsall,
 //! Phys. Fluids 13, 2123 (1970); Birdsall & Langdon, *Plasma Physics via Computer Simulation*,
-//! ch. 8 and 12). Aliasing by the grid is neglected.
+//! ch. 8 and 12). Aliasing by the grid is neglected here; [`pic`] adds it, with the PIC code's field
+//! operators.
 //!
 //! *Diffusion.* A field particle at velocity v′ passing the test particle (velocity v) on a straight
 //! line gives, with the 2D Poisson solution φ_k = ρ_k/(ε₀k²), the kick
