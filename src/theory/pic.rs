@@ -660,7 +660,7 @@ mod tests {
         let balance = |t: &Tensor| (t.f_x + 0.5 * t.d_xx * u) / (0.5 * t.d_xx * u);
         assert!(balance(&t).abs() < 1e-4, "unaliased grid: {}", balance(&t));
         let coarse = Plasma::new(16.0, 1, 4.0, 0.0).unwrap();
-        let t = Scheme::pic(coarse, 3).tensor_at([u, 0.0], acc(1e-6)).unwrap();
+        let t = Scheme::pic(coarse, 3).box_tensor_at(BoxModes { nx: 32, ny: 32 }, [u, 0.0]);
         assert!(balance(&t).abs() > 1e-2, "aliased coarse grid: {}", balance(&t));
     }
 
