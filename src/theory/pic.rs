@@ -54,6 +54,14 @@
 //! resonance sits at κ′ < 0.15, where aliases are negligible, and the continuum's analytic
 //! Lorentzian is used.
 //!
+//! On coarse grids (Δx ≳ 3λ_D, linear shapes) the aliased Langmuir resonances (small zone k
+//! driven at k′·v ≈ ±ω_p, damped only by the aliases) are too narrow and too many for this
+//! integral: it is slow there and may report non-convergence. `colop theory --pic` uses the
+//! *mode sums* instead ([`Scheme::box_tensor_at`]): ∫d²k′/(2π)² → (1/L²)Σ over the modes of the
+//! periodic box and their aliases, exactly the modes the simulation has. They tend to the integral
+//! as the box grows (checked where both work, to 1e-3 and better) and need no quadrature; on a
+//! coarse grid they depend on the box at the 0.5% level (which modes fall near a resonance).
+//!
 //! *Time step.* The leap-frog adds frequency aliases ω − 2πm/Δt and a factor (ωΔt/2)²/sin²(ωΔt/2)
 //! to the orbit response (Langdon 1970). They are not included; [`time_step_effects`] gives their
 //! size for a Δt: at the default ω_pΔt = 0.1 the Langmuir frequency shifts by (ω_pΔt)²/24 ≈ 4e-4
