@@ -231,3 +231,34 @@ fn pic_theory_tracks_train_compare_end_to_end() {
     let line = fail(&compare("bad-csv", ["0.5", "3.0"]));
     assert!(line.contains("coefficients.csv") && line.contains("line 3"), "{line}");
 }
+
+#[test]
+fn theory_pic_writes_pic_aware_and_continuum_coefficients() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let path = |name: &str| d.join(name).to_str().unwrap().to_string();
+    // Thermal self-consistent test particles are plasma: the density doubles.
+    std::fs::write(
+        d.join("pic.yaml"),
+        "grid: { nx: 16, ny: 16, dx: 2.0 }\nplasma: { ppc: 16 }\nshape: { order: 1 }\n\
+         time: { dt: 0.1, steps: 10, dump_every: 10 }\n\
+         test_particles: { n: 4096, mode: self_consistent, distribution: { kind: maxwellian, v_th: 1.0 } }\nseed: 5\n",
+    )
+    .unwrap();
+    ok(&colop(&["-q", "theory", "--pic", &path("pic.yaml"), "--alias-tol", "1e-2", "--dv", "0.5", "--v-max", "1.5", "--out", &path("th")], &[]));
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("th/theory.json")).unwrap()).unwrap();
+    let pic = &json["pic"];
+    assert!((pic["test_charge_fraction_in_plasma"].as_f64().unwrap() - 1.0).abs() < 1e-12);
+    let m = pic["aliases"].as_u64().unwrap();
+    assert!((1..=8).contains(&m), "M = {m}");
+    assert!(pic["alias_history"].as_array().unwrap().last().unwrap()["max_rel_change"].as_f64().unwrap() < 1e-2);
+    // Δx = 2√2 λ_D of the whole plasma, linear shapes: aliasing raises D above the continuum.
+    let read = |f: &str| std::fs::read_to_string(d.join("th").join(f)).unwrap();
+    let d_par = |text: &str| text.lines().nth(3).unwrap().split(',').nth(2).unwrap().parse::<f64>().unwrap();
+    let (p, c) = (d_par(&read("coefficients.csv")), d_par(&read("continuum.csv")));
+    assert!(p > 1.05 * c, "D_par at 1 v_th: PIC-aware {p}, continuum {c}");
+    assert!(d.join("th/model.h5").is_file());
+    // Bad input: one line naming the file.
+    let err = fail(&colop(&["-q", "theory", "--pic", &path("missing.yaml"), "--out", &path("th2")], &[]));
+    assert!(err.contains("missing.yaml"), "{err}");
+}

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 /// Options of `colop plot`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A run directory (model.h5 + metrics.jsonl), a model file, or a `scaling_summary.csv` of
-    /// `scripts/scaling.sh`.
+    /// A run directory (model.h5 + metrics.jsonl), a model file, a `scaling_summary.csv` of
+    /// `scripts/scaling.sh` or a `pic-theory-study.csv` of `scripts/pic-theory-study.sh`.
     pub target: PathBuf,
     /// Output directory (default: `<run dir>/plots`, or beside the model file); for a scaling
     /// CSV, the PNG file (default: the CSV path with `.png`).
@@ -37,7 +37,11 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     if args.target.extension().is_some_and(|e| e == "csv") {
         let text = std::fs::read_to_string(&args.target).with_context(|| args.target.display().to_string())?;
         let png = args.out.clone().unwrap_or_else(|| args.target.with_extension("png"));
-        figures::scaling(&png, &text)?;
+        if text.lines().next().is_some_and(|h| h.trim() == figures::PIC_THEORY_HEADER) {
+            figures::pic_theory_study(&png, &text)?;
+        } else {
+            figures::scaling(&png, &text)?;
+        }
         super::print_out(&png.display().to_string())?;
         return Ok(());
     }

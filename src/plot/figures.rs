@@ -181,3 +181,51 @@ pub fn scaling(path: &Path, csv: &str) -> Result<(), PlotError> {
     ];
     grid_of_lines(path, "scaling", &plots, 3, (520, 420))
 }
+
+/// Header of the CSV of `scripts/pic-theory-study.sh` that [`pic_theory_study`] draws.
+pub const PIC_THEORY_HEADER: &str = "dx_over_lambda_d,shape_order,quantity,measured_over_continuum,pic_over_continuum,measured_over_pic";
+
+/// PIC-aware kinetic theory study: per coefficient (A_∥, D_∥, D_⊥), the track-measured and the
+/// PIC-aware theory's values over the continuum theory against Δx/λ_D, one pair of curves per
+/// shape order (measured: markers; theory: dashed).
+pub fn pic_theory_study(path: &Path, csv: &str) -> Result<(), PlotError> {
+    let mut rows: Vec<(f64, i64, String, f64, f64)> = Vec::new();
+    for (i, line) in csv.lines().enumerate().skip(1) {
+        let c: Vec<&str> = line.split(',').map(str::trim).collect();
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = || PlotError::data(path, format!("line {}: expected {PIC_THEORY_HEADER}", i + 1));
+        if c.len() != 6 {
+            return Err(bad());
+        }
+        let num = |s: &str| s.parse::<f64>().map_err(|_| bad());
+        rows.push((num(c[0])?, num(c[1])? as i64, c[2].to_string(), num(c[3])?, num(c[4])?));
+    }
+    let mut orders: Vec<i64> = rows.iter().map(|r| r.1).collect();
+    orders.sort_unstable();
+    orders.dedup();
+    let colours = [(0, 114, 178), (213, 94, 0), (0, 158, 115), (204, 121, 167)];
+    let series = |q: &str| -> Vec<Series> {
+        let mut out = Vec::new();
+        for (n, &o) in orders.iter().enumerate() {
+            let mut pts: Vec<&(f64, i64, String, f64, f64)> = rows.iter().filter(|r| r.1 == o && r.2 == q).collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let name = match o {
+                1 => "linear".to_string(),
+                2 => "quadratic".to_string(),
+                o => format!("order {o}"),
+            };
+            let x: Vec<f64> = pts.iter().map(|r| r.0).collect();
+            let colour = colours[n % colours.len()];
+            out.push(Series::new(format!("{name}: measured"), x.clone(), pts.iter().map(|r| r.3).collect()).markers().color(colour));
+            out.push(Series::new(format!("{name}: PIC-aware theory"), x, pts.iter().map(|r| r.4).collect()).dashed().color(colour));
+        }
+        out.push(Series::new("continuum theory", vec![rows.iter().map(|r| r.0).fold(f64::INFINITY, f64::min), rows.iter().map(|r| r.0).fold(0.0, f64::max)], vec![1.0, 1.0]).color((110, 110, 110)));
+        out
+    };
+    let (a, dp, dq) = (series("A_par"), series("D_par"), series("D_perp"));
+    let plot = |title: &str, s| LinePlot { title: title.into(), x_label: "Δx/λ_D".into(), y_label: "over the continuum theory".into(), series: s, log_y: false };
+    let plots = [plot("drag A_∥", &a), plot("diffusion D_∥", &dp), plot("diffusion D_⊥", &dq)];
+    grid_of_lines(path, "PIC plasma: measured and PIC-aware theory over the continuum theory", &plots, 3, (520, 420))
+}

@@ -8,7 +8,8 @@
 //! S(k). For the B-spline of order n on a mesh Δx (order 1 linear, 2 quadratic) S(k) =
 //! [sinc(k_xΔx/2) sinc(k_yΔx/2)]^(n+1), optionally times a Gaussian e^(−k²a²/2) (Okuda & Birdsall,
 //! Phys. Fluids 13, 2123 (1970); Birdsall & Langdon, *Plasma Physics via Computer Simulation*,
-//! ch. 8 and 12). Aliasing by the grid is neglected.
+//! ch. 8 and 12). Aliasing by the grid is neglected here; [`pic`] adds it, with the PIC code's field
+//! operators.
 //!
 //! *Diffusion.* A field particle at velocity v′ passing the test particle (velocity v) on a straight
 //! line gives, with the 2D Poisson solution φ_k = ρ_k/(ε₀k²), the kick
@@ -60,6 +61,7 @@
 
 pub mod faddeeva;
 pub mod output;
+pub mod pic;
 pub mod quadrature;
 
 use num_complex::Complex64;
@@ -68,7 +70,7 @@ use rayon::prelude::*;
 use std::f64::consts::{PI, SQRT_2};
 
 /// |k̂·u| above which the Cherenkov resonance is integrated analytically.
-const S_ANALYTIC: f64 = 7.0;
+pub(crate) const S_ANALYTIC: f64 = 7.0;
 
 /// Why a theory calculation cannot be done.
 #[derive(Debug, thiserror::Error)]
@@ -119,14 +121,14 @@ impl Plasma {
     }
 
     /// d ln S/dκ along (c, s).
-    fn dln_form_factor(&self, kappa: f64, c: f64, s: f64) -> f64 {
+    pub(crate) fn dln_form_factor(&self, kappa: f64, c: f64, s: f64) -> f64 {
         let half = 0.5 * self.dx;
         (self.shape_order as f64 + 1.0) * half * (c * dln_sinc(half * kappa * c) + s * dln_sinc(half * kappa * s))
             - kappa * self.gaussian_width.powi(2)
     }
 
     /// κ beyond which S⁴/κ² integrates to less than 1e-16.
-    fn kappa_max(&self) -> f64 {
+    pub(crate) fn kappa_max(&self) -> f64 {
         let p = 4.0 * (self.shape_order as f64 + 1.0);
         let mut k = 10.0f64;
         while k < 1e4 {
@@ -196,7 +198,7 @@ pub struct Tensor {
 
 /// The κ integrals at direction k̂ = (c, s_dir) for k̂·u = s: (g·∫S⁴/(κ²|ε|²), ∫S² Im(1/ε)), and the
 /// number of κ evaluations.
-fn kappa_integrals(plasma: &Plasma, c: f64, sn: f64, s: f64, tol: Tolerance) -> ([f64; 2], usize, bool) {
+pub(crate) fn kappa_integrals(plasma: &Plasma, c: f64, sn: f64, s: f64, tol: Tolerance) -> ([f64; 2], usize, bool) {
     let x = susceptibility_x(s);
     let k_max = plasma.kappa_max();
     let resonance = (x.re < 0.0).then(|| resonance(plasma, c, sn, x.re, k_max)).flatten();
@@ -249,7 +251,7 @@ fn kappa_integrals(plasma: &Plasma, c: f64, sn: f64, s: f64, tol: Tolerance) -> 
 }
 
 /// Root κ_r of h(κ) = κ² + S(κ)²X_r (X_r < 0) and |h′(κ_r)|, if inside (0, k_max).
-fn resonance(plasma: &Plasma, c: f64, sn: f64, x_re: f64, k_max: f64) -> Option<(f64, f64)> {
+pub(crate) fn resonance(plasma: &Plasma, c: f64, sn: f64, x_re: f64, k_max: f64) -> Option<(f64, f64)> {
     let h = |k: f64| k * k + plasma.form_factor(k, c, sn).powi(2) * x_re;
     // h(0) = X_r < 0 and h(√−X_r) = −X_r(1 − S²) ≥ 0: bisect.
     let (mut lo, mut hi) = (0.0, (-x_re).sqrt().min(k_max));
@@ -274,7 +276,7 @@ fn resonance(plasma: &Plasma, c: f64, sn: f64, x_re: f64, k_max: f64) -> Option<
 }
 
 /// Angles in [0, π] where k̂·u takes the values where the κ integrand changes character.
-fn angle_breakpoints(u: [f64; 2]) -> Vec<f64> {
+pub(crate) fn angle_breakpoints(u: [f64; 2]) -> Vec<f64> {
     let speed = u[0].hypot(u[1]);
     let mut points = vec![0.0, PI];
     if speed > 0.0 {
@@ -357,11 +359,16 @@ impl RadialPoint {
 /// The coefficients at speed `u` ≥ 0 along x̂ (four tensor evaluations: the point, u ± h along x̂
 /// and h along ŷ, using D_xy(u, −h) = −D_xy(u, h)).
 pub fn radial_point(plasma: &Plasma, u: f64, accuracy: Accuracy) -> Result<RadialPoint, TheoryError> {
+    radial_point_with(|v| tensor_at(plasma, v, accuracy), u)
+}
+
+/// [`radial_point`] for any tensor evaluator (the continuum's or [`pic::Scheme`]'s).
+pub(crate) fn radial_point_with(tensor_at: impl Fn([f64; 2]) -> Result<Tensor, TheoryError>, u: f64) -> Result<RadialPoint, TheoryError> {
     let h = 1e-3 * u.max(1.0);
-    let at = tensor_at(plasma, [u, 0.0], accuracy)?;
-    let plus = tensor_at(plasma, [u + h, 0.0], accuracy)?;
-    let minus = tensor_at(plasma, [u - h, 0.0], accuracy)?;
-    let side = tensor_at(plasma, [u, h], accuracy)?;
+    let at = tensor_at([u, 0.0])?;
+    let plus = tensor_at([u + h, 0.0])?;
+    let minus = tensor_at([u - h, 0.0])?;
+    let side = tensor_at([u, h])?;
     let half_div_d = 0.5 * ((plus.d_xx - minus.d_xx) / (2.0 * h) + side.d_xy / h);
     Ok(RadialPoint { v: u, a_par: half_div_d + at.f_x, d_par: at.d_xx, d_perp: at.d_yy, f_par: at.f_x, half_div_d })
 }
