@@ -36,8 +36,8 @@ pub const INITIAL_DIFFUSION: f64 = 0.1;
 /// are unconstrained (q = θ), smaller ones approach 0 exponentially.
 pub const SOFTPLUS_CORNER: f64 = 0.01;
 
-/// A fixed linear map from coefficients to the five Fokker–Planck fields (physical units,
-/// field-major `[5, nx, ny]` in C order).
+/// A fixed linear map from coefficients to the Fokker–Planck fields (physical units,
+/// field-major `[n_fields · n_cells]` in C order; 5 fields in 2D, 9 in 3D).
 pub trait CoefficientMap: Send + Sync {
     /// Number of coefficients.
     fn n_coefficients(&self) -> usize;
@@ -110,7 +110,8 @@ impl<M: CoefficientMap> FpModel<M> {
 
     fn check_node(&self, node: usize, out_shape: &[usize]) {
         assert_eq!(node, 0, "{}: time-independent model has only node 0", self.kind);
-        assert_eq!(out_shape, [super::fp::N_FIELDS, self.grid.nx, self.grid.ny], "{}: fields shape", self.kind);
+        let (f, nx, rest) = self.grid.fields_shape(super::fp::n_fields(self.grid.dim()));
+        assert_eq!(out_shape, [f, nx, rest], "{}: fields shape", self.kind);
     }
 }
 
@@ -154,7 +155,7 @@ impl<M: CoefficientMap> OperatorModel for FpModel<M> {
         }
     }
     fn node_fields_jvp(&self, theta: &[f64], _cond: &[f64], node: usize, d_theta: &[f64]) -> Option<Fields> {
-        let mut out = Fields::zeros((super::fp::N_FIELDS, self.grid.nx, self.grid.ny));
+        let mut out = Fields::zeros(self.grid.fields_shape(super::fp::n_fields(self.grid.dim())));
         self.check_node(node, out.shape());
         assert_eq!(theta.len(), d_theta.len(), "{}: d_theta has the wrong length", self.kind);
         let mut d_q = d_theta.to_vec();

@@ -13,7 +13,8 @@
 //! Outputs, all multiplied by [`OUTPUT_SCALE`] (v_th·ω_p for A, v_th²·ω_p for D) so the network
 //! works with O(1) numbers while the initial coefficients stay small (the last layer is initialised
 //! with gain [`LAST_LAYER_GAIN`]):
-//! - `symmetry: none`: five outputs A_x, A_y, D_xx, D_yy, D_xy;
+//! - `symmetry: none`: five outputs A_x, A_y, D_xx, D_yy, D_xy (3D: the inputs x̂, ŷ, ẑ and nine
+//!   outputs in the [`fp`] order);
 //! - `symmetry: mirror` (square grid symmetric about 0): three outputs a, d, c symmetrised over the
 //!   reflection v_x → −v_x, which maps cell i to N−1−i:
 //!   A_x = ½(a(v) − a(−v_x, v_y)), D_xx = ½(d(v) + d(−v_x, v_y)), D_xy = ½(c(v) − c(−v_x, v_y)),
@@ -21,6 +22,10 @@
 //!   properties hold bit for bit, as for `tensor-sym`;
 //! - `symmetry: isotropic`: three outputs A_∥, D_∥, D_⊥ of |v|, through [`super::angular`]. The
 //!   network runs once per distinct speed of the grid, not once per cell (see `SpeedGroups`).
+//!
+//! On 3D grids `symmetry: none` and `isotropic` are available; `mirror` is not yet, and
+//! `nonnegative_d` needs `isotropic` (there D_∥, D_⊥ ≥ 0 are the eigenvalues of D, so D is
+//! positive semi-definite; softplus on a free tensor's diagonal would not be).
 //!
 //! With `nonnegative_d` the diagonal diffusion (D_xx and D_yy, or D_∥ and D_⊥) is
 //! `OUTPUT_SCALE · softplus(raw)` instead of `OUTPUT_SCALE · raw`.
@@ -138,8 +143,18 @@ impl MlpModel {
         } else if !spec.conditioners.is_empty() {
             return invalid("mlp: `conditioners` needs kind mlp-conditioned".into());
         }
+        let dim = grid.dim();
+        if dim == 3 && spec.symmetry == Symmetry::Mirror {
+            return Err(ModelError::BadOption { key: "symmetry", msg: format!("{kind}: mirror is not available on 3D grids yet (use none or isotropic)") });
+        }
+        if dim == 3 && spec.nonnegative_d && spec.symmetry == Symmetry::None {
+            return Err(ModelError::BadOption {
+                key: "nonnegative_d",
+                msg: format!("{kind}: on 3D grids needs symmetry isotropic (D_∥, D_⊥ ≥ 0 makes D positive semi-definite); a free 3D D has no PSD parameterisation here yet"),
+            });
+        }
         let (n_velocity, n_out) = match spec.symmetry {
-            Symmetry::None => (2, fp::N_FIELDS),
+            Symmetry::None => (dim, fp::n_fields(dim)),
             Symmetry::Mirror => {
                 require_square_grid(&grid, true).map_err(|m| ModelError::Invalid(format!("{kind}: symmetry mirror {m}")))?;
                 (2, 3)
@@ -203,9 +218,18 @@ impl MlpModel {
     /// Raw network outputs → fields (field-major slice `[5 · n_cells]`).
     fn outputs_to_fields(&self, raw: &[f64], out: &mut [f64]) {
         let (nx, ny) = self.grid.shape();
-        let n = nx * ny;
+        let n = self.grid.n_cells();
         let s = OUTPUT_SCALE;
         match self.symmetry {
+            Symmetry::None if self.grid.dim() == 3 => {
+                let (nf, d) = (fp::n_fields(3), 3);
+                for c in 0..n {
+                    let r = &raw[c * nf..(c + 1) * nf];
+                    for (f, &v) in r.iter().enumerate() {
+                        out[f * n + c] = if (d..2 * d).contains(&f) { self.diffusion(v).0 } else { s * v };
+                    }
+                }
+            }
             Symmetry::None => {
                 for c in 0..n {
                     let r = &raw[c * 5..c * 5 + 5];
@@ -249,10 +273,20 @@ impl MlpModel {
     /// Transpose of [`MlpModel::outputs_to_fields`] at `raw`: ∂L/∂fields → ∂L/∂raw (overwritten).
     fn fields_to_outputs_vjp(&self, raw: &[f64], d_fields: &[f64], d_raw: &mut [f64]) {
         let (nx, ny) = self.grid.shape();
-        let n = nx * ny;
+        let n = self.grid.n_cells();
         let s = OUTPUT_SCALE;
         d_raw.fill(0.0);
         match self.symmetry {
+            Symmetry::None if self.grid.dim() == 3 => {
+                let (nf, d) = (fp::n_fields(3), 3);
+                for c in 0..n {
+                    for f in 0..nf {
+                        let k = c * nf + f;
+                        let scale = if (d..2 * d).contains(&f) { self.diffusion(raw[k]).1 } else { s };
+                        d_raw[k] = scale * d_fields[f * n + c];
+                    }
+                }
+            }
             Symmetry::None => {
                 for c in 0..n {
                     let r = &raw[c * 5..c * 5 + 5];
@@ -374,9 +408,22 @@ impl OperatorModel for MlpModel {
     }
 }
 
-/// Network inputs of every cell, C order: `(x̂, ŷ)` followed by `extra` (the normalised
+/// Network inputs of every cell, C order: `(x̂, ŷ)` (3D: `(x̂, ŷ, ẑ)`) followed by `extra` (the normalised
 /// conditioners).
 pub(crate) fn cell_inputs(grid: &VelocityGrid, extra: &[f64]) -> Vec<f64> {
+    if grid.dim() == 3 {
+        let e = grid.extents();
+        let mut x = Vec::with_capacity(grid.n_cells() * (3 + extra.len()));
+        for i in 0..e[0] {
+            for j in 0..e[1] {
+                for k in 0..e[2] {
+                    x.extend([centred_coordinate(i, e[0]), centred_coordinate(j, e[1]), centred_coordinate(k, e[2])]);
+                    x.extend_from_slice(extra);
+                }
+            }
+        }
+        return x;
+    }
     let (nx, ny) = grid.shape();
     let mut x = Vec::with_capacity(nx * ny * (2 + extra.len()));
     for i in 0..nx {

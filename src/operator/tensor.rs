@@ -1,6 +1,8 @@
-//! The `tensor` model (free A [2,Nx,Ny] and D [3,Nx,Ny], one grid-unit coefficient per field
-//! value) and [`SignedGather`], the linear map it shares with the mirror-symmetric model.
+//! The `tensor` model (free A [d,…] and D [d(d+1)/2,…] on a d-dimensional grid, one grid-unit
+//! coefficient per field value) and [`SignedGather`], the linear map it shares with the
+//! mirror-symmetric model.
 
+use super::fp;
 use super::fp::{AX, AY, DXX, DXY, DYY, N_FIELDS};
 use super::fp_model::{CoefficientMap, FpModel, INITIAL_DIFFUSION};
 use super::{BuildInfo, ModelError, ModelSpec};
@@ -16,6 +18,24 @@ pub fn grid_unit_scales(grid: &VelocityGrid) -> [f64; N_FIELDS] {
     s[DXX] = hx * hx;
     s[DYY] = hy * hy;
     s[DXY] = hx * hy;
+    s
+}
+
+/// Grid-unit → physical factor of each field in any dimension: Δv_i for A_i, Δv_iΔv_j for D_ij
+/// (in 2D exactly [`grid_unit_scales`]).
+pub fn grid_unit_scales_nd(grid: &VelocityGrid) -> Vec<f64> {
+    let d = grid.dim();
+    if d == 2 {
+        return grid_unit_scales(grid).to_vec();
+    }
+    let h: Vec<f64> = (0..d).map(|a| grid.dv(a)).collect();
+    let mut s = vec![0.0; fp::n_fields(d)];
+    for i in 0..d {
+        s[fp::a(i)] = h[i];
+        for j in i..d {
+            s[fp::d(d, i, j)] = h[i] * h[j];
+        }
+    }
     s
 }
 
@@ -103,9 +123,11 @@ impl CoefficientMap for SignedGather {
 
 /// The free-tensor map: coefficient k is field value k in grid units.
 pub fn free_tensor_map(grid: &VelocityGrid) -> SignedGather {
-    let n = grid.n_cells();
-    let scales = grid_unit_scales(grid);
-    SignedGather::new(N_FIELDS * n, N_FIELDS * n, DXX * n..(DYY + 1) * n, |k| Some((k, scales[k / n])))
+    let (n, d) = (grid.n_cells(), grid.dim());
+    let scales = grid_unit_scales_nd(grid);
+    let nf = fp::n_fields(d);
+    // The diagonal D_ii are the fields d..2d (DXX..=DYY in 2D).
+    SignedGather::new(nf * n, nf * n, fp::d(d, 0, 0) * n..(fp::d(d, d - 1, d - 1) + 1) * n, |k| Some((k, scales[k / n])))
 }
 
 /// The `tensor` model.
