@@ -1,6 +1,7 @@
 //! Fokker–Planck operator models on 3D velocity grids: exact VJPs (finite differences on every θ
 //! entry for small models, 60 random entries for large ones, and a transpose test against the
 //! JVP), the mirror parities exactly (f64 equality), isotropy and regularity at v = 0 of `par-perp`,
+//! rotation invariance about b̂ and regularity on the axis of `gyrotropic`,
 //! positive semi-definite D under `nonnegative_d` (by eigenvalues), thread-count bitwise
 //! invariance, and one-line config errors for impossible 3D settings.
 
@@ -290,6 +291,76 @@ fn impossible_3d_settings_are_one_line_errors() {
         ("{kind: kernel}", &cube7(), "model.kind", "3D"),
         ("{kind: mlp, symmetry: mirror}", &cube7(), "model.symmetry", "3D"),
         ("{kind: mlp, nonnegative_d: true}", &cube7(), "model.nonnegative_d", "isotropic"),
+    ];
+    for (yaml, grid, key, what) in cases {
+        let e = build_on(yaml, grid).err().unwrap_or_else(|| panic!("{yaml} should fail"));
+        assert!(e.starts_with(key) && e.contains(what) && !e.contains('\n'), "{yaml}: {e}");
+    }
+}
+
+#[test]
+fn gyrotropic_vjps() {
+    for yaml in ["{kind: gyrotropic}", "{kind: gyrotropic, axis: [1, 2, 2], n_par: 5, n_perp: 4, v_radial_max: 2.5}"] {
+        check_vjp(yaml, &cube7(), None);
+        check_vjp(yaml, &boxy(), None);
+    }
+}
+
+#[test]
+fn gyrotropic_fields_rotate_with_the_axis_and_are_regular_on_it() {
+    let g = cube7();
+    let m = model("{kind: gyrotropic, n_par: 5, n_perp: 4}", &g);
+    // n_par·n_perp nodes for A_b, D_bb, D_ee; n_par·(n_perp − 1) for A_e, D_be, D_tt.
+    assert_eq!(m.n_params(), 3 * 20 + 3 * 15);
+    let theta = rand_vec(12, m.n_params(), -1.0, 1.0);
+    let f = fields(m.as_ref(), &theta, 0);
+    let f = f.as_slice().unwrap();
+    let n = g.n_cells();
+    let mut moved = 0.0f64;
+    for i in 0..7 {
+        for j in 0..7 {
+            for k in 0..7 {
+                let c = at(&g, i, j, k);
+                let a = |x: usize| f[fp::a(x) * n + c];
+                let d = |x: usize, y: usize| f[fp::d(3, x, y) * n + c];
+                // The 90° rotation about b̂ = z, (v_x, v_y, v_z) → (−v_y, v_x, v_z).
+                let r = at(&g, 6 - j, i, k);
+                let ar = |x: usize| f[fp::a(x) * n + r];
+                let dr = |x: usize, y: usize| f[fp::d(3, x, y) * n + r];
+                let close = |x: f64, y: f64| (x - y).abs() <= 1e-15 * (1.0 + x.abs().max(y.abs()));
+                assert!(close(ar(0), -a(1)) && close(ar(1), a(0)) && close(ar(2), a(2)), "A at {i},{j},{k}");
+                assert!(close(dr(0, 0), d(1, 1)) && close(dr(1, 1), d(0, 0)) && close(dr(2, 2), d(2, 2)), "D diagonal at {i},{j},{k}");
+                assert!(close(dr(0, 1), -d(0, 1)) && close(dr(0, 2), -d(1, 2)) && close(dr(1, 2), d(0, 2)), "D off-diagonal at {i},{j},{k}");
+                moved = moved.max((a(0) - ar(0)).abs());
+                // On the axis: A ∥ b̂ and D = D_bb b̂b̂ + D_ee(I − b̂b̂), independent of ê there.
+                if i == 3 && j == 3 {
+                    assert_eq!((a(0), a(1)), (0.0, 0.0));
+                    assert_eq!((d(0, 1), d(0, 2), d(1, 2)), (0.0, 0.0, 0.0));
+                    assert_eq!(d(0, 0), d(1, 1));
+                    assert!(a(2) != 0.0 && d(2, 2) != d(0, 0));
+                }
+            }
+        }
+    }
+    assert!(moved > 0.0, "the fields are not trivially rotation invariant");
+    let ex = m.exports(&theta, &[]);
+    let get = |name: &str| ex.iter().find(|(k, _)| k == name).unwrap().1.clone();
+    let (ae, dee, dtt) = (get("A_e"), get("D_ee"), get("D_tt"));
+    for p in 0..5 {
+        assert_eq!(ae[[p, 0]], 0.0);
+        assert_eq!(dee[[p, 0]], dtt[[p, 0]]);
+    }
+}
+
+#[test]
+fn gyrotropic_settings_are_checked() {
+    let flat = VelocityGrid::square(8, 3.0).unwrap();
+    let cases = [
+        ("{kind: gyrotropic}", &flat, "model.kind", "3D"),
+        ("{kind: gyrotropic, axis: [0, 0, 0]}", &cube7(), "model.axis", "non-zero"),
+        ("{kind: gyrotropic, n_perp: 1}", &cube7(), "model.n_perp", "2 nodes"),
+        ("{kind: gyrotropic, nonnegative_d: true}", &cube7(), "model.nonnegative_d", "gyrotropic"),
+        ("{kind: par-perp, axis: [0, 0, 1]}", &cube7(), "model.axis", "not used"),
     ];
     for (yaml, grid, key, what) in cases {
         let e = build_on(yaml, grid).err().unwrap_or_else(|| panic!("{yaml} should fail"));

@@ -13,7 +13,8 @@
 //!
 //! Node-based Fokker–Planck models are compositions ([`fp_model`]): parameters θ → optional
 //! softplus on the diffusion coefficients ([`constraint`]) → a linear coefficient map (free
-//! [`tensor`], mirror-symmetric [`symmetry`], isotropic [`radial`]) → fields; [`time`] puts any
+//! [`tensor`], mirror-symmetric [`symmetry`], isotropic [`radial`], gyrotropic [`gyrotropic`])
+//! → fields; [`time`] puts any
 //! time-independent model on time nodes.
 
 use crate::grid::VelocityGrid;
@@ -180,6 +181,7 @@ pub trait OperatorModel: Send + Sync {
 pub mod angular;
 pub mod constraint;
 pub mod fp_model;
+pub mod gyrotropic;
 pub mod kernel;
 pub mod mlp;
 pub mod nn;
@@ -226,5 +228,6 @@ pub fn build(spec: &ModelSpec, info: &BuildInfo) -> Result<Box<dyn OperatorModel
         ParPerpTime => Box::new(time::TimeNodes::new(spec, info, Box::new(radial::build(spec, info)?))?),
         Mlp | MlpConditioned => mlp::build(spec, info)?,
         Kernel => kernel::build(spec, info)?,
+        Gyrotropic => Box::new(gyrotropic::build(spec, info)?),
     })
 }
