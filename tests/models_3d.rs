@@ -100,6 +100,9 @@ fn tensor_vjps() {
     check_vjp("{kind: tensor}", &cube7(), Some(60));
     check_vjp("{kind: tensor-sym}", &boxy(), Some(60));
     check_vjp("{kind: tensor-time, n_t: 2}", &cube7(), Some(60));
+    check_vjp("{kind: tensor, nonnegative_d: true}", &boxy(), Some(60));
+    check_vjp("{kind: tensor-sym, nonnegative_d: true}", &boxy(), Some(60));
+    check_vjp("{kind: tensor-time, n_t: 2, nonnegative_d: true}", &cube7(), Some(60));
 }
 
 #[test]
@@ -251,7 +254,14 @@ fn min_eigenvalues(f: &Fields, g: &VelocityGrid) -> (f64, f64) {
 #[test]
 fn nonnegative_d_makes_d_positive_semi_definite() {
     let g = boxy();
-    for yaml in ["{kind: par-perp, nonnegative_d: true}", "{kind: mlp, width: 6, depth: 1, symmetry: isotropic, nonnegative_d: true}"] {
+    for yaml in [
+        "{kind: par-perp, nonnegative_d: true}",
+        "{kind: mlp, width: 6, depth: 1, symmetry: isotropic, nonnegative_d: true}",
+        "{kind: tensor, nonnegative_d: true}",
+        "{kind: tensor-sym, nonnegative_d: true}",
+        "{kind: gyrotropic, nonnegative_d: true, axis: [1, 2, 2]}",
+        "{kind: gyrotropic, nonnegative_d: true}",
+    ] {
         let m = model(yaml, &g);
         // Large negative pre-activations: without the constraint D would be indefinite.
         let theta = rand_vec(9, m.n_params(), -3.0, 1.0);
@@ -286,8 +296,6 @@ fn impossible_3d_settings_are_one_line_errors() {
     let off = VelocityGrid::new3(6, 6, 6, [-3.0, 3.0, -3.0, 3.0, -1.0, 4.0], "v_th").unwrap();
     let cases = [
         ("{kind: tensor-sym}", &off, "model.kind", "v_z range"),
-        ("{kind: tensor, nonnegative_d: true}", &cube7(), "model.nonnegative_d", "3D"),
-        ("{kind: tensor-sym, nonnegative_d: true}", &cube7(), "model.nonnegative_d", "3D"),
         ("{kind: kernel}", &cube7(), "model.kind", "3D"),
         ("{kind: mlp, symmetry: mirror}", &cube7(), "model.symmetry", "3D"),
         ("{kind: mlp, nonnegative_d: true}", &cube7(), "model.nonnegative_d", "isotropic"),
@@ -300,7 +308,11 @@ fn impossible_3d_settings_are_one_line_errors() {
 
 #[test]
 fn gyrotropic_vjps() {
-    for yaml in ["{kind: gyrotropic}", "{kind: gyrotropic, axis: [1, 2, 2], n_par: 5, n_perp: 4, v_radial_max: 2.5}"] {
+    for yaml in [
+        "{kind: gyrotropic}",
+        "{kind: gyrotropic, axis: [1, 2, 2], n_par: 5, n_perp: 4, v_radial_max: 2.5}",
+        "{kind: gyrotropic, nonnegative_d: true, axis: [0, 1, 1]}",
+    ] {
         check_vjp(yaml, &cube7(), None);
         check_vjp(yaml, &boxy(), None);
     }
@@ -359,7 +371,6 @@ fn gyrotropic_settings_are_checked() {
         ("{kind: gyrotropic}", &flat, "model.kind", "3D"),
         ("{kind: gyrotropic, axis: [0, 0, 0]}", &cube7(), "model.axis", "non-zero"),
         ("{kind: gyrotropic, n_perp: 1}", &cube7(), "model.n_perp", "2 nodes"),
-        ("{kind: gyrotropic, nonnegative_d: true}", &cube7(), "model.nonnegative_d", "gyrotropic"),
         ("{kind: par-perp, axis: [0, 0, 1]}", &cube7(), "model.axis", "not used"),
     ];
     for (yaml, grid, key, what) in cases {

@@ -21,9 +21,11 @@
 //! start; the central scheme reaches 2% from either).
 //!
 //! **Non-negativity.** `nonnegative_d` puts a softplus of corner width [`SOFTPLUS_CORNER`] in
-//! front of the diffusion coefficients (see [`super::constraint`]).
+//! front of the diffusion coefficients (see [`super::constraint`]); 3D maps that declare
+//! [`CoefficientMap::psd_blocks`] (tensor, tensor-sym, gyrotropic) instead get D = L Lᵀ per
+//! block, positive semi-definite for any parameters.
 
-use super::constraint::Softplus;
+use super::constraint::{Block3, Cholesky, Softplus};
 use super::{Fields, ModelError, OperatorModel};
 use crate::grid::VelocityGrid;
 use ndarray::ArrayD;
@@ -53,6 +55,47 @@ pub trait CoefficientMap: Send + Sync {
     fn exports(&self, _q: &[f64]) -> Vec<(String, ArrayD<f64>)> {
         Vec::new()
     }
+    /// 3D maps whose diffusion coefficients form symmetric 3×3 blocks that map to the fields
+    /// with weights preserving positive semi-definiteness: the blocks (see [`Block3`]), so that
+    /// `nonnegative_d` can make D PSD by a [`Cholesky`] product. `None`: a softplus on
+    /// [`Self::diffusion_range`] is used (PSD for isotropic maps, whose D_∥, D_⊥ are eigenvalues).
+    fn psd_blocks(&self) -> Option<Vec<Block3>> {
+        None
+    }
+}
+
+/// How `nonnegative_d` constrains the coefficients.
+#[derive(Clone, Debug)]
+enum Constraint {
+    Softplus(Softplus),
+    Cholesky(Cholesky),
+}
+
+impl Constraint {
+    fn forward(&self, theta: &[f64]) -> Vec<f64> {
+        match self {
+            Constraint::Softplus(sp) => sp.forward(theta),
+            Constraint::Cholesky(ch) => ch.forward(theta),
+        }
+    }
+    fn vjp(&self, theta: &[f64], d: &mut [f64]) {
+        match self {
+            Constraint::Softplus(sp) => sp.chain(theta, d),
+            Constraint::Cholesky(ch) => ch.vjp(theta, d),
+        }
+    }
+    fn jvp(&self, theta: &[f64], d: &mut [f64]) {
+        match self {
+            Constraint::Softplus(sp) => sp.chain(theta, d),
+            Constraint::Cholesky(ch) => ch.jvp(theta, d),
+        }
+    }
+    fn inverse(&self, q: &[f64]) -> Result<Vec<f64>, usize> {
+        match self {
+            Constraint::Softplus(sp) => sp.inverse(q),
+            Constraint::Cholesky(ch) => ch.inverse(q),
+        }
+    }
 }
 
 /// A time-independent Fokker–Planck model: a coefficient map with an optional softplus
@@ -62,13 +105,17 @@ pub struct FpModel<M> {
     kind: &'static str,
     grid: VelocityGrid,
     map: M,
-    positive: Option<Softplus>,
+    positive: Option<Constraint>,
 }
 
 impl<M: CoefficientMap> FpModel<M> {
-    /// `nonnegative_d` puts a softplus in front of the map's diffusion coefficients.
+    /// `nonnegative_d` puts a softplus in front of the map's diffusion coefficients, or, for maps
+    /// with [`CoefficientMap::psd_blocks`], makes each block D = L Lᵀ.
     pub fn new(kind: &'static str, grid: VelocityGrid, map: M, nonnegative_d: bool) -> Self {
-        let positive = nonnegative_d.then(|| Softplus::new([map.diffusion_range()], SOFTPLUS_CORNER));
+        let positive = nonnegative_d.then(|| match map.psd_blocks() {
+            Some(blocks) => Constraint::Cholesky(Cholesky::new(blocks)),
+            None => Constraint::Softplus(Softplus::new([map.diffusion_range()], SOFTPLUS_CORNER)),
+        });
         Self { kind, grid, map, positive }
     }
 
@@ -149,7 +196,7 @@ impl<M: CoefficientMap> OperatorModel for FpModel<M> {
         };
         let mut d_q = vec![0.0; self.map.n_coefficients()];
         self.map.apply_transpose(d_out, &mut d_q);
-        sp.chain(theta, &mut d_q);
+        sp.vjp(theta, &mut d_q);
         for (t, g) in d_theta.iter_mut().zip(&d_q) {
             *t += g;
         }
@@ -160,7 +207,7 @@ impl<M: CoefficientMap> OperatorModel for FpModel<M> {
         assert_eq!(theta.len(), d_theta.len(), "{}: d_theta has the wrong length", self.kind);
         let mut d_q = d_theta.to_vec();
         if let Some(sp) = &self.positive {
-            sp.chain(theta, &mut d_q);
+            sp.jvp(theta, &mut d_q);
         }
         self.map.apply(&d_q, slice_mut(&mut out));
         Some(out)

@@ -23,10 +23,16 @@
 //! interpolation to the cell centres (cells beyond V take the edge nodes' values). Node (p, q)
 //! is `p·n_perp + q`. Coefficient blocks, in grid units of Δv = (Δv_xΔv_yΔv_z)^(1/3)
 //! (A = Δv·q, D = Δv²·q): A_b (all nodes), A_e (q ≥ 1), D_be (q ≥ 1), D_bb (all), D_ee (all),
-//! D_tt (q ≥ 1). `nonnegative_d` is not available yet (a softplus on D_bb, D_ee, D_tt alone would
-//! not bound D_be).
+//! D_tt (q ≥ 1).
+//!
+//! **`nonnegative_d`** makes every node's D PSD in the (b̂, ê, t̂) frame by a Cholesky-like
+//! product ([`super::constraint::Cholesky`]): the parameters at a node's D_bb, D_be, D_ee, D_tt
+//! slots are L_00, L_10, L_11, L_22 and [[D_bb, D_be], [D_be, D_ee]] = L Lᵀ, D_tt = L_22²
+//! (on the axis D_bb = L_00², D_ee = D_tt = L_11²). Bilinear weights are non-negative, so each
+//! cell's D is PSD too.
 
 use super::fp;
+use super::constraint::Block3;
 use super::fp_model::{CoefficientMap, FpModel, INITIAL_DIFFUSION};
 use super::{BuildInfo, ModelError, ModelSpec};
 use crate::grid::VelocityGrid;
@@ -279,6 +285,28 @@ impl CoefficientMap for GyroMap {
     fn exports(&self, q: &[f64]) -> Vec<(String, ArrayD<f64>)> {
         self.profiles(q)
     }
+    /// Per node, D in the (b̂, ê, t̂) frame: [[D_bb, D_be, 0], [D_be, D_ee, 0], [0, 0, D_tt]]
+    /// (on the axis D_be = 0 and D_tt = D_ee are built in). Each cell's D is a convex combination
+    /// of node matrices in its own frame, so PSD nodes give a PSD D.
+    fn psd_blocks(&self) -> Option<Vec<Block3>> {
+        let at = |f: usize, p: usize, r: usize| {
+            let b = self.block(f);
+            if FREE_ON_AXIS[f] {
+                Some(b.start + p * self.n_perp + r)
+            } else if r > 0 {
+                Some(b.start + p * (self.n_perp - 1) + r - 1)
+            } else {
+                None
+            }
+        };
+        let mut blocks = Vec::with_capacity(self.n_nodes());
+        for p in 0..self.n_par {
+            for r in 0..self.n_perp {
+                blocks.push([at(D_BB, p, r), at(D_EE, p, r), at(D_TT, p, r), at(D_BE, p, r), None, None]);
+            }
+        }
+        Some(blocks)
+    }
 }
 
 /// The unit axis b̂ of a spec (default z).
@@ -294,13 +322,10 @@ pub fn axis_of(spec: &ModelSpec) -> Result<[f64; 3], ModelError> {
 /// The `gyrotropic` model.
 pub fn build(spec: &ModelSpec, info: &BuildInfo) -> Result<FpModel<GyroMap>, ModelError> {
     let grid = &info.grid;
-    if spec.nonnegative_d {
-        return Err(ModelError::BadOption { key: "nonnegative_d", msg: "not available for kind gyrotropic yet".into() });
-    }
     let big = grid.extents().into_iter().max().unwrap_or(grid.nx);
     let n_par = spec.n_par.unwrap_or(big.div_ceil(2));
     let n_perp = spec.n_perp.unwrap_or(big.div_ceil(4) + 1);
     let v_max = spec.v_radial_max.unwrap_or(grid.v_corner());
     let map = GyroMap::new(grid, axis_of(spec)?, n_par, n_perp, v_max)?;
-    Ok(FpModel::new("gyrotropic", grid.clone(), map, false))
+    Ok(FpModel::new("gyrotropic", grid.clone(), map, spec.nonnegative_d))
 }

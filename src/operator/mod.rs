@@ -206,19 +206,8 @@ pub struct BuildInfo {
 pub fn build(spec: &ModelSpec, info: &BuildInfo) -> Result<Box<dyn OperatorModel>, ModelError> {
     use spec::ModelKind::*;
     spec.validate()?;
-    if info.grid.dim() == 3 {
-        if spec.kind == Kernel {
-            return Err(ModelError::BadOption { key: "kind", msg: "kernel models are two-dimensional, the grid is 3D".into() });
-        }
-        if spec.nonnegative_d && matches!(spec.kind, Tensor | TensorSym | TensorTime) {
-            return Err(ModelError::BadOption {
-                key: "nonnegative_d",
-                msg: format!(
-                    "kind {} on a 3D grid: only par-perp, par-perp-time and isotropic mlp models keep D positive semi-definite in 3D",
-                    spec.kind.name()
-                ),
-            });
-        }
+    if info.grid.dim() == 3 && spec.kind == Kernel {
+        return Err(ModelError::BadOption { key: "kind", msg: "kernel models are two-dimensional, the grid is 3D".into() });
     }
     Ok(match spec.kind {
         Tensor => Box::new(tensor::build(spec, info)?),

@@ -107,7 +107,7 @@ pub struct ModelSpec {
     /// gyrotropic: number of v_⊥ nodes (default ⌈max(Nx, Ny, Nz)/4⌉ + 1).
     #[serde(default)]
     pub n_perp: Option<usize>,
-    /// Keep D_xx, D_yy (or D_∥, D_⊥) non-negative.
+    /// Keep D_xx, D_yy (or D_∥, D_⊥) non-negative; on 3D grids, D positive semi-definite.
     #[serde(default)]
     pub nonnegative_d: bool,
     /// Time-dependent kinds: number of time nodes spanning the training runs.

@@ -38,7 +38,7 @@
 use super::fp::{AX, AY, DXX, DXY, DYY, N_FIELDS};
 use super::fp_model::FpModel;
 use super::fp;
-use super::tensor::{grid_unit_scales_nd, SignedGather};
+use super::tensor::{grid_unit_scales_nd, SignedGather, D_SLOTS_3D};
 use super::{BuildInfo, ModelError, ModelSpec};
 use crate::grid::VelocityGrid;
 
@@ -125,6 +125,11 @@ fn mirror_map_3d(grid: &VelocityGrid) -> Result<SignedGather, ModelError> {
     let scales = grid_unit_scales_nd(grid);
     let cells = grid.n_cells();
     let (s1, s2) = (grid.stride(0), grid.stride(1));
+    // D at a cell is H S D̂ S H (H the spacings, S the reflection signs) of its folded cell's D̂;
+    // a field's missing coefficient is an axis on its centre plane, decoupled from the others.
+    let blocks = (0..n_folded)
+        .map(|c| D_SLOTS_3D.map(|(i, j)| Some(index[fp::d(d, i, j) * n_folded + c]).filter(|&k| k != usize::MAX)))
+        .collect();
     Ok(SignedGather::new(nf * cells, next, diffusion, |out| {
         let (f, cell) = (out / cells, out % cells);
         let idx = [cell / s1, (cell % s1) / s2, cell % s2];
@@ -138,7 +143,8 @@ fn mirror_map_3d(grid: &VelocityGrid) -> Result<SignedGather, ModelError> {
             }
         }
         (sign != 0.0).then(|| (index[f * n_folded + folded], sign * scales[f]))
-    }))
+    })
+    .with_psd_blocks(blocks))
 }
 
 /// The mirror-symmetric coefficient map (see the module docs for the layout).

@@ -4,6 +4,7 @@
 
 use super::fp;
 use super::fp::{AX, AY, DXX, DXY, DYY, N_FIELDS};
+use super::constraint::Block3;
 use super::fp_model::{CoefficientMap, FpModel, INITIAL_DIFFUSION};
 use super::{BuildInfo, ModelError, ModelSpec};
 use crate::grid::VelocityGrid;
@@ -49,6 +50,7 @@ pub struct SignedGather {
     n_coefficients: usize,
     diffusion: Range<usize>,
     initial: Vec<f64>,
+    psd: Option<Vec<Block3>>,
 }
 
 impl SignedGather {
@@ -70,7 +72,14 @@ impl SignedGather {
         }
         let mut initial = vec![0.0; n_coefficients];
         initial[diffusion.clone()].fill(INITIAL_DIFFUSION);
-        Self { source, weight, n_coefficients, diffusion, initial }
+        Self { source, weight, n_coefficients, diffusion, initial, psd: None }
+    }
+
+    /// Declare the 3×3 diffusion blocks of a 3D map (see [`CoefficientMap::psd_blocks`]); the
+    /// caller guarantees each block maps to the fields as H S D̂ S H (positive scales H, signs S).
+    pub fn with_psd_blocks(mut self, blocks: Vec<Block3>) -> Self {
+        self.psd = Some(blocks);
+        self
     }
 
     /// For each coefficient, the first output that copies it with a positive weight (its
@@ -119,6 +128,9 @@ impl CoefficientMap for SignedGather {
     fn initial_coefficients(&self) -> Vec<f64> {
         self.initial.clone()
     }
+    fn psd_blocks(&self) -> Option<Vec<Block3>> {
+        self.psd.clone()
+    }
 }
 
 /// The free-tensor map: coefficient k is field value k in grid units.
@@ -127,8 +139,16 @@ pub fn free_tensor_map(grid: &VelocityGrid) -> SignedGather {
     let scales = grid_unit_scales_nd(grid);
     let nf = fp::n_fields(d);
     // The diagonal D_ii are the fields d..2d (DXX..=DYY in 2D).
-    SignedGather::new(nf * n, nf * n, fp::d(d, 0, 0) * n..(fp::d(d, d - 1, d - 1) + 1) * n, |k| Some((k, scales[k / n])))
+    let map = SignedGather::new(nf * n, nf * n, fp::d(d, 0, 0) * n..(fp::d(d, d - 1, d - 1) + 1) * n, |k| Some((k, scales[k / n])));
+    if d != 3 {
+        return map;
+    }
+    // D = H D̂ H per cell, H = diag(Δv): a PSD D̂ gives a PSD D.
+    map.with_psd_blocks((0..n).map(|c| D_SLOTS_3D.map(|(i, j)| Some(fp::d(3, i, j) * n + c))).collect())
 }
+
+/// The (i, j) of the six slots of a [`Block3`]: xx, yy, zz, xy, xz, yz.
+pub const D_SLOTS_3D: [(usize, usize); 6] = [(0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2)];
 
 /// The `tensor` model.
 pub fn build(spec: &ModelSpec, info: &BuildInfo) -> Result<FpModel<SignedGather>, ModelError> {
