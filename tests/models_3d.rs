@@ -122,6 +122,7 @@ fn par_perp_vjps() {
 fn mlp_vjps() {
     for yaml in [
         "{kind: mlp, width: 6, depth: 2}",
+        "{kind: mlp, width: 5, depth: 2, symmetry: mirror}",
         "{kind: mlp, width: 6, depth: 2, symmetry: isotropic, activation: silu}",
         "{kind: mlp, width: 5, depth: 1, symmetry: isotropic, nonnegative_d: true}",
         "{kind: mlp-conditioned, width: 5, depth: 2, conditioners: [a, b]}",
@@ -138,9 +139,14 @@ fn at(g: &VelocityGrid, i: usize, j: usize, k: usize) -> usize {
 
 #[test]
 fn tensor_sym_parities_are_exact() {
+    mirror_parities_are_exact("{kind: tensor-sym}", true);
+    mirror_parities_are_exact("{kind: mlp, width: 6, depth: 2, symmetry: mirror}", false);
+}
+
+fn mirror_parities_are_exact(yaml: &str, octant_params: bool) {
     let g = boxy();
-    let m = model("{kind: tensor-sym}", &g);
-    let theta = rand_vec(4, m.n_params(), -1.0, 1.0);
+    let m = model(yaml, &g);
+    let theta = if octant_params { rand_vec(4, m.n_params(), -1.0, 1.0) } else { theta_of(m.as_ref()) };
     let f = fields(m.as_ref(), &theta, 0);
     let f = f.as_slice().unwrap();
     let n = g.n_cells();
@@ -160,7 +166,7 @@ fn tensor_sym_parities_are_exact() {
                         for b in a..3 {
                             let s = if (a == axis) != (b == axis) { -1.0 } else { 1.0 };
                             let d = fp::d(3, a, b);
-                            assert_eq!(f[d * n + rc], s * f[d * n + c], "D_{a}{b} at {i},{j},{k} axis {axis}");
+                            assert_eq!(f[d * n + rc], s * f[d * n + c], "{yaml}: D_{a}{b} at {i},{j},{k} axis {axis}");
                         }
                     }
                 }
@@ -168,10 +174,12 @@ fn tensor_sym_parities_are_exact() {
             }
         }
     }
-    assert!(nonzero > 0);
-    // Fewer parameters than the free tensor: about one octant of it.
-    let free = model("{kind: tensor}", &g).n_params();
-    assert!(m.n_params() < free / 4 && m.n_params() > free / 16, "{} vs {free}", m.n_params());
+    assert!(nonzero > 0, "{yaml}");
+    if octant_params {
+        // Fewer parameters than the free tensor: about one octant of it.
+        let free = model("{kind: tensor}", &g).n_params();
+        assert!(m.n_params() < free / 4 && m.n_params() > free / 16, "{} vs {free}", m.n_params());
+    }
 }
 
 #[test]
@@ -276,7 +284,14 @@ fn nonnegative_d_makes_d_positive_semi_definite() {
 #[test]
 fn three_dimensional_models_are_bitwise_identical_for_any_thread_count() {
     let g = boxy();
-    for yaml in ["{kind: tensor-sym}", "{kind: par-perp-time, n_t: 2}", "{kind: mlp, width: 8, depth: 2}", "{kind: mlp, width: 8, depth: 2, symmetry: isotropic}"] {
+    for yaml in [
+        "{kind: tensor-sym, nonnegative_d: true}",
+        "{kind: par-perp-time, n_t: 2}",
+        "{kind: gyrotropic, nonnegative_d: true}",
+        "{kind: mlp, width: 8, depth: 2}",
+        "{kind: mlp, width: 8, depth: 2, symmetry: mirror}",
+        "{kind: mlp, width: 8, depth: 2, symmetry: isotropic}",
+    ] {
         let m = model(yaml, &g);
         let theta = theta_of(m.as_ref());
         let w = Fields::from_shape_vec(g.fields_shape(9), rand_vec(2, 9 * g.n_cells(), -1.0, 1.0)).unwrap();
@@ -297,7 +312,8 @@ fn impossible_3d_settings_are_one_line_errors() {
     let cases = [
         ("{kind: tensor-sym}", &off, "model.kind", "v_z range"),
         ("{kind: kernel}", &cube7(), "model.kind", "3D"),
-        ("{kind: mlp, symmetry: mirror}", &cube7(), "model.symmetry", "3D"),
+        ("{kind: mlp, symmetry: mirror}", &off, "model.symmetry", "v_z range"),
+        ("{kind: mlp, symmetry: mirror, nonnegative_d: true}", &cube7(), "model.nonnegative_d", "isotropic"),
         ("{kind: mlp, nonnegative_d: true}", &cube7(), "model.nonnegative_d", "isotropic"),
     ];
     for (yaml, grid, key, what) in cases {

@@ -23,7 +23,10 @@
 //! - `symmetry: isotropic`: three outputs A_∥, D_∥, D_⊥ of |v|, through [`super::angular`]. The
 //!   network runs once per distinct speed of the grid, not once per cell (see `SpeedGroups`).
 //!
-//! On 3D grids `symmetry: none` and `isotropic` are available; `mirror` is not yet, and
+//! On 3D grids: `symmetry: none` (inputs x̂, ŷ, ẑ; nine outputs), `mirror` (nine outputs, each
+//! field averaged over the eight reflections of its cell with the parities of `tensor-sym` in 3D —
+//! A_i odd in v_i, D_ij odd in v_i and v_j — computed once per class of mirror images so the
+//! parities hold bit for bit; any grid symmetric about zero along every axis) and `isotropic`;
 //! `nonnegative_d` needs `isotropic` (there D_∥, D_⊥ ≥ 0 are the eigenvalues of D, so D is
 //! positive semi-definite; softplus on a free tensor's diagonal would not be).
 //!
@@ -145,15 +148,18 @@ impl MlpModel {
         }
         let dim = grid.dim();
         if dim == 3 && spec.symmetry == Symmetry::Mirror {
-            return Err(ModelError::BadOption { key: "symmetry", msg: format!("{kind}: mirror is not available on 3D grids yet (use none or isotropic)") });
+            if let Some(why) = super::symmetry::not_centred_3d(&grid) {
+                return Err(ModelError::BadOption { key: "symmetry", msg: format!("{kind}: mirror {why}") });
+            }
         }
-        if dim == 3 && spec.nonnegative_d && spec.symmetry == Symmetry::None {
+        if dim == 3 && spec.nonnegative_d && spec.symmetry != Symmetry::Isotropic {
             return Err(ModelError::BadOption {
                 key: "nonnegative_d",
-                msg: format!("{kind}: on 3D grids needs symmetry isotropic (D_∥, D_⊥ ≥ 0 makes D positive semi-definite); a free 3D D has no PSD parameterisation here yet"),
+                msg: format!("{kind}: on 3D grids needs symmetry isotropic (D_∥, D_⊥ ≥ 0 makes D positive semi-definite); a free or mirror 3D MLP has no PSD parameterisation yet"),
             });
         }
         let (n_velocity, n_out) = match spec.symmetry {
+            Symmetry::None | Symmetry::Mirror if dim == 3 => (3, fp::n_fields(3)),
             Symmetry::None => (dim, fp::n_fields(dim)),
             Symmetry::Mirror => {
                 require_square_grid(&grid, true).map_err(|m| ModelError::Invalid(format!("{kind}: symmetry mirror {m}")))?;
@@ -221,6 +227,27 @@ impl MlpModel {
         let n = self.grid.n_cells();
         let s = OUTPUT_SCALE;
         match self.symmetry {
+            Symmetry::Mirror if self.grid.dim() == 3 => {
+                let nf = fp::n_fields(3);
+                for c in 0..n {
+                    let (images, signs) = self.mirror_images_3d(c);
+                    for f in 0..nf {
+                        out[f * n + c] = match signs[f] {
+                            0.0 => 0.0,
+                            sign => {
+                                // The class value, summed over the canonical cell's images in a
+                                // fixed order, so every cell of the class copies the same bits.
+                                let odd = super::symmetry::odd_axes_3d(f);
+                                let mut v = 0.0;
+                                for (r, &img) in images.iter().enumerate() {
+                                    v += reflection_sign(&odd, r) * raw[img * nf + f];
+                                }
+                                sign * s * (0.125 * v)
+                            }
+                        };
+                    }
+                }
+            }
             Symmetry::None if self.grid.dim() == 3 => {
                 let (nf, d) = (fp::n_fields(3), 3);
                 for c in 0..n {
@@ -277,6 +304,22 @@ impl MlpModel {
         let s = OUTPUT_SCALE;
         d_raw.fill(0.0);
         match self.symmetry {
+            Symmetry::Mirror if self.grid.dim() == 3 => {
+                let nf = fp::n_fields(3);
+                for c in 0..n {
+                    let (images, signs) = self.mirror_images_3d(c);
+                    for f in 0..nf {
+                        if signs[f] == 0.0 {
+                            continue;
+                        }
+                        let odd = super::symmetry::odd_axes_3d(f);
+                        let g = signs[f] * s * 0.125 * d_fields[f * n + c];
+                        for (r, &img) in images.iter().enumerate() {
+                            d_raw[img * nf + f] += reflection_sign(&odd, r) * g;
+                        }
+                    }
+                }
+            }
             Symmetry::None if self.grid.dim() == 3 => {
                 let (nf, d) = (fp::n_fields(3), 3);
                 for c in 0..n {
@@ -338,6 +381,46 @@ impl MlpModel {
                 }
             }
         }
+    }
+}
+
+impl MlpModel {
+    /// 3D mirror: the eight reflections of cell `c`'s canonical cell (every index in the upper
+    /// half of its axis) (image r reflects the axes of the bits of r), and per field the
+    /// sign of `c` relative to the canonical cell (0 where the field is odd along an axis whose
+    /// centre plane holds `c`).
+    fn mirror_images_3d(&self, c: usize) -> ([usize; 8], [f64; 9]) {
+        let e = self.grid.extents();
+        let idx = [c / (e[1] * e[2]), (c / e[2]) % e[1], c % e[2]];
+        let canon: [usize; 3] = std::array::from_fn(|k| idx[k].max(e[k] - 1 - idx[k]));
+        let flat = |v: [usize; 3]| (v[0] * e[1] + v[1]) * e[2] + v[2];
+        let images = std::array::from_fn(|r| flat(std::array::from_fn(|k| if r >> k & 1 == 1 { e[k] - 1 - canon[k] } else { canon[k] })));
+        let signs = std::array::from_fn(|f| {
+            let odd = super::symmetry::odd_axes_3d(f);
+            let mut s = 1.0;
+            for k in 0..3 {
+                if odd[k] {
+                    if 2 * idx[k] + 1 == e[k] {
+                        return 0.0;
+                    }
+                    if idx[k] != canon[k] {
+                        s = -s;
+                    }
+                }
+            }
+            s
+        });
+        (images, signs)
+    }
+}
+
+/// Sign of reflection image `r` (bit k: axis k reflected) for a field odd along `odd`.
+fn reflection_sign(odd: &[bool; 3], r: usize) -> f64 {
+    let flips = (0..3).filter(|&k| odd[k] && r >> k & 1 == 1).count();
+    if flips % 2 == 0 {
+        1.0
+    } else {
+        -1.0
     }
 }
 

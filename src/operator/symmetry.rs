@@ -66,40 +66,46 @@ pub fn is_mirror_symmetric(grid: &VelocityGrid) -> bool {
     grid.nx == grid.ny && close(-x0, x1) && close(-y0, y1) && close(x1, y1)
 }
 
+/// The axes along which 3D field `f` ([`fp`] order) is odd under reflection: A_i in v_i, D_ij
+/// (i ≠ j) in v_i and v_j, D_ii in none.
+pub fn odd_axes_3d(f: usize) -> [bool; 3] {
+    let d = 3;
+    let mut o = [false; 3];
+    if f < d {
+        o[f] = true;
+    } else if f >= 2 * d {
+        for i in 0..d {
+            for j in i + 1..d {
+                if fp::d(d, i, j) == f {
+                    o[i] = true;
+                    o[j] = true;
+                }
+            }
+        }
+    }
+    o
+}
+
+/// Why a 3D grid has no mirror image of every cell along every axis (`None` if it has).
+pub fn not_centred_3d(grid: &VelocityGrid) -> Option<String> {
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * a.abs().max(b.abs());
+    ["v_x", "v_y", "v_z"].into_iter().enumerate().find_map(|(a, name)| {
+        let [lo, hi] = grid.range(a);
+        (!close(-lo, hi)).then(|| format!("needs a grid symmetric about zero along every axis, the {name} range is [{lo}, {hi}]"))
+    })
+}
+
 /// The 3D reflection-symmetric coefficient map (see the module docs for the layout).
 fn mirror_map_3d(grid: &VelocityGrid) -> Result<SignedGather, ModelError> {
-    let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * a.abs().max(b.abs());
-    for (a, name) in ["v_x", "v_y", "v_z"].into_iter().enumerate() {
-        let [lo, hi] = grid.range(a);
-        if !close(-lo, hi) {
-            return Err(ModelError::BadOption {
-                key: "kind",
-                msg: format!("tensor-sym needs a grid symmetric about zero along every axis, the {name} range is [{lo}, {hi}]"),
-            });
-        }
+    if let Some(why) = not_centred_3d(grid) {
+        return Err(ModelError::BadOption { key: "kind", msg: format!("tensor-sym {why}") });
     }
     let d = 3;
     let nf = fp::n_fields(d);
     let ext = grid.extents();
     let m: Vec<usize> = ext.iter().map(|e| e.div_ceil(2)).collect();
     let n_folded = m[0] * m[1] * m[2];
-    // Odd axes of each field.
-    let odd = |f: usize| -> [bool; 3] {
-        let mut o = [false; 3];
-        if f < d {
-            o[f] = true;
-        } else if f >= 2 * d {
-            for i in 0..d {
-                for j in i + 1..d {
-                    if fp::d(d, i, j) == f {
-                        o[i] = true;
-                        o[j] = true;
-                    }
-                }
-            }
-        }
-        o
-    };
+    let odd = odd_axes_3d;
     // Coefficient of (field, folded cell), field-major.
     let mut index = vec![usize::MAX; nf * n_folded];
     let mut next = 0;
