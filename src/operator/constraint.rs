@@ -1,5 +1,6 @@
 //! Non-negativity as a smooth reparameterisation: softplus on chosen parameter ranges, its exact
-//! derivative for the VJP, and its inverse for setting parameters from values.
+//! derivative for the VJP, and its inverse for setting parameters from values; and positive
+//! semi-definiteness of 3×3 diffusion tensors as a Cholesky-like product ([`Cholesky`]).
 //!
 //! A constrained coefficient is `q = s·softplus(θ/s) = s·ln(1 + e^(θ/s)) > 0`, with
 //! `dq/dθ = σ(θ/s)` (the logistic function): a ReLU whose corner is rounded over a width `s`.
@@ -92,6 +93,116 @@ impl Softplus {
     }
 }
 
+/// Indices of one symmetric 3×3 block's coefficients, in the order xx, yy, zz, xy, xz, yz;
+/// `None` for a structural zero. Zeros must decouple whole axes: if an off-diagonal (i, j) is
+/// missing, axis i or j has no off-diagonal at all.
+pub type Block3 = [Option<usize>; 6];
+
+/// D positive semi-definite per block: the parameters at a block's indices are a lower
+/// triangular L (L_00, L_11, L_22, L_10, L_20, L_21 at the xx, yy, zz, xy, xz, yz indices) and
+/// the coefficients are D = L Lᵀ, which is PSD for every L. Missing entries of a block are zero
+/// in L and not written in D (structural zeros stay zero because they decouple whole axes).
+/// Everything outside the blocks passes through unchanged.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cholesky {
+    blocks: Vec<Block3>,
+}
+
+/// (row, column) of L / D for the six slots of a [`Block3`].
+const SLOTS: [(usize, usize); 6] = [(0, 0), (1, 1), (2, 2), (1, 0), (2, 0), (2, 1)];
+
+impl Cholesky {
+    pub fn new(blocks: Vec<Block3>) -> Self {
+        Self { blocks }
+    }
+
+    fn lower(b: &Block3, x: &[f64]) -> [[f64; 3]; 3] {
+        let mut l = [[0.0; 3]; 3];
+        for (s, &(i, j)) in SLOTS.iter().enumerate() {
+            if let Some(k) = b[s] {
+                l[i][j] = x[k];
+            }
+        }
+        l
+    }
+
+    /// `q = θ` with D = L Lᵀ on every block.
+    pub fn forward(&self, theta: &[f64]) -> Vec<f64> {
+        let mut q = theta.to_vec();
+        for b in &self.blocks {
+            let l = Self::lower(b, theta);
+            for (s, &(i, j)) in SLOTS.iter().enumerate() {
+                if let Some(k) = b[s] {
+                    q[k] = (0..=j).map(|m| l[i][m] * l[j][m]).sum();
+                }
+            }
+        }
+        q
+    }
+
+    /// VJP through [`Self::forward`] at `theta`: `d` holds ∂L/∂q on entry and ∂L/∂θ on exit.
+    pub fn vjp(&self, theta: &[f64], d: &mut [f64]) {
+        for b in &self.blocks {
+            let l = Self::lower(b, theta);
+            // G symmetric: G_ii = 2 g_ii, G_ij = g_ij; ∂L/∂L_ab = (G L)_ab for a ≥ b.
+            let mut g = [[0.0; 3]; 3];
+            for (s, &(i, j)) in SLOTS.iter().enumerate() {
+                if let Some(k) = b[s] {
+                    if i == j {
+                        g[i][i] = 2.0 * d[k];
+                    } else {
+                        g[i][j] = d[k];
+                        g[j][i] = d[k];
+                    }
+                }
+            }
+            for (s, &(a, c)) in SLOTS.iter().enumerate() {
+                if let Some(k) = b[s] {
+                    d[k] = (0..3).map(|m| g[a][m] * l[m][c]).sum();
+                }
+            }
+        }
+    }
+
+    /// JVP through [`Self::forward`] at `theta`: `d` holds δθ on entry and δq on exit.
+    pub fn jvp(&self, theta: &[f64], d: &mut [f64]) {
+        for b in &self.blocks {
+            let (l, dl) = (Self::lower(b, theta), Self::lower(b, d));
+            for (s, &(i, j)) in SLOTS.iter().enumerate() {
+                if let Some(k) = b[s] {
+                    d[k] = (0..=j).map(|m| dl[i][m] * l[j][m] + l[i][m] * dl[j][m]).sum();
+                }
+            }
+        }
+    }
+
+    /// θ with `forward(θ) = q` (the Cholesky factor with positive diagonal); on failure, the
+    /// index of a block's diagonal whose pivot is not finite and positive.
+    pub fn inverse(&self, q: &[f64]) -> Result<Vec<f64>, usize> {
+        let mut theta = q.to_vec();
+        for b in &self.blocks {
+            let mut l = [[0.0; 3]; 3];
+            // Row by row: L_00, L_10, L_11, L_20, L_21, L_22.
+            for s in [0, 3, 1, 4, 5, 2] {
+                let (i, j) = SLOTS[s];
+                let Some(k) = b[s] else { continue };
+                let rest: f64 = (0..j).map(|m| l[i][m] * l[j][m]).sum();
+                if i == j {
+                    let p = q[k] - rest;
+                    if !(p.is_finite() && p > 0.0) {
+                        return Err(k);
+                    }
+                    l[i][i] = p.sqrt();
+                } else {
+                    l[i][j] = (q[k] - rest) / l[j][j];
+                }
+                theta[k] = l[i][j];
+            }
+        }
+        Ok(theta)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +252,37 @@ mod tests {
             assert!((fd - d[i]).abs() < 1e-6, "{i}: {fd} vs {}", d[i]);
         }
         assert_eq!(sp.inverse(&[0.0, 0.0, 0.1]), Err(1));
+    }
+
+    #[test]
+    fn cholesky_is_exact_and_inverts() {
+        // One full block and one with axis 0 decoupled (no xy, xz), plus a free entry.
+        let ch = Cholesky::new(vec![[Some(0), Some(1), Some(2), Some(3), Some(4), Some(5)], [Some(6), Some(7), Some(8), None, None, Some(9)]]);
+        let theta = [0.7, -0.4, 0.9, 0.3, -0.2, 0.5, 1.1, 0.6, -0.8, 0.25, 3.0];
+        let q = ch.forward(&theta);
+        assert_eq!(q[10], 3.0);
+        assert_eq!(q[0], 0.7 * 0.7);
+        let back = ch.forward(&ch.inverse(&q).unwrap());
+        for (a, b) in back.iter().zip(&q) {
+            assert!((a - b).abs() < 1e-14, "{a} vs {b}");
+        }
+        // VJP against central differences, and ⟨J u, w⟩ = ⟨u, Jᵀ w⟩.
+        let w: Vec<f64> = (0..11).map(|i| (i as f64 * 0.37).sin()).collect();
+        let u: Vec<f64> = (0..11).map(|i| (i as f64 * 0.91).cos()).collect();
+        let mut g = w.clone();
+        ch.vjp(&theta, &mut g);
+        let mut ju = u.clone();
+        ch.jvp(&theta, &mut ju);
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+        assert!((dot(&ju, &w) - dot(&u, &g)).abs() < 1e-14);
+        let h = 1e-6;
+        for i in 0..11 {
+            let (mut tp, mut tm) = (theta, theta);
+            tp[i] += h;
+            tm[i] -= h;
+            let fd = (dot(&ch.forward(&tp), &w) - dot(&ch.forward(&tm), &w)) / (2.0 * h);
+            assert!((fd - g[i]).abs() < 1e-8, "{i}: {fd} vs {}", g[i]);
+        }
+        assert!(ch.inverse(&[1.0, 1.0, 1.0, 2.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0]).is_err(), "indefinite block");
     }
 }

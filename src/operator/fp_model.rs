@@ -21,9 +21,11 @@
 //! start; the central scheme reaches 2% from either).
 //!
 //! **Non-negativity.** `nonnegative_d` puts a softplus of corner width [`SOFTPLUS_CORNER`] in
-//! front of the diffusion coefficients (see [`super::constraint`]).
+//! front of the diffusion coefficients (see [`super::constraint`]); 3D maps that declare
+//! [`CoefficientMap::psd_blocks`] (tensor, tensor-sym, gyrotropic) instead get D = L Lᵀ per
+//! block, positive semi-definite for any parameters.
 
-use super::constraint::Softplus;
+use super::constraint::{Block3, Cholesky, Softplus};
 use super::{Fields, ModelError, OperatorModel};
 use crate::grid::VelocityGrid;
 use ndarray::ArrayD;
@@ -36,8 +38,8 @@ pub const INITIAL_DIFFUSION: f64 = 0.1;
 /// are unconstrained (q = θ), smaller ones approach 0 exponentially.
 pub const SOFTPLUS_CORNER: f64 = 0.01;
 
-/// A fixed linear map from coefficients to the five Fokker–Planck fields (physical units,
-/// field-major `[5, nx, ny]` in C order).
+/// A fixed linear map from coefficients to the Fokker–Planck fields (physical units,
+/// field-major `[n_fields · n_cells]` in C order; 5 fields in 2D, 9 in 3D).
 pub trait CoefficientMap: Send + Sync {
     /// Number of coefficients.
     fn n_coefficients(&self) -> usize;
@@ -53,6 +55,47 @@ pub trait CoefficientMap: Send + Sync {
     fn exports(&self, _q: &[f64]) -> Vec<(String, ArrayD<f64>)> {
         Vec::new()
     }
+    /// 3D maps whose diffusion coefficients form symmetric 3×3 blocks that map to the fields
+    /// with weights preserving positive semi-definiteness: the blocks (see [`Block3`]), so that
+    /// `nonnegative_d` can make D PSD by a [`Cholesky`] product. `None`: a softplus on
+    /// [`Self::diffusion_range`] is used (PSD for isotropic maps, whose D_∥, D_⊥ are eigenvalues).
+    fn psd_blocks(&self) -> Option<Vec<Block3>> {
+        None
+    }
+}
+
+/// How `nonnegative_d` constrains the coefficients.
+#[derive(Clone, Debug)]
+enum Constraint {
+    Softplus(Softplus),
+    Cholesky(Cholesky),
+}
+
+impl Constraint {
+    fn forward(&self, theta: &[f64]) -> Vec<f64> {
+        match self {
+            Constraint::Softplus(sp) => sp.forward(theta),
+            Constraint::Cholesky(ch) => ch.forward(theta),
+        }
+    }
+    fn vjp(&self, theta: &[f64], d: &mut [f64]) {
+        match self {
+            Constraint::Softplus(sp) => sp.chain(theta, d),
+            Constraint::Cholesky(ch) => ch.vjp(theta, d),
+        }
+    }
+    fn jvp(&self, theta: &[f64], d: &mut [f64]) {
+        match self {
+            Constraint::Softplus(sp) => sp.chain(theta, d),
+            Constraint::Cholesky(ch) => ch.jvp(theta, d),
+        }
+    }
+    fn inverse(&self, q: &[f64]) -> Result<Vec<f64>, usize> {
+        match self {
+            Constraint::Softplus(sp) => sp.inverse(q),
+            Constraint::Cholesky(ch) => ch.inverse(q),
+        }
+    }
 }
 
 /// A time-independent Fokker–Planck model: a coefficient map with an optional softplus
@@ -62,13 +105,17 @@ pub struct FpModel<M> {
     kind: &'static str,
     grid: VelocityGrid,
     map: M,
-    positive: Option<Softplus>,
+    positive: Option<Constraint>,
 }
 
 impl<M: CoefficientMap> FpModel<M> {
-    /// `nonnegative_d` puts a softplus in front of the map's diffusion coefficients.
+    /// `nonnegative_d` puts a softplus in front of the map's diffusion coefficients, or, for maps
+    /// with [`CoefficientMap::psd_blocks`], makes each block D = L Lᵀ.
     pub fn new(kind: &'static str, grid: VelocityGrid, map: M, nonnegative_d: bool) -> Self {
-        let positive = nonnegative_d.then(|| Softplus::new([map.diffusion_range()], SOFTPLUS_CORNER));
+        let positive = nonnegative_d.then(|| match map.psd_blocks() {
+            Some(blocks) => Constraint::Cholesky(Cholesky::new(blocks)),
+            None => Constraint::Softplus(Softplus::new([map.diffusion_range()], SOFTPLUS_CORNER)),
+        });
         Self { kind, grid, map, positive }
     }
 
@@ -110,7 +157,8 @@ impl<M: CoefficientMap> FpModel<M> {
 
     fn check_node(&self, node: usize, out_shape: &[usize]) {
         assert_eq!(node, 0, "{}: time-independent model has only node 0", self.kind);
-        assert_eq!(out_shape, [super::fp::N_FIELDS, self.grid.nx, self.grid.ny], "{}: fields shape", self.kind);
+        let (f, nx, rest) = self.grid.fields_shape(super::fp::n_fields(self.grid.dim()));
+        assert_eq!(out_shape, [f, nx, rest], "{}: fields shape", self.kind);
     }
 }
 
@@ -148,18 +196,18 @@ impl<M: CoefficientMap> OperatorModel for FpModel<M> {
         };
         let mut d_q = vec![0.0; self.map.n_coefficients()];
         self.map.apply_transpose(d_out, &mut d_q);
-        sp.chain(theta, &mut d_q);
+        sp.vjp(theta, &mut d_q);
         for (t, g) in d_theta.iter_mut().zip(&d_q) {
             *t += g;
         }
     }
     fn node_fields_jvp(&self, theta: &[f64], _cond: &[f64], node: usize, d_theta: &[f64]) -> Option<Fields> {
-        let mut out = Fields::zeros((super::fp::N_FIELDS, self.grid.nx, self.grid.ny));
+        let mut out = Fields::zeros(self.grid.fields_shape(super::fp::n_fields(self.grid.dim())));
         self.check_node(node, out.shape());
         assert_eq!(theta.len(), d_theta.len(), "{}: d_theta has the wrong length", self.kind);
         let mut d_q = d_theta.to_vec();
         if let Some(sp) = &self.positive {
-            sp.chain(theta, &mut d_q);
+            sp.jvp(theta, &mut d_q);
         }
         self.map.apply(&d_q, slice_mut(&mut out));
         Some(out)

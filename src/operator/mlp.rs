@@ -13,7 +13,8 @@
 //! Outputs, all multiplied by [`OUTPUT_SCALE`] (v_th·ω_p for A, v_th²·ω_p for D) so the network
 //! works with O(1) numbers while the initial coefficients stay small (the last layer is initialised
 //! with gain [`LAST_LAYER_GAIN`]):
-//! - `symmetry: none`: five outputs A_x, A_y, D_xx, D_yy, D_xy;
+//! - `symmetry: none`: five outputs A_x, A_y, D_xx, D_yy, D_xy (3D: the inputs x̂, ŷ, ẑ and nine
+//!   outputs in the [`fp`] order);
 //! - `symmetry: mirror` (square grid symmetric about 0): three outputs a, d, c symmetrised over the
 //!   reflection v_x → −v_x, which maps cell i to N−1−i:
 //!   A_x = ½(a(v) − a(−v_x, v_y)), D_xx = ½(d(v) + d(−v_x, v_y)), D_xy = ½(c(v) − c(−v_x, v_y)),
@@ -21,6 +22,13 @@
 //!   properties hold bit for bit, as for `tensor-sym`;
 //! - `symmetry: isotropic`: three outputs A_∥, D_∥, D_⊥ of |v|, through [`super::angular`]. The
 //!   network runs once per distinct speed of the grid, not once per cell (see `SpeedGroups`).
+//!
+//! On 3D grids: `symmetry: none` (inputs x̂, ŷ, ẑ; nine outputs), `mirror` (nine outputs, each
+//! field averaged over the eight reflections of its cell with the parities of `tensor-sym` in 3D —
+//! A_i odd in v_i, D_ij odd in v_i and v_j — computed once per class of mirror images so the
+//! parities hold bit for bit; any grid symmetric about zero along every axis) and `isotropic`;
+//! `nonnegative_d` needs `isotropic` (there D_∥, D_⊥ ≥ 0 are the eigenvalues of D, so D is
+//! positive semi-definite; softplus on a free tensor's diagonal would not be).
 //!
 //! With `nonnegative_d` the diagonal diffusion (D_xx and D_yy, or D_∥ and D_⊥) is
 //! `OUTPUT_SCALE · softplus(raw)` instead of `OUTPUT_SCALE · raw`.
@@ -138,8 +146,21 @@ impl MlpModel {
         } else if !spec.conditioners.is_empty() {
             return invalid("mlp: `conditioners` needs kind mlp-conditioned".into());
         }
+        let dim = grid.dim();
+        if dim == 3 && spec.symmetry == Symmetry::Mirror {
+            if let Some(why) = super::symmetry::not_centred_3d(&grid) {
+                return Err(ModelError::BadOption { key: "symmetry", msg: format!("{kind}: mirror {why}") });
+            }
+        }
+        if dim == 3 && spec.nonnegative_d && spec.symmetry != Symmetry::Isotropic {
+            return Err(ModelError::BadOption {
+                key: "nonnegative_d",
+                msg: format!("{kind}: on 3D grids needs symmetry isotropic (D_∥, D_⊥ ≥ 0 makes D positive semi-definite); a free or mirror 3D MLP has no PSD parameterisation yet"),
+            });
+        }
         let (n_velocity, n_out) = match spec.symmetry {
-            Symmetry::None => (2, fp::N_FIELDS),
+            Symmetry::None | Symmetry::Mirror if dim == 3 => (3, fp::n_fields(3)),
+            Symmetry::None => (dim, fp::n_fields(dim)),
             Symmetry::Mirror => {
                 require_square_grid(&grid, true).map_err(|m| ModelError::Invalid(format!("{kind}: symmetry mirror {m}")))?;
                 (2, 3)
@@ -203,9 +224,39 @@ impl MlpModel {
     /// Raw network outputs → fields (field-major slice `[5 · n_cells]`).
     fn outputs_to_fields(&self, raw: &[f64], out: &mut [f64]) {
         let (nx, ny) = self.grid.shape();
-        let n = nx * ny;
+        let n = self.grid.n_cells();
         let s = OUTPUT_SCALE;
         match self.symmetry {
+            Symmetry::Mirror if self.grid.dim() == 3 => {
+                let nf = fp::n_fields(3);
+                for c in 0..n {
+                    let (images, signs) = self.mirror_images_3d(c);
+                    for f in 0..nf {
+                        out[f * n + c] = match signs[f] {
+                            0.0 => 0.0,
+                            sign => {
+                                // The class value, summed over the canonical cell's images in a
+                                // fixed order, so every cell of the class copies the same bits.
+                                let odd = super::symmetry::odd_axes_3d(f);
+                                let mut v = 0.0;
+                                for (r, &img) in images.iter().enumerate() {
+                                    v += reflection_sign(&odd, r) * raw[img * nf + f];
+                                }
+                                sign * s * (0.125 * v)
+                            }
+                        };
+                    }
+                }
+            }
+            Symmetry::None if self.grid.dim() == 3 => {
+                let (nf, d) = (fp::n_fields(3), 3);
+                for c in 0..n {
+                    let r = &raw[c * nf..(c + 1) * nf];
+                    for (f, &v) in r.iter().enumerate() {
+                        out[f * n + c] = if (d..2 * d).contains(&f) { self.diffusion(v).0 } else { s * v };
+                    }
+                }
+            }
             Symmetry::None => {
                 for c in 0..n {
                     let r = &raw[c * 5..c * 5 + 5];
@@ -249,10 +300,36 @@ impl MlpModel {
     /// Transpose of [`MlpModel::outputs_to_fields`] at `raw`: ∂L/∂fields → ∂L/∂raw (overwritten).
     fn fields_to_outputs_vjp(&self, raw: &[f64], d_fields: &[f64], d_raw: &mut [f64]) {
         let (nx, ny) = self.grid.shape();
-        let n = nx * ny;
+        let n = self.grid.n_cells();
         let s = OUTPUT_SCALE;
         d_raw.fill(0.0);
         match self.symmetry {
+            Symmetry::Mirror if self.grid.dim() == 3 => {
+                let nf = fp::n_fields(3);
+                for c in 0..n {
+                    let (images, signs) = self.mirror_images_3d(c);
+                    for f in 0..nf {
+                        if signs[f] == 0.0 {
+                            continue;
+                        }
+                        let odd = super::symmetry::odd_axes_3d(f);
+                        let g = signs[f] * s * 0.125 * d_fields[f * n + c];
+                        for (r, &img) in images.iter().enumerate() {
+                            d_raw[img * nf + f] += reflection_sign(&odd, r) * g;
+                        }
+                    }
+                }
+            }
+            Symmetry::None if self.grid.dim() == 3 => {
+                let (nf, d) = (fp::n_fields(3), 3);
+                for c in 0..n {
+                    for f in 0..nf {
+                        let k = c * nf + f;
+                        let scale = if (d..2 * d).contains(&f) { self.diffusion(raw[k]).1 } else { s };
+                        d_raw[k] = scale * d_fields[f * n + c];
+                    }
+                }
+            }
             Symmetry::None => {
                 for c in 0..n {
                     let r = &raw[c * 5..c * 5 + 5];
@@ -304,6 +381,46 @@ impl MlpModel {
                 }
             }
         }
+    }
+}
+
+impl MlpModel {
+    /// 3D mirror: the eight reflections of cell `c`'s canonical cell (every index in the upper
+    /// half of its axis) (image r reflects the axes of the bits of r), and per field the
+    /// sign of `c` relative to the canonical cell (0 where the field is odd along an axis whose
+    /// centre plane holds `c`).
+    fn mirror_images_3d(&self, c: usize) -> ([usize; 8], [f64; 9]) {
+        let e = self.grid.extents();
+        let idx = [c / (e[1] * e[2]), (c / e[2]) % e[1], c % e[2]];
+        let canon: [usize; 3] = std::array::from_fn(|k| idx[k].max(e[k] - 1 - idx[k]));
+        let flat = |v: [usize; 3]| (v[0] * e[1] + v[1]) * e[2] + v[2];
+        let images = std::array::from_fn(|r| flat(std::array::from_fn(|k| if r >> k & 1 == 1 { e[k] - 1 - canon[k] } else { canon[k] })));
+        let signs = std::array::from_fn(|f| {
+            let odd = super::symmetry::odd_axes_3d(f);
+            let mut s = 1.0;
+            for k in 0..3 {
+                if odd[k] {
+                    if 2 * idx[k] + 1 == e[k] {
+                        return 0.0;
+                    }
+                    if idx[k] != canon[k] {
+                        s = -s;
+                    }
+                }
+            }
+            s
+        });
+        (images, signs)
+    }
+}
+
+/// Sign of reflection image `r` (bit k: axis k reflected) for a field odd along `odd`.
+fn reflection_sign(odd: &[bool; 3], r: usize) -> f64 {
+    let flips = (0..3).filter(|&k| odd[k] && r >> k & 1 == 1).count();
+    if flips % 2 == 0 {
+        1.0
+    } else {
+        -1.0
     }
 }
 
@@ -374,9 +491,22 @@ impl OperatorModel for MlpModel {
     }
 }
 
-/// Network inputs of every cell, C order: `(x̂, ŷ)` followed by `extra` (the normalised
+/// Network inputs of every cell, C order: `(x̂, ŷ)` (3D: `(x̂, ŷ, ẑ)`) followed by `extra` (the normalised
 /// conditioners).
 pub(crate) fn cell_inputs(grid: &VelocityGrid, extra: &[f64]) -> Vec<f64> {
+    if grid.dim() == 3 {
+        let e = grid.extents();
+        let mut x = Vec::with_capacity(grid.n_cells() * (3 + extra.len()));
+        for i in 0..e[0] {
+            for j in 0..e[1] {
+                for k in 0..e[2] {
+                    x.extend([centred_coordinate(i, e[0]), centred_coordinate(j, e[1]), centred_coordinate(k, e[2])]);
+                    x.extend_from_slice(extra);
+                }
+            }
+        }
+        return x;
+    }
     let (nx, ny) = grid.shape();
     let mut x = Vec::with_capacity(nx * ny * (2 + extra.len()));
     for i in 0..nx {

@@ -1,8 +1,9 @@
 //! Operator models: map parameters θ (plus run conditioners and time) to coefficient fields on the
 //! velocity grid, and map ∂L/∂fields back to ∂L/∂θ.
 //!
-//! A Fokker–Planck model produces five fields in physical units — A_x, A_y (v_th·ω_p) and D_xx,
-//! D_yy, D_xy (v_th²·ω_p) — indexed by [`fp`]. A kernel model produces the 2k² stencil weights
+//! A Fokker–Planck model produces its fields in physical units — in 2D the five A_x, A_y
+//! (v_th·ω_p) and D_xx, D_yy, D_xy (v_th²·ω_p), in 3D the nine A_x, A_y, A_z, D_xx, D_yy, D_zz,
+//! D_xy, D_xz, D_yz — indexed by [`fp`]. A kernel model produces the 2k² stencil weights
 //! of the integro-differential operator. The solver never sees θ: it consumes [`Fields`] only, so
 //! every model works with every scheme that accepts its [`Equation`].
 //!
@@ -12,7 +13,8 @@
 //!
 //! Node-based Fokker–Planck models are compositions ([`fp_model`]): parameters θ → optional
 //! softplus on the diffusion coefficients ([`constraint`]) → a linear coefficient map (free
-//! [`tensor`], mirror-symmetric [`symmetry`], isotropic [`radial`]) → fields; [`time`] puts any
+//! [`tensor`], mirror-symmetric [`symmetry`], isotropic [`radial`], gyrotropic [`gyrotropic`])
+//! → fields; [`time`] puts any
 //! time-independent model on time nodes.
 
 use crate::grid::VelocityGrid;
@@ -116,10 +118,10 @@ pub trait OperatorModel: Send + Sync {
     fn equation(&self) -> Equation {
         Equation::FokkerPlanck
     }
-    /// Number of fields per cell (5 for Fokker–Planck, 2k² for kernels).
+    /// Number of fields per cell (5 for Fokker–Planck in 2D, 9 in 3D, 2k² for kernels).
     fn n_fields(&self) -> usize {
         match self.equation() {
-            Equation::FokkerPlanck => fp::N_FIELDS,
+            Equation::FokkerPlanck => fp::n_fields(self.grid().dim()),
             Equation::Kernel { k, .. } => 2 * k * k,
         }
     }
@@ -141,7 +143,7 @@ pub trait OperatorModel: Send + Sync {
         vec![NodeWeight { node: 0, weight: 1.0 }]
     }
     /// Fields of time node `node` for normalised run conditioners `cond` into `out`
-    /// (`[n_fields, nx, ny]`, overwritten).
+    /// (`[n_fields, nx, ny·nz]`, see [`VelocityGrid::fields_shape`]; overwritten).
     fn node_fields(&self, theta: &[f64], cond: &[f64], node: usize, out: &mut Fields);
     /// `d_theta += (∂ node_fields / ∂θ)ᵀ · d_fields`.
     fn node_fields_vjp(&self, theta: &[f64], cond: &[f64], node: usize, d_fields: &Fields, d_theta: &mut [f64]);
@@ -162,7 +164,7 @@ pub trait OperatorModel: Send + Sync {
     /// Fields at time `t`: the weighted sum of node fields.
     fn fields_at(&self, theta: &[f64], cond: &[f64], t: f64) -> Fields {
         let g = self.grid();
-        let mut out = Fields::zeros((self.n_fields(), g.nx, g.ny));
+        let mut out = Fields::zeros(g.fields_shape(self.n_fields()));
         let mut tmp = out.clone();
         for (i, nw) in self.time_weights(t).into_iter().enumerate() {
             if i == 0 && nw.weight == 1.0 {
@@ -179,6 +181,7 @@ pub trait OperatorModel: Send + Sync {
 pub mod angular;
 pub mod constraint;
 pub mod fp_model;
+pub mod gyrotropic;
 pub mod kernel;
 pub mod mlp;
 pub mod nn;
@@ -203,6 +206,9 @@ pub struct BuildInfo {
 pub fn build(spec: &ModelSpec, info: &BuildInfo) -> Result<Box<dyn OperatorModel>, ModelError> {
     use spec::ModelKind::*;
     spec.validate()?;
+    if info.grid.dim() == 3 && spec.kind == Kernel {
+        return Err(ModelError::BadOption { key: "kind", msg: "kernel models are two-dimensional, the grid is 3D".into() });
+    }
     Ok(match spec.kind {
         Tensor => Box::new(tensor::build(spec, info)?),
         TensorSym => Box::new(symmetry::build(spec, info)?),
@@ -211,5 +217,6 @@ pub fn build(spec: &ModelSpec, info: &BuildInfo) -> Result<Box<dyn OperatorModel
         ParPerpTime => Box::new(time::TimeNodes::new(spec, info, Box::new(radial::build(spec, info)?))?),
         Mlp | MlpConditioned => mlp::build(spec, info)?,
         Kernel => kernel::build(spec, info)?,
+        Gyrotropic => Box::new(gyrotropic::build(spec, info)?),
     })
 }

@@ -27,6 +27,8 @@ pub enum ModelKind {
     MlpConditioned,
     /// Integro-differential operator ∂f/∂t = ∇·(K ⋆ f).
     Kernel,
+    /// 3D: A and D as functions of (v_∥, v_⊥) about a unit axis (magnetised plasma).
+    Gyrotropic,
 }
 
 /// Symmetry imposed on a parameterisation.
@@ -92,10 +94,20 @@ pub struct ModelSpec {
     /// par-perp: number of radial nodes (default ⌈max(Nx, Ny)/2⌉).
     #[serde(default)]
     pub n_radial: Option<usize>,
-    /// par-perp: largest node radius in v_th (default: the grid corner).
+    /// par-perp: largest node radius in v_th (default: the grid corner); gyrotropic: the node
+    /// grids span v_∥ ∈ [−v_radial_max, v_radial_max], v_⊥ ∈ [0, v_radial_max].
     #[serde(default)]
     pub v_radial_max: Option<f64>,
-    /// Keep D_xx, D_yy (or D_∥, D_⊥) non-negative.
+    /// gyrotropic: the axis b̂ (any non-zero 3-vector, normalised; default [0, 0, 1]).
+    #[serde(default)]
+    pub axis: Option<[f64; 3]>,
+    /// gyrotropic: number of v_∥ nodes (default ⌈max(Nx, Ny, Nz)/2⌉).
+    #[serde(default)]
+    pub n_par: Option<usize>,
+    /// gyrotropic: number of v_⊥ nodes (default ⌈max(Nx, Ny, Nz)/4⌉ + 1).
+    #[serde(default)]
+    pub n_perp: Option<usize>,
+    /// Keep D_xx, D_yy (or D_∥, D_⊥) non-negative; on 3D grids, D positive semi-definite.
     #[serde(default)]
     pub nonnegative_d: bool,
     /// Time-dependent kinds: number of time nodes spanning the training runs.
@@ -157,7 +169,7 @@ impl ModelSpec {
 
 impl ModelKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ModelKind; 8] = [
+    pub const ALL: [ModelKind; 9] = [
         ModelKind::Tensor,
         ModelKind::TensorSym,
         ModelKind::ParPerp,
@@ -166,6 +178,7 @@ impl ModelKind {
         ModelKind::Mlp,
         ModelKind::MlpConditioned,
         ModelKind::Kernel,
+        ModelKind::Gyrotropic,
     ];
 
     /// The name used in configs (`par-perp`, `tensor-time`, ...).
@@ -179,6 +192,7 @@ impl ModelKind {
             ModelKind::Mlp => "mlp",
             ModelKind::MlpConditioned => "mlp-conditioned",
             ModelKind::Kernel => "kernel",
+            ModelKind::Gyrotropic => "gyrotropic",
         }
     }
 
@@ -220,7 +234,10 @@ impl ModelSpec {
         let mlp_net = |k: ModelKind| k.is_mlp() || (k == ModelKind::Kernel && self.kernel_param == KernelParam::Mlp);
 
         unused("n_radial", self.n_radial.is_some(), &ModelKind::is_radial)?;
-        unused("v_radial_max", self.v_radial_max.is_some(), &ModelKind::is_radial)?;
+        unused("v_radial_max", self.v_radial_max.is_some(), &|k| k.is_radial() || k == ModelKind::Gyrotropic)?;
+        unused("axis", self.axis.is_some(), &|k| k == ModelKind::Gyrotropic)?;
+        unused("n_par", self.n_par.is_some(), &|k| k == ModelKind::Gyrotropic)?;
+        unused("n_perp", self.n_perp.is_some(), &|k| k == ModelKind::Gyrotropic)?;
         unused("nonnegative_d", self.nonnegative_d, &ModelKind::is_fokker_planck)?;
         unused("n_t", self.n_t != default.n_t, &ModelKind::is_time_dependent)?;
         unused("smooth_d1", self.smooth_d1 != default.smooth_d1, &ModelKind::is_time_dependent)?;
@@ -244,6 +261,19 @@ impl ModelSpec {
         if let Some(v) = self.v_radial_max {
             if !(v.is_finite() && v > 0.0) {
                 return bad("v_radial_max", format!("must be finite and > 0, got {v}"));
+            }
+        }
+        for (key, n) in [("n_par", self.n_par), ("n_perp", self.n_perp)] {
+            if let Some(n) = n {
+                if n < 2 {
+                    return bad(key, format!("needs at least 2 nodes, got {n}"));
+                }
+            }
+        }
+        if let Some(a) = self.axis {
+            let norm = (a[0] * a[0] + a[1] * a[1] + a[2] * a[2]).sqrt();
+            if !(norm.is_finite() && norm > 0.0) {
+                return bad("axis", format!("must be a finite non-zero 3-vector, got {a:?}"));
             }
         }
         if self.n_t < 1 {

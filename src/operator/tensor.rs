@@ -1,7 +1,10 @@
-//! The `tensor` model (free A [2,Nx,Ny] and D [3,Nx,Ny], one grid-unit coefficient per field
-//! value) and [`SignedGather`], the linear map it shares with the mirror-symmetric model.
+//! The `tensor` model (free A [d,…] and D [d(d+1)/2,…] on a d-dimensional grid, one grid-unit
+//! coefficient per field value) and [`SignedGather`], the linear map it shares with the
+//! mirror-symmetric model.
 
+use super::fp;
 use super::fp::{AX, AY, DXX, DXY, DYY, N_FIELDS};
+use super::constraint::Block3;
 use super::fp_model::{CoefficientMap, FpModel, INITIAL_DIFFUSION};
 use super::{BuildInfo, ModelError, ModelSpec};
 use crate::grid::VelocityGrid;
@@ -19,6 +22,24 @@ pub fn grid_unit_scales(grid: &VelocityGrid) -> [f64; N_FIELDS] {
     s
 }
 
+/// Grid-unit → physical factor of each field in any dimension: Δv_i for A_i, Δv_iΔv_j for D_ij
+/// (in 2D exactly [`grid_unit_scales`]).
+pub fn grid_unit_scales_nd(grid: &VelocityGrid) -> Vec<f64> {
+    let d = grid.dim();
+    if d == 2 {
+        return grid_unit_scales(grid).to_vec();
+    }
+    let h: Vec<f64> = (0..d).map(|a| grid.dv(a)).collect();
+    let mut s = vec![0.0; fp::n_fields(d)];
+    for i in 0..d {
+        s[fp::a(i)] = h[i];
+        for j in i..d {
+            s[fp::d(d, i, j)] = h[i] * h[j];
+        }
+    }
+    s
+}
+
 /// `out[k] = weight[k] · q[source[k]]` (a zero weight gives a zero output): every field value is
 /// a signed, scaled copy of one coefficient. Its transpose scatters back in output order, so
 /// results are deterministic.
@@ -29,6 +50,7 @@ pub struct SignedGather {
     n_coefficients: usize,
     diffusion: Range<usize>,
     initial: Vec<f64>,
+    psd: Option<Vec<Block3>>,
 }
 
 impl SignedGather {
@@ -50,7 +72,14 @@ impl SignedGather {
         }
         let mut initial = vec![0.0; n_coefficients];
         initial[diffusion.clone()].fill(INITIAL_DIFFUSION);
-        Self { source, weight, n_coefficients, diffusion, initial }
+        Self { source, weight, n_coefficients, diffusion, initial, psd: None }
+    }
+
+    /// Declare the 3×3 diffusion blocks of a 3D map (see [`CoefficientMap::psd_blocks`]); the
+    /// caller guarantees each block maps to the fields as H S D̂ S H (positive scales H, signs S).
+    pub fn with_psd_blocks(mut self, blocks: Vec<Block3>) -> Self {
+        self.psd = Some(blocks);
+        self
     }
 
     /// For each coefficient, the first output that copies it with a positive weight (its
@@ -99,14 +128,27 @@ impl CoefficientMap for SignedGather {
     fn initial_coefficients(&self) -> Vec<f64> {
         self.initial.clone()
     }
+    fn psd_blocks(&self) -> Option<Vec<Block3>> {
+        self.psd.clone()
+    }
 }
 
 /// The free-tensor map: coefficient k is field value k in grid units.
 pub fn free_tensor_map(grid: &VelocityGrid) -> SignedGather {
-    let n = grid.n_cells();
-    let scales = grid_unit_scales(grid);
-    SignedGather::new(N_FIELDS * n, N_FIELDS * n, DXX * n..(DYY + 1) * n, |k| Some((k, scales[k / n])))
+    let (n, d) = (grid.n_cells(), grid.dim());
+    let scales = grid_unit_scales_nd(grid);
+    let nf = fp::n_fields(d);
+    // The diagonal D_ii are the fields d..2d (DXX..=DYY in 2D).
+    let map = SignedGather::new(nf * n, nf * n, fp::d(d, 0, 0) * n..(fp::d(d, d - 1, d - 1) + 1) * n, |k| Some((k, scales[k / n])));
+    if d != 3 {
+        return map;
+    }
+    // D = H D̂ H per cell, H = diag(Δv): a PSD D̂ gives a PSD D.
+    map.with_psd_blocks((0..n).map(|c| D_SLOTS_3D.map(|(i, j)| Some(fp::d(3, i, j) * n + c))).collect())
 }
+
+/// The (i, j) of the six slots of a [`Block3`]: xx, yy, zz, xy, xz, yz.
+pub const D_SLOTS_3D: [(usize, usize); 6] = [(0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2)];
 
 /// The `tensor` model.
 pub fn build(spec: &ModelSpec, info: &BuildInfo) -> Result<FpModel<SignedGather>, ModelError> {

@@ -147,7 +147,7 @@ impl OperatorModel for TimeNodes {
         let fields: Vec<Fields> = (0..self.n_t)
             .map(|s| {
                 let g = self.grid();
-                let mut f = Fields::zeros((self.n_fields(), g.nx, g.ny));
+                let mut f = Fields::zeros(g.fields_shape(self.n_fields()));
                 self.node_fields(theta, cond, s, &mut f);
                 f
             })
