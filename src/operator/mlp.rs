@@ -21,7 +21,9 @@
 //!   and by transposition A_y(v_x, v_y) = A_x(v_y, v_x), D_yy(v_x, v_y) = D_xx(v_y, v_x). The
 //!   properties hold bit for bit, as for `tensor-sym`;
 //! - `symmetry: isotropic`: three outputs A_∥, D_∥, D_⊥ of |v|, through [`super::angular`]. The
-//!   network runs once per distinct speed of the grid, not once per cell (see `SpeedGroups`).
+//!   network runs once per distinct speed of the grid, not once per cell (see `SpeedGroups`). On
+//!   3D grids a cell at v = 0 takes A_∥ = 0 and D_⊥ = D_∥ (as `par-perp` does in 3D), so its
+//!   fields do not depend on the direction assigned there.
 //!
 //! On 3D grids: `symmetry: none` (inputs x̂, ŷ, ẑ; nine outputs), `mirror` (nine outputs, each
 //! field averaged over the eight reflections of its cell with the parities of `tensor-sym` in 3D —
@@ -286,8 +288,16 @@ impl MlpModel {
                 let (a_par, rest) = radial.split_at_mut(n);
                 let (d_par, d_perp) = rest.split_at_mut(n);
                 let groups = self.speeds.as_ref().expect("isotropic models group cells by speed");
+                let regular = self.grid.dim() == 3;
                 for (c, &g) in groups.group_of_cell.iter().enumerate() {
                     let r = &raw[3 * g as usize..3 * g as usize + 3];
+                    if regular && self.polar.speed[c] == 0.0 {
+                        // 3D: A_∥(0) = 0 and D_⊥(0) = D_∥(0), so v = 0 needs no direction.
+                        a_par[c] = 0.0;
+                        d_par[c] = self.diffusion(r[1]).0;
+                        d_perp[c] = d_par[c];
+                        continue;
+                    }
                     a_par[c] = s * r[0];
                     d_par[c] = self.diffusion(r[1]).0;
                     d_perp[c] = self.diffusion(r[2]).0;
@@ -368,8 +378,13 @@ impl MlpModel {
                 // Sum each group's cells in ascending cell order, then apply the output map's
                 // derivative (the same for the whole group).
                 let groups = self.speeds.as_ref().expect("isotropic models group cells by speed");
+                let regular = self.grid.dim() == 3;
                 for (c, &g) in groups.group_of_cell.iter().enumerate() {
                     let d = &mut d_raw[3 * g as usize..3 * g as usize + 3];
+                    if regular && self.polar.speed[c] == 0.0 {
+                        d[1] += g_dp[c] + g_dq[c];
+                        continue;
+                    }
                     d[0] += g_a[c];
                     d[1] += g_dp[c];
                     d[2] += g_dq[c];
