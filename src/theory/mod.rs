@@ -159,6 +159,21 @@ fn dln_sinc(x: f64) -> f64 {
     }
 }
 
+/// Quadrature breakpoints around a resonance at `kr` of width `width`: `kr` itself, then
+/// `kr ± width·8ⁿ` inside (0, k_max) (pushed onto `points`, unsorted).
+pub(crate) fn resonance_breakpoints(kr: f64, width: f64, k_max: f64, points: &mut Vec<f64>) {
+    points.push(kr);
+    let mut d = width;
+    while d < k_max {
+        for q in [kr - d, kr + d] {
+            if q > 0.0 && q < k_max {
+                points.push(q);
+            }
+        }
+        d *= 8.0;
+    }
+}
+
 /// The unit 1D Maxwellian g(s) = e^(−s²/2)/√(2π).
 pub fn maxwellian_1d(s: f64) -> f64 {
     (-0.5 * s * s).exp() / (2.0 * PI).sqrt()
@@ -214,17 +229,7 @@ pub(crate) fn kappa_integrals(plasma: &Plasma, c: f64, sn: f64, s: f64, tol: Tol
     let mut points = vec![0.0, k_max];
     if let Some((kr, slope)) = resonance {
         let s2 = plasma.form_factor(kr, c, sn).powi(2);
-        let width = s2 * x.im.abs() / slope;
-        points.push(kr);
-        let mut d = width;
-        while d < k_max {
-            for p in [kr - d, kr + d] {
-                if p > 0.0 && p < k_max {
-                    points.push(p);
-                }
-            }
-            d *= 8.0;
-        }
+        resonance_breakpoints(kr, s2 * x.im.abs() / slope, k_max, &mut points);
         points.sort_by(f64::total_cmp);
         points.dedup();
     }

@@ -288,17 +288,7 @@ impl Scheme {
             if let Some((kr, slope)) = resonance(p, c, sn, x.re, k_max) {
                 let s2 = p.form_factor(kr, c, sn).powi(2);
                 linear = Some((kr, kr + x.re * 2.0 * s2 * p.dln_form_factor(kr, c, sn), x.re));
-                let width = s2 * x.im.abs() / slope;
-                points.push(kr);
-                let mut d = width;
-                while d < k_max {
-                    for q in [kr - d, kr + d] {
-                        if q > 0.0 && q < k_max {
-                            points.push(q);
-                        }
-                    }
-                    d *= 8.0;
-                }
+                super::resonance_breakpoints(kr, s2 * x.im.abs() / slope, k_max, &mut points);
             }
         }
         points.sort_by(f64::total_cmp);
