@@ -19,6 +19,9 @@ pub struct Args {
     /// Epoch benchmark: only these model kinds (tensor, par-perp, mlp; default all three).
     #[arg(long, value_delimiter = ',')]
     pub models: Vec<String>,
+    /// Epoch benchmark: only these unroll lengths (default 1 and 10).
+    #[arg(long, value_delimiter = ',')]
+    pub unrolls: Vec<usize>,
     /// Write the JSON here as well as to stdout.
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
@@ -142,7 +145,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             anyhow::ensure!(models.iter().any(|(k, _)| k == m), "--models: unknown `{m}` (tensor, par-perp, mlp)");
         }
         for (_, model) in models.iter().filter(|(k, _)| args.models.is_empty() || args.models.iter().any(|m| m == k)) {
-            for unroll in [1, 10] {
+            let unrolls = if args.unrolls.is_empty() { vec![1, 10] } else { args.unrolls.clone() };
+            for &unroll in &unrolls {
+                anyhow::ensure!(unroll >= 1, "--unrolls: unroll lengths start at 1");
                 let j = epoch_benchmark(model, unroll, 90, args.reps, &crate::dist::SingleProcess)?;
                 let model = *model;
                 tracing::info!(
