@@ -530,7 +530,7 @@ fn bench_schemes() {
         for clamp in [true, false] {
             let s = scheme_on(&g, kind, boundary, clamp, Substeps::Auto(AutoWord::Auto));
             for steps in [1, 10] {
-                let mut r = colop::solver::bench::throughput(&*s, &c, 90, steps, if steps == 1 { 200 } else { 30 });
+                let mut r = colop::solver::bench::throughput(&*s, &c, 90, steps, if steps == 1 { 200 } else { 30 }, colop::train::problem::MAX_BUNDLE);
                 r["boundary"] = serde_json::json!(format!("{boundary:?}"));
                 r["clamp"] = serde_json::json!(clamp);
                 println!("{r}");

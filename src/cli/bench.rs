@@ -30,7 +30,7 @@ pub struct Args {
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum What {
     /// Raw scheme throughput: forward and forward+adjoint cell-steps/s, 90 samples of 51×51, and
-    /// the 3D central scheme on 51³ with 1 and 2 threads.
+    /// the 3D central scheme on 51³ with 1 and 2 threads, one sample per rollout and in bundles.
     Solver,
     /// Training epochs (gradient step + Adam) against the bare solver forward + adjoint on the
     /// same 90 windows of 51×51, per model kind, unroll 1 and 10, with allocations per epoch.
@@ -83,13 +83,17 @@ fn solver_3d(reps: usize) -> anyhow::Result<serde_json::Value> {
     let mut v = Vec::new();
     for threads in [1, 2] {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
-        let j = pool.install(|| crate::solver::bench::throughput(scheme.as_ref(), &fields, 4, 10, reps));
-        tracing::info!(
-            "3D central 51³, {threads} thread(s): forward {:.0} M cell-steps/s, forward+adjoint {:.0} M cell-steps/s",
-            j["forward_cell_steps_per_s"].as_f64().unwrap_or(0.0) / 1e6,
-            j["forward_adjoint_cell_steps_per_s"].as_f64().unwrap_or(0.0) / 1e6
-        );
-        v.push(j);
+        // One sample per rollout, and bundles as training forms them.
+        for bundle in [1, crate::train::problem::MAX_BUNDLE] {
+            let j = pool.install(|| crate::solver::bench::throughput(scheme.as_ref(), &fields, 4, 10, reps, bundle));
+            tracing::info!(
+                "3D central 51³, {threads} thread(s), bundles of {}: forward {:.0} M cell-steps/s, forward+adjoint {:.0} M cell-steps/s",
+                j["bundle"],
+                j["forward_cell_steps_per_s"].as_f64().unwrap_or(0.0) / 1e6,
+                j["forward_adjoint_cell_steps_per_s"].as_f64().unwrap_or(0.0) / 1e6
+            );
+            v.push(j);
+        }
     }
     Ok(serde_json::Value::Array(v))
 }
@@ -106,7 +110,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
                 let spec = SolverSpec { scheme: kind, clamp_nonnegative: clamp, ..SolverSpec::default() };
                 let scheme = solver::build(&spec, &crate::operator::Equation::FokkerPlanck, &grid)?;
                 for steps in [1, 10] {
-                    let mut j = crate::solver::bench::throughput(scheme.as_ref(), &fields, 90, steps, args.reps);
+                    let mut j = crate::solver::bench::throughput(scheme.as_ref(), &fields, 90, steps, args.reps, crate::train::problem::MAX_BUNDLE);
                     if let Some(o) = j.as_object_mut() {
                         o.insert("clamp".into(), clamp.into());
                     }

@@ -9,26 +9,33 @@ use std::time::Instant;
 /// Cells per task of the parallel gradient reduction.
 const CHUNK: usize = 2048;
 
-/// One sample's buffers: every state of the rollout, adjoint vectors, gradient accumulator.
+/// One lane's buffers: a bundle of samples advanced together (their states one after the
+/// other, as training runs them), every state of the rollout, adjoint vectors, gradient
+/// accumulator.
 struct Lane {
     states: Vec<Vec<f64>>,
     lam: Vec<f64>,
     lam_next: Vec<f64>,
     d_prepared: Fields,
     ws: super::StepWorkspace,
+    /// Clamp masks per step (schemes that record them), as rollouts keep them.
+    masks: Vec<u64>,
 }
 
 /// Time `reps` repetitions of `samples` rollouts of `steps` steps with the same `coeffs`
 /// (physical units, one snapshot interval of length 1 split into the scheme's substep count) and
 /// report the best repetition as JSON: seconds and cell-steps/s for forward alone and for
 /// forward + adjoint (store-all, loss ½‖f_final‖², ∂L/∂coeffs summed over samples), plus the
-/// best single-thread nanoseconds per cell of one `step` and one `step_vjp`.
+/// best single-thread nanoseconds per cell of one `step` and one `step_vjp` of one state. The
+/// samples run in bundles of at most `bundle` (as training's rollouts carry them), at least one
+/// bundle per thread.
 pub fn throughput(
     scheme: &dyn Scheme,
     coeffs: &Fields,
     samples: usize,
     steps: usize,
     reps: usize,
+    bundle: usize,
 ) -> serde_json::Value {
     let g = scheme.grid().clone();
     let n = g.n_cells();
@@ -50,34 +57,52 @@ pub fn throughput(
             })
             .collect()
     };
+    let samples = samples.max(1);
+    let n_lanes = rayon::current_num_threads().max(samples.div_ceil(bundle.max(1))).min(samples);
+    let per_lane = samples.div_ceil(n_lanes);
     let mut lanes: Vec<Lane> = (0..samples)
-        .map(|s| {
-            let mut states = vec![vec![0.0; n]; steps + 1];
-            states[0] = initial(s);
+        .step_by(per_lane)
+        .map(|first| {
+            let members = first..(first + per_lane).min(samples);
+            let len = members.len() * n;
+            let mut states = vec![vec![0.0; len]; steps + 1];
+            states[0] = members.flat_map(initial).collect();
             Lane {
                 states,
-                lam: vec![0.0; n],
-                lam_next: vec![0.0; n],
+                lam: vec![0.0; len],
+                lam_next: vec![0.0; len],
                 d_prepared: Fields::zeros(prepared.raw_dim()),
                 ws: scheme.workspace(),
+                masks: vec![0; if scheme.records_mask() { super::mask_words(len) * steps } else { 0 }],
             }
         })
         .collect();
     let forward = |lane: &mut Lane| {
         for t in 0..steps {
             let (done, rest) = lane.states.split_at_mut(t + 1);
-            scheme.step(&prepared, &done[t], &mut rest[0], &mut lane.ws);
+            scheme.step_bundle(&prepared, &done[t], &mut rest[0], &mut lane.ws);
+        }
+    };
+    // Forward as the adjoint rollouts run it: recording the clamp masks the adjoint uses.
+    let forward_masked = |lane: &mut Lane| {
+        let words = lane.masks.len() / steps.max(1);
+        for t in 0..steps {
+            let (done, rest) = lane.states.split_at_mut(t + 1);
+            let mask = &mut lane.masks[t * words..(t + 1) * words];
+            scheme.step_masked(&prepared, &done[t], &mut rest[0], mask, &mut lane.ws);
         }
     };
     let adjoint = |lane: &mut Lane| {
+        let words = lane.masks.len() / steps.max(1);
         lane.lam.copy_from_slice(&lane.states[steps]);
         for t in (0..steps).rev() {
-            scheme.step_vjp(
+            scheme.step_vjp_masked(
                 &prepared,
                 &lane.states[t],
                 &lane.lam,
                 &mut lane.lam_next,
                 &mut lane.d_prepared,
+                &lane.masks[t * words..(t + 1) * words],
                 &mut lane.ws,
             );
             std::mem::swap(&mut lane.lam, &mut lane.lam_next);
@@ -94,7 +119,7 @@ pub fn throughput(
         let t0 = Instant::now();
         lanes.par_iter_mut().for_each(|lane| {
             lane.d_prepared.fill(0.0);
-            forward(lane);
+            forward_masked(lane);
             adjoint(lane);
         });
         // Sum over samples in sample order (deterministic), parallel over chunks of cells.
@@ -115,14 +140,14 @@ pub fn throughput(
     let (mut step_s, mut vjp_s) = (f64::INFINITY, f64::INFINITY);
     {
         let lane = &mut lanes[0];
-        let (f0, rest) = lane.states.split_first_mut().expect("at least one state");
-        let out = &mut rest.first_mut().map(|v| &mut v[..]).unwrap_or(&mut lane.lam_next[..]);
+        let f0 = &lane.states[0][..n];
+        let out = &mut lane.lam_next[..n];
         for _ in 0..50 * reps.max(1) {
             let t0 = Instant::now();
             scheme.step(&prepared, f0, out, &mut lane.ws);
             step_s = step_s.min(t0.elapsed().as_secs_f64());
             let t0 = Instant::now();
-            scheme.step_vjp(&prepared, f0, f0, &mut lane.lam, &mut lane.d_prepared, &mut lane.ws);
+            scheme.step_vjp(&prepared, f0, f0, &mut lane.lam[..n], &mut lane.d_prepared, &mut lane.ws);
             vjp_s = vjp_s.min(t0.elapsed().as_secs_f64());
         }
     }
@@ -131,6 +156,7 @@ pub fn throughput(
         "scheme": scheme.name(),
         "grid": g.extents(),
         "samples": samples,
+        "bundle": per_lane,
         "steps": steps,
         "threads": rayon::current_num_threads(),
         "forward_seconds": best_fwd,

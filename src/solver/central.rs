@@ -191,13 +191,17 @@ fn shift(base: usize, stride: usize, from: usize, to: usize) -> usize {
     base + to * stride - from * stride
 }
 
-/// Pre-clamp forward step into `out`; `p` holds the prepared fields (`n` cells apart), `lines`
-/// three line-length scratch buffers.
+/// Pre-clamp forward step of a bundle of states into `out`; `p` holds the prepared fields (`n`
+/// cells apart, `n` = the grid's cells), `f` and `out` `f.len()/n` states one after the other,
+/// `lines` three line-length scratch buffers. Line by line, every state of the bundle runs the
+/// line before the next line starts, so the line's prepared fields are read from L1 by all but
+/// the first.
 #[inline(always)]
-#[allow(clippy::needless_range_loop)]
+#[allow(clippy::too_many_arguments)]
 fn forward_dim<const D: usize>(
     t: &Tables,
     p: &[f64],
+    n: usize,
     f: &[f64],
     out: &mut [f64],
     s: &mut [f64],
@@ -205,13 +209,34 @@ fn forward_dim<const D: usize>(
     r2: &mut [f64],
 ) {
     debug_assert_eq!(t.dim, D);
+    let nl = t.line_len();
+    let (s, r1, r2) = (&mut s[..nl], &mut r1[..nl], &mut r2[..nl]);
+    for m in 0..n / nl {
+        for (fb, ob) in f.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+            forward_line::<D>(t, p, fb, ob, s, r1, r2, m);
+        }
+    }
+}
+
+/// [`forward_dim`] for line `m` of one state.
+#[inline(always)]
+#[allow(clippy::needless_range_loop, clippy::too_many_arguments)]
+fn forward_line<const D: usize>(
+    t: &Tables,
+    p: &[f64],
+    f: &[f64],
+    out: &mut [f64],
+    s: &mut [f64],
+    r1: &mut [f64],
+    r2: &mut [f64],
+    m: usize,
+) {
     let (n, nl) = (f.len(), t.line_len());
     let last = D - 1;
-    let (s, r1, r2) = (&mut s[..nl], &mut r1[..nl], &mut r2[..nl]);
     let (fal, fdll) = (t.fa[last], t.fd[last][last]);
     let ops_l = &t.axes[last];
     let (jlo, jhi) = ops_l.fwd;
-    for m in 0..n / nl {
+    {
         let base = m * nl;
         let idx = t.outer_index(m);
         let f0 = &f[base..][..nl];
@@ -308,10 +333,11 @@ fn forward_dim<const D: usize>(
 
 /// [`forward_dim`] for the grid's dimension.
 #[inline(always)]
-fn forward(t: &Tables, p: &[f64], f: &[f64], out: &mut [f64], s: &mut [f64], r1: &mut [f64], r2: &mut [f64]) {
+#[allow(clippy::too_many_arguments)]
+fn forward(t: &Tables, p: &[f64], n: usize, f: &[f64], out: &mut [f64], s: &mut [f64], r1: &mut [f64], r2: &mut [f64]) {
     match t.dim {
-        2 => forward_dim::<2>(t, p, f, out, s, r1, r2),
-        _ => forward_dim::<3>(t, p, f, out, s, r1, r2),
+        2 => forward_dim::<2>(t, p, n, f, out, s, r1, r2),
+        _ => forward_dim::<3>(t, p, n, f, out, s, r1, r2),
     }
 }
 
@@ -370,14 +396,17 @@ macro_rules! each_field {
     };
 }
 
-/// Adjoint of the pre-clamp step: `lam_in = λ + Σ_k p_k G_k` (summed in field order),
-/// `d_k += f G_k` with `G_k = S_kᵀ λ`; `d` holds the prepared-field gradients (`n` cells apart),
-/// `lines` the outer-axis line buffers. `D` is the dimension, `NF` its field count.
+/// Adjoint of the pre-clamp step of a bundle: per state, `lam_in = λ + Σ_k p_k G_k` (summed in
+/// field order), `d_k += f G_k` with `G_k = S_kᵀ λ`; `d` holds the prepared-field gradients (`n`
+/// cells apart), `lines` the outer-axis line buffers. `D` is the dimension, `NF` its field count.
+/// Line by line, the states of the bundle add into `d` in bundle order, while the line's `p_k`
+/// and `d_k` stay in L1.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn adjoint_dim<const D: usize, const NF: usize>(
     t: &Tables,
     p: &[f64],
+    n: usize,
     f: &[f64],
     lam: &[f64],
     lam_in: &mut [f64],
@@ -385,11 +414,31 @@ fn adjoint_dim<const D: usize, const NF: usize>(
     lines: &mut [f64],
 ) {
     debug_assert!(t.dim == D && NF == fp::n_fields(D));
+    for m in 0..n / t.line_len() {
+        for ((fb, lb), lib) in f.chunks_exact(n).zip(lam.chunks_exact(n)).zip(lam_in.chunks_exact_mut(n)) {
+            adjoint_line::<D, NF>(t, p, fb, lb, lib, d, lines, m);
+        }
+    }
+}
+
+/// [`adjoint_dim`] for line `m` of one state.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn adjoint_line<const D: usize, const NF: usize>(
+    t: &Tables,
+    p: &[f64],
+    f: &[f64],
+    lam: &[f64],
+    lam_in: &mut [f64],
+    d: &mut [f64],
+    lines: &mut [f64],
+    m: usize,
+) {
     let (n, nl) = (f.len(), t.line_len());
     let last = D - 1;
     let ops_l = &t.axes[last];
     let (jlo, jhi) = ops_l.adj;
-    for m in 0..n / nl {
+    {
         let base = m * nl;
         let idx = t.outer_index(m);
         let l0 = &lam[base..][..nl];
@@ -647,32 +696,56 @@ fn axpy(y: &mut [f64], w: f64, x: &[f64]) {
 
 /// [`adjoint_dim`] for the grid's dimension.
 #[inline(always)]
-fn adjoint(t: &Tables, p: &[f64], f: &[f64], lam: &[f64], lam_in: &mut [f64], d: &mut [f64], lines: &mut [f64]) {
+#[allow(clippy::too_many_arguments)]
+fn adjoint(t: &Tables, p: &[f64], n: usize, f: &[f64], lam: &[f64], lam_in: &mut [f64], d: &mut [f64], lines: &mut [f64]) {
     match t.dim {
-        2 => adjoint_dim::<2, { fp::n_fields(2) }>(t, p, f, lam, lam_in, d, lines),
-        _ => adjoint_dim::<3, { fp::n_fields(3) }>(t, p, f, lam, lam_in, d, lines),
+        2 => adjoint_dim::<2, { fp::n_fields(2) }>(t, p, n, f, lam, lam_in, d, lines),
+        _ => adjoint_dim::<3, { fp::n_fields(3) }>(t, p, n, f, lam, lam_in, d, lines),
     }
 }
 
 crate::simd_kernel!(forward_k, forward, (
-    t: &Tables, p: &[f64], f: &[f64], out: &mut [f64], s: &mut [f64], r1: &mut [f64], r2: &mut [f64]
+    t: &Tables, p: &[f64], n: usize, f: &[f64], out: &mut [f64], s: &mut [f64], r1: &mut [f64], r2: &mut [f64]
 ));
 
-/// [`forward_k`] with its three line buffers taken from the front of `lines`.
-fn forward_lines(t: &Tables, p: &[f64], f: &[f64], out: &mut [f64], lines: &mut [f64]) {
+/// [`forward_k`] over a bundle of `f.len()/n` states, its three line buffers taken from the front
+/// of `lines`.
+fn forward_lines(t: &Tables, p: &[f64], n: usize, f: &[f64], out: &mut [f64], lines: &mut [f64]) {
     let nl = t.line_len();
     let (s, rest) = lines.split_at_mut(nl);
     let (r1, r2) = rest.split_at_mut(nl);
-    crate::simd_dispatch!(forward_k(t, p, f, out, s, r1, r2));
+    crate::simd_dispatch!(forward_k(t, p, n, f, out, s, r1, r2));
 }
 crate::simd_kernel!(adjoint_k, adjoint, (
-    t: &Tables, p: &[f64], f: &[f64], lam: &[f64], lam_in: &mut [f64], d: &mut [f64], lines: &mut [f64]
+    t: &Tables, p: &[f64], n: usize, f: &[f64], lam: &[f64], lam_in: &mut [f64], d: &mut [f64], lines: &mut [f64]
 ));
 
 /// `f ← max(f, 0)`.
 pub(crate) fn clamp_nonnegative(f: &mut [f64]) {
     for v in f.iter_mut() {
         *v = v.max(0.0);
+    }
+}
+
+/// `f ← max(f, 0)`, recording in `mask` (bit `c % 64` of word `c / 64`) where `f ≥ 0` held:
+/// where the clamp passes its adjoint through.
+pub(crate) fn clamp_recording(f: &mut [f64], mask: &mut [u64]) {
+    for (chunk, word) in f.chunks_mut(64).zip(mask.iter_mut()) {
+        let mut bits = 0u64;
+        for (i, v) in chunk.iter_mut().enumerate() {
+            bits |= ((*v >= 0.0) as u64) << i;
+            *v = v.max(0.0);
+        }
+        *word = bits;
+    }
+}
+
+/// `lam_masked = lam` where the recorded bit is set, else 0 (see [`clamp_recording`]).
+pub(crate) fn apply_mask(mask: &[u64], lam: &[f64], lam_masked: &mut [f64]) {
+    for ((out, l), &word) in lam_masked.chunks_mut(64).zip(lam.chunks(64)).zip(mask) {
+        for (i, (o, &v)) in out.iter_mut().zip(l).enumerate() {
+            *o = if (word >> i) & 1 == 1 { v } else { 0.0 };
+        }
     }
 }
 
@@ -725,10 +798,61 @@ impl Scheme for Central {
         let lines = self.tables.n_adjoint_lines().max(3) * nl;
         StepWorkspace { bufs: vec![vec![0.0; lines], vec![0.0; n], vec![0.0; n]] }
     }
+    fn step_bundle(&self, prepared: &Fields, f: &[f64], out: &mut [f64], ws: &mut StepWorkspace) {
+        self.step(prepared, f, out, ws)
+    }
+    fn step_vjp_bundle(
+        &self,
+        prepared: &Fields,
+        f: &[f64],
+        lam_out: &[f64],
+        lam_in: &mut [f64],
+        d_prepared: &mut Fields,
+        ws: &mut StepWorkspace,
+    ) {
+        self.step_vjp(prepared, f, lam_out, lam_in, d_prepared, ws)
+    }
+    fn records_mask(&self) -> bool {
+        self.clamp
+    }
+    fn step_masked(&self, prepared: &Fields, f: &[f64], out: &mut [f64], mask: &mut [u64], ws: &mut StepWorkspace) {
+        let [lines, ..] = &mut ws.bufs[..] else { panic!("central: workspace from another scheme") };
+        let p = prepared.as_slice().expect("prepared fields are contiguous");
+        forward_lines(&self.tables, p, self.grid.n_cells(), f, out, lines);
+        if self.clamp {
+            clamp_recording(out, mask);
+        }
+    }
+    fn step_vjp_masked(
+        &self,
+        prepared: &Fields,
+        f: &[f64],
+        lam_out: &[f64],
+        lam_in: &mut [f64],
+        d_prepared: &mut Fields,
+        mask: &[u64],
+        ws: &mut StepWorkspace,
+    ) {
+        let [lines, _, lam_m] = &mut ws.bufs[..] else { panic!("central: workspace from another scheme") };
+        let p = prepared.as_slice().expect("prepared fields are contiguous");
+        let lam: &[f64] = if self.clamp {
+            if lam_m.len() < f.len() {
+                lam_m.resize(f.len(), 0.0);
+            }
+            let lam_m = &mut lam_m[..f.len()];
+            apply_mask(mask, lam_out, lam_m);
+            lam_m
+        } else {
+            lam_out
+        };
+        let d = d_prepared.as_slice_mut().expect("d_prepared is contiguous");
+        crate::simd_dispatch!(adjoint_k(&self.tables, p, self.grid.n_cells(), f, lam, lam_in, d, lines));
+    }
+    /// Takes bundles too (see [`Scheme::step_bundle`]).
     fn step(&self, prepared: &Fields, f: &[f64], out: &mut [f64], ws: &mut StepWorkspace) {
         let [lines, ..] = &mut ws.bufs[..] else { panic!("central: workspace from another scheme") };
         let p = prepared.as_slice().expect("prepared fields are contiguous");
-        forward_lines(&self.tables, p, f, out, lines);
+        forward_lines(&self.tables, p, self.grid.n_cells(), f, out, lines);
         if self.clamp {
             clamp_nonnegative(out);
         }
@@ -744,15 +868,23 @@ impl Scheme for Central {
     ) {
         let [lines, pre, lam_m] = &mut ws.bufs[..] else { panic!("central: workspace from another scheme") };
         let p = prepared.as_slice().expect("prepared fields are contiguous");
+        let n = self.grid.n_cells();
         let lam: &[f64] = if self.clamp {
-            forward_lines(&self.tables, p, f, pre, lines);
+            // Sized for the largest bundle seen (grown once, never per step).
+            for b in [&mut *pre, &mut *lam_m] {
+                if b.len() < f.len() {
+                    b.resize(f.len(), 0.0);
+                }
+            }
+            let (pre, lam_m) = (&mut pre[..f.len()], &mut lam_m[..f.len()]);
+            forward_lines(&self.tables, p, n, f, pre, lines);
             clamp_mask(pre, lam_out, lam_m);
             lam_m
         } else {
             lam_out
         };
         let d = d_prepared.as_slice_mut().expect("d_prepared is contiguous");
-        crate::simd_dispatch!(adjoint_k(&self.tables, p, f, lam, lam_in, d, lines));
+        crate::simd_dispatch!(adjoint_k(&self.tables, p, n, f, lam, lam_in, d, lines));
     }
 }
 
@@ -760,6 +892,55 @@ impl Scheme for Central {
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
+
+    /// A bundle's step and adjoint are bitwise those of its states one by one, and the adjoint
+    /// given the recorded clamp mask is bitwise the one that recomputes the step; in 2D and 3D,
+    /// with states whose clamp is active in many cells.
+    #[test]
+    fn bundles_and_recorded_masks_are_bitwise_exact() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let grids = [
+            VelocityGrid::new(9, 13, [-1.0, 1.0, -2.0, 2.0], "v_th").unwrap(),
+            VelocityGrid::new3(6, 5, 11, [-1.0, 1.0, -2.0, 2.0, -1.0, 3.0], "v_th").unwrap(),
+        ];
+        for grid in &grids {
+            for boundary in [Boundary::Guard, Boundary::OneSided] {
+                let s = Central::new(grid, boundary, true, Substeps::Fixed(1));
+                let (n, nf) = (grid.n_cells(), fp::n_fields(grid.dim()));
+                let mut prepared = Fields::zeros(grid.fields_shape(nf));
+                prepared.iter_mut().for_each(|v| *v = rng.gen_range(-0.3..0.3));
+                let nb = 3;
+                // Some values exactly 0 (clamp boundary), some negative after a step.
+                let f: Vec<f64> = (0..nb * n).map(|i| if i % 7 == 0 { 0.0 } else { rng.gen_range(-0.1..1.0) }).collect();
+                let lam: Vec<f64> = (0..nb * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+                let mut ws = s.workspace();
+                // One by one, recomputing the clamp.
+                let (mut out1, mut li1, mut d1) = (vec![0.0; nb * n], vec![0.0; nb * n], Fields::zeros(prepared.raw_dim()));
+                for b in 0..nb {
+                    let r = b * n..(b + 1) * n;
+                    s.step(&prepared, &f[r.clone()], &mut out1[r.clone()], &mut ws);
+                    s.step_vjp(&prepared, &f[r.clone()], &lam[r.clone()], &mut li1[r], &mut d1, &mut ws);
+                }
+                // As a bundle, with the recorded mask.
+                let (mut out2, mut li2, mut d2) = (vec![0.0; nb * n], vec![0.0; nb * n], Fields::zeros(prepared.raw_dim()));
+                let mut mask = vec![0u64; crate::solver::mask_words(nb * n)];
+                assert!(s.records_mask());
+                s.step_masked(&prepared, &f, &mut out2, &mut mask, &mut ws);
+                s.step_vjp_masked(&prepared, &f, &lam, &mut li2, &mut d2, &mask, &mut ws);
+                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&out1), bits(&out2), "{boundary:?} {}D step", grid.dim());
+                assert_eq!(bits(&li1), bits(&li2), "{boundary:?} {}D λ", grid.dim());
+                assert_eq!(bits(d1.as_slice().unwrap()), bits(d2.as_slice().unwrap()), "{boundary:?} {}D ∂p", grid.dim());
+                let clamped = mask.iter().map(|w| w.count_zeros()).sum::<u32>() as usize - (64 * mask.len() - nb * n);
+                assert!(clamped > nb * n / 20, "only {clamped} clamped values: the test would not exercise the mask");
+                // And the recomputing bundled adjoint agrees too.
+                let (mut li3, mut d3) = (vec![0.0; nb * n], Fields::zeros(prepared.raw_dim()));
+                s.step_vjp_bundle(&prepared, &f, &lam, &mut li3, &mut d3, &mut ws);
+                assert_eq!(bits(&li1), bits(&li3));
+                assert_eq!(bits(d1.as_slice().unwrap()), bits(d3.as_slice().unwrap()));
+            }
+        }
+    }
 
     /// The AVX2 and plain builds of both kernels give the same bits, in 2D and 3D.
     #[test]
@@ -784,14 +965,14 @@ mod tests {
                         unsafe {
                             let (s, rest) = lines.split_at_mut(t.line_len());
                             let (r1, r2) = rest.split_at_mut(t.line_len());
-                            forward_k::avx2(&t, &p, &f, &mut out, s, r1, r2);
-                            adjoint_k::avx2(&t, &p, &f, &lam, &mut lam_in, &mut d, &mut lines);
+                            forward_k::avx2(&t, &p, n, &f, &mut out, s, r1, r2);
+                            adjoint_k::avx2(&t, &p, n, &f, &lam, &mut lam_in, &mut d, &mut lines);
                         }
                     } else {
                         let (s, rest) = lines.split_at_mut(t.line_len());
                         let (r1, r2) = rest.split_at_mut(t.line_len());
-                        forward_k::plain(&t, &p, &f, &mut out, s, r1, r2);
-                        adjoint_k::plain(&t, &p, &f, &lam, &mut lam_in, &mut d, &mut lines);
+                        forward_k::plain(&t, &p, n, &f, &mut out, s, r1, r2);
+                        adjoint_k::plain(&t, &p, n, &f, &lam, &mut lam_in, &mut d, &mut lines);
                     }
                     (out, lam_in, d)
                 };

@@ -113,6 +113,25 @@ pub fn store_all_slots(n_steps: usize) -> usize {
 /// `memory_budget_mb` MiB; besides its slots a sample keeps four state-sized working buffers
 /// (current and next state, two adjoints). It stores everything when that fits and otherwise
 /// takes as many slots as fit.
+/// State buffers a rollout holds besides its checkpoint slots (working states and adjoints).
+const WORKING: usize = 4;
+
+/// How many samples one rollout may carry as a bundle (states one after the other, see
+/// [`super::rollout`]) when a single sample's schedule uses `slots` checkpoint slots: the most
+/// whose slots and working buffers, `in_flight` rollouts at once, fit in the memory budget, at
+/// least 1 and at most `cap`. A bundle reuses the single sample's schedule, so bundling never
+/// adds recomputation.
+pub fn bundle_capacity(memory_budget_mb: f64, state_bytes: usize, in_flight: usize, slots: usize, cap: usize) -> usize {
+    let per_rollout = memory_budget_mb * 1024.0 * 1024.0 / in_flight.max(1) as f64;
+    let one = ((slots + WORKING) * state_bytes.max(1)) as f64;
+    let fit = (per_rollout / one).floor();
+    if fit.is_finite() && fit >= 1.0 {
+        (fit as usize).clamp(1, cap.max(1))
+    } else {
+        1
+    }
+}
+
 pub fn resolve(
     config: Checkpoints,
     memory_budget_mb: f64,
@@ -129,7 +148,6 @@ pub fn resolve(
             if !(memory_budget_mb.is_finite() && memory_budget_mb > 0.0) {
                 return Err(CheckpointError::BadBudget(memory_budget_mb));
             }
-            const WORKING: usize = 4;
             let in_flight = in_flight.max(1);
             let state_bytes = state_bytes.max(1) as f64;
             let per_sample = memory_budget_mb * 1024.0 * 1024.0 / in_flight as f64;
@@ -346,6 +364,11 @@ mod tests {
         assert!(matches!(resolve(Word(Auto), 0.1, 65536, 2, 100), Err(CheckpointError::BudgetTooSmall { .. })));
         assert!(matches!(resolve(Word(Auto), f64::NAN, 8, 2, 100), Err(CheckpointError::BadBudget(_))));
         assert_eq!(Schedule::from_config(Word(Auto), 256.0, 20808, 2, 95).unwrap(), Schedule::store_all(95));
+        // 1 MiB over 2 rollouts: 8 states of 64 KiB each; 1 slot + 4 working → one sample.
+        assert_eq!(bundle_capacity(1.0, 65536, 2, 1, 8), 1);
+        assert_eq!(bundle_capacity(3.0, 65536, 2, 1, 8), 4);
+        assert_eq!(bundle_capacity(256.0, 20808, 2, 9, 8), 8);
+        assert_eq!(bundle_capacity(0.01, 65536, 2, 1, 8), 1);
         let msg = resolve(Word(Auto), 0.1, 65536, 2, 100).unwrap_err().to_string();
         assert!(msg.contains("solver.memory_budget_mb") && !msg.contains('\n'), "{msg}");
     }

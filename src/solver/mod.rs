@@ -49,6 +49,11 @@ pub struct StepWorkspace {
     pub bufs: Vec<Vec<f64>>,
 }
 
+/// Words of a clamp mask (one bit per value) for `len` state values.
+pub fn mask_words(len: usize) -> usize {
+    len.div_ceil(64)
+}
+
 /// One explicit time step and its exact vector–Jacobian products.
 pub trait Scheme: Send + Sync {
     /// Name as in the config.
@@ -83,6 +88,60 @@ pub trait Scheme: Send + Sync {
         d_prepared: &mut Fields,
         ws: &mut StepWorkspace,
     );
+    /// Whether [`step_masked`](Self::step_masked) records the clamp's active set, so that
+    /// [`step_vjp_masked`](Self::step_vjp_masked) need not recompute the step to find it.
+    fn records_mask(&self) -> bool {
+        false
+    }
+    /// [`step_bundle`](Self::step_bundle) that also records, one bit per state value
+    /// ([`mask_words`] words), where the clamp let the pre-clamp value through (`pre ≥ 0`), if
+    /// [`records_mask`](Self::records_mask); otherwise `mask` is left alone.
+    fn step_masked(&self, prepared: &Fields, f: &[f64], out: &mut [f64], _mask: &mut [u64], ws: &mut StepWorkspace) {
+        self.step_bundle(prepared, f, out, ws)
+    }
+    /// [`step_vjp_bundle`](Self::step_vjp_bundle) given the mask that
+    /// [`step_masked`](Self::step_masked) recorded for the same step: bitwise the same result,
+    /// without recomputing the step.
+    #[allow(clippy::too_many_arguments)]
+    fn step_vjp_masked(
+        &self,
+        prepared: &Fields,
+        f: &[f64],
+        lam_out: &[f64],
+        lam_in: &mut [f64],
+        d_prepared: &mut Fields,
+        _mask: &[u64],
+        ws: &mut StepWorkspace,
+    ) {
+        self.step_vjp_bundle(prepared, f, lam_out, lam_in, d_prepared, ws)
+    }
+    /// [`step`](Self::step) of a *bundle*: `f` and `out` hold `f.len() / n_cells` states one
+    /// after the other, all stepped with the same `prepared`. Bitwise the same as stepping each
+    /// state alone; schemes override it to run the states together while the coefficients are in
+    /// cache.
+    fn step_bundle(&self, prepared: &Fields, f: &[f64], out: &mut [f64], ws: &mut StepWorkspace) {
+        let n = self.grid().n_cells();
+        for (fb, ob) in f.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+            self.step(prepared, fb, ob, ws);
+        }
+    }
+    /// [`step_vjp`](Self::step_vjp) of a bundle (see [`step_bundle`](Self::step_bundle)):
+    /// `d_prepared` receives the states' contributions in bundle order, cell by cell, so the
+    /// result is bitwise that of calling `step_vjp` state by state.
+    fn step_vjp_bundle(
+        &self,
+        prepared: &Fields,
+        f: &[f64],
+        lam_out: &[f64],
+        lam_in: &mut [f64],
+        d_prepared: &mut Fields,
+        ws: &mut StepWorkspace,
+    ) {
+        let n = self.grid().n_cells();
+        for ((fb, lo), li) in f.chunks_exact(n).zip(lam_out.chunks_exact(n)).zip(lam_in.chunks_exact_mut(n)) {
+            self.step_vjp(prepared, fb, lo, li, d_prepared, ws);
+        }
+    }
 }
 
 /// Boundary treatment of the central scheme.

@@ -7,6 +7,13 @@
 //! (recomputed, hence bitwise equal) states, so the gradients do not depend on the number of
 //! checkpoints — only time and memory do. States are flat C-order vectors of the grid's cells, so
 //! rollouts and their checkpoints are the same for 2D and 3D grids.
+//!
+//! **Bundles.** The initial state may hold several states one after the other (a *bundle* of
+//! samples that share every interval's coefficients): they advance together through
+//! [`Scheme::step_bundle`], each solver pass running all of them while the coefficients are in
+//! cache, and checkpoints store the whole bundle. The callbacks then see the bundle's states (and
+//! adjoints) as one slice; `d_prepared` receives, per adjoint step, the states' contributions in
+//! bundle order.
 
 use super::checkpoint::{Action, Schedule};
 
@@ -25,6 +32,8 @@ pub struct RolloutWorkspace {
     step: StepWorkspace,
     /// Which slots hold a live state (checks the schedule in debug builds).
     occupied: Vec<bool>,
+    /// Clamp masks, one per solver step of the current rollout (schemes that record them).
+    masks: Vec<u64>,
 }
 
 impl RolloutWorkspace {
@@ -84,14 +93,24 @@ enum Current {
     Work(usize),
 }
 
-fn check_shapes<'p>(scheme: &dyn Scheme, n_intervals: usize, prepared: &impl Fn(usize) -> &'p Fields, substeps: usize, f0: &[f64]) -> usize {
+/// Values of a (bundled) state: checks that `f0` holds whole states.
+fn state_len(scheme: &dyn Scheme, substeps: usize, f0: &[f64]) -> usize {
     let n_cells = scheme.grid().n_cells();
     assert!(substeps >= 1, "rollout needs at least one substep per interval");
-    assert_eq!(f0.len(), n_cells, "initial state has {} values, grid has {n_cells} cells", f0.len());
+    assert!(
+        !f0.is_empty() && f0.len() % n_cells == 0,
+        "initial state has {} values, not a whole number of states of {n_cells} cells",
+        f0.len()
+    );
+    f0.len()
+}
+
+fn check_shapes<'p>(scheme: &dyn Scheme, n_intervals: usize, prepared: &impl Fn(usize) -> &'p Fields, substeps: usize, f0: &[f64]) -> usize {
+    let len = state_len(scheme, substeps, f0);
     let (k, nx, rest) = scheme.grid().fields_shape(scheme.n_prepared());
     let shape = [k, nx, rest];
     assert!((0..n_intervals).all(|k| prepared(k).shape() == shape), "prepared coefficients must have shape {shape:?}");
-    n_cells
+    len
 }
 
 /// Roll `f0` forward over `prepared.len()` snapshot intervals of `substeps` steps each, calling
@@ -135,9 +154,7 @@ pub fn forward_by_step(
     ws: &mut RolloutWorkspace,
     mut observe: impl FnMut(usize, &[f64]),
 ) {
-    let n_cells = scheme.grid().n_cells();
-    assert!(substeps >= 1, "rollout needs at least one substep per interval");
-    assert_eq!(f0.len(), n_cells, "initial state has {} values, grid has {n_cells} cells", f0.len());
+    let n_cells = state_len(scheme, substeps, f0);
     ws.ensure(n_cells, 0);
     let RolloutWorkspace { work, step: step_ws, .. } = ws;
     let mut current = Current::Input;
@@ -146,7 +163,7 @@ pub fn forward_by_step(
             let mut stepped = false;
             with_prepared(k, s, &mut |p| {
                 assert!(!stepped, "with_prepared must call step once");
-                current = step_from(scheme, p, current, f0, &[], work, step_ws);
+                current = step_from(scheme, p, current, f0, &[], work, &mut [], step_ws);
                 stepped = true;
             });
             assert!(stepped, "with_prepared must call step once");
@@ -205,7 +222,13 @@ pub fn gradient_by<'p>(
     if n_steps == 0 {
         return stats;
     }
-    let RolloutWorkspace { slots, work, lam, lam_next, step: step_ws, occupied } = ws;
+    // The clamp's active set of step i, recorded whenever step i runs forward (every step does
+    // before its adjoint, and recomputation repeats it bitwise): the adjoint needs no extra step.
+    let words = if scheme.records_mask() { super::mask_words(n_cells) } else { 0 };
+    if ws.masks.len() < words * n_steps {
+        ws.masks.resize(words * n_steps, 0);
+    }
+    let RolloutWorkspace { slots, work, lam, lam_next, step: step_ws, occupied, masks } = ws;
     let mut current = Current::Input;
     let mut live = 0usize;
     let interval = |i: usize| i / substeps;
@@ -214,7 +237,8 @@ pub fn gradient_by<'p>(
         match *action {
             Action::Advance { from, to } => {
                 for i in from..to {
-                    current = step_from(scheme, prepared(interval(i)), current, f0, slots, work, step_ws);
+                    let mask = &mut masks[i * words..(i + 1) * words];
+                    current = step_from(scheme, prepared(interval(i)), current, f0, slots, work, mask, step_ws);
                 }
                 stats.forward_steps += (to - from) as u64;
             }
@@ -256,12 +280,14 @@ pub fn gradient_by<'p>(
                 if step + 1 == n_steps {
                     // The last state exists only for the loss: one extra evaluation into a
                     // working buffer that does not hold the current state.
-                    let last = step_from(scheme, prepared(k), current, f0, slots, work, step_ws);
+                    let mask = &mut masks[step * words..(step + 1) * words];
+                    let last = step_from(scheme, prepared(k), current, f0, slots, work, mask, step_ws);
                     stats.forward_steps += 1;
                     stats.loss += loss(n_intervals, state(last, f0, slots, work), lam);
                 }
                 let f = state(current, f0, slots, work);
-                scheme.step_vjp(prepared(k), f, lam, lam_next, &mut d_prepared[grad_slot(k)], step_ws);
+                let mask = &masks[step * words..(step + 1) * words];
+                scheme.step_vjp_masked(prepared(k), f, lam, lam_next, &mut d_prepared[grad_slot(k)], mask, step_ws);
                 std::mem::swap(lam, lam_next);
                 if step % substeps == 0 && step > 0 {
                     stats.loss += loss(step / substeps, f, lam);
@@ -282,8 +308,10 @@ fn state<'a>(current: Current, f0: &'a [f64], slots: &'a [Vec<f64>], work: &'a [
     }
 }
 
-/// One step from the state `current` refers to into a working buffer that does not hold it;
-/// returns where the new state is.
+/// One step from the state `current` refers to into a working buffer that does not hold it,
+/// recording its clamp mask in `mask` (empty if the scheme records none); returns where the new
+/// state is.
+#[allow(clippy::too_many_arguments)]
 fn step_from(
     scheme: &dyn Scheme,
     prepared: &Fields,
@@ -291,6 +319,7 @@ fn step_from(
     f0: &[f64],
     slots: &[Vec<f64>],
     work: &mut [Vec<f64>; 2],
+    mask: &mut [u64],
     step_ws: &mut StepWorkspace,
 ) -> Current {
     let [w0, w1] = work;
@@ -300,7 +329,11 @@ fn step_from(
         Current::Work(0) => (w0, w1, Current::Work(1)),
         Current::Work(_) => (w1, w0, Current::Work(0)),
     };
-    scheme.step(prepared, src, out, step_ws);
+    if mask.is_empty() {
+        scheme.step_bundle(prepared, src, out, step_ws);
+    } else {
+        scheme.step_masked(prepared, src, out, mask, step_ws);
+    }
     next
 }
 

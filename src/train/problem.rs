@@ -29,13 +29,25 @@
 //! Workers pull blocks from a shared counter into their own exact accumulators, which are merged
 //! exactly; every buffer lives in the problem and is reused, so a steady-state epoch does not
 //! allocate.
+//!
+//! # Bundles: one solver pass for several windows
+//!
+//! Inside a block, consecutive windows of the same run and length whose coefficients do not
+//! change between intervals (static models on evenly spaced runs) form a *bundle* ([`bundles`]):
+//! one rollout carries their states one after the other, so every solver pass reads the line's
+//! coefficients once for all of them and adds their ∂L/∂prepared while that line is in cache.
+//! A bundle holds at most [`MAX_BUNDLE`] windows, and no more than the memory budget allows
+//! with the single window's checkpoint schedule ([`bundle_capacity`]), so bundling never adds
+//! recomputation. Each window's loss terms are still summed on their own; the gradient is summed
+//! per cell in (adjoint step, window) order instead of window by window. Bundles are cut from the
+//! block alone, so results stay independent of ranks and threads.
 
 use crate::config::{LossKind, LossMode};
 use crate::data::windows::{block_bounds, shard_blocks};
 use crate::data::{Sample, ShardData, Spacing};
 use crate::dist::{Comm, ExactSum};
 use crate::operator::{Fields, NodeWeight, OperatorModel};
-use crate::solver::checkpoint::Schedule;
+use crate::solver::checkpoint::{bundle_capacity, Schedule};
 use crate::solver::coefficients::{interpolate, run_substeps, RunCoefficients};
 use crate::solver::rollout::{self, RolloutWorkspace};
 use crate::solver::{Checkpoints, Scheme};
@@ -79,6 +91,26 @@ pub fn reduction_blocks(samples: &[Sample], theta_level: bool) -> Vec<usize> {
     // At least 4 blocks where there are 4 samples, so that small problems still spread over a
     // few ranks.
     block_bounds(samples.len(), round_count(limit.max(4).min(samples.len().max(1))))
+}
+
+/// Most samples one rollout carries (see [`bundles`]).
+pub const MAX_BUNDLE: usize = 8;
+
+/// The block cut into *bundles*: runs of consecutive samples of one run and one window length,
+/// at most `cap(first sample)` long, that one rollout advances together (their states one after
+/// the other, see [`crate::solver::rollout`]). Samples whose coefficients change between
+/// intervals get a cap of 1. Bundles depend on the block alone, so ranks and threads do not
+/// change them.
+pub fn bundles(block: &[Sample], cap: impl Fn(&Sample) -> usize) -> impl Iterator<Item = &[Sample]> {
+    let mut rest = block;
+    std::iter::from_fn(move || {
+        let first = *rest.first()?;
+        let cap = cap(&first).max(1);
+        let len = rest.iter().take(cap).take_while(|s| s.run == first.run && s.intervals == first.intervals).count();
+        let (bundle, tail) = rest.split_at(len);
+        rest = tail;
+        Some(bundle)
+    })
 }
 
 /// How a sample's cost is counted for sharding: its snapshot intervals.
@@ -171,6 +203,9 @@ struct Task {
     fgrad_keys: Vec<(usize, usize)>,
     /// Gradient slot of each interval of the current sample.
     slot_of: Vec<usize>,
+    /// The current bundle's initial states, one after the other, and its samples' losses.
+    bundle_f0: Vec<f64>,
+    bundle_loss: Vec<f64>,
     dfields: Fields,
     scratch: Fields,
     dtheta: Vec<f64>,
@@ -206,6 +241,8 @@ struct Shared<'a> {
     coeffs: Vec<RunCoefficients>,
     coeff_theta: Option<Vec<f64>>,
     schedules: BTreeMap<usize, Schedule>,
+    /// Most samples per bundle, by step count (see [`bundles`]).
+    bundle_caps: BTreeMap<usize, usize>,
     checkpoints: Checkpoints,
     memory_budget_mb: f64,
     scratch: Fields,
@@ -305,6 +342,8 @@ impl<'a> StageProblem<'a> {
                 fgrad: Vec::new(),
                 fgrad_keys: Vec::new(),
                 slot_of: Vec::new(),
+                bundle_f0: Vec::new(),
+                bundle_loss: Vec::new(),
                 dfields: Fields::zeros(fshape),
                 scratch: Fields::zeros(fshape),
                 dtheta: vec![0.0; model.n_params()],
@@ -322,6 +361,7 @@ impl<'a> StageProblem<'a> {
             theta_level,
             coeff_theta: None,
             schedules: BTreeMap::new(),
+            bundle_caps: BTreeMap::new(),
             checkpoints: inp.checkpoints,
             memory_budget_mb: inp.memory_budget_mb,
             scratch: Fields::zeros(fshape),
@@ -446,9 +486,11 @@ impl<'a> StageProblem<'a> {
                 if i >= plan.n_blocks() {
                     break;
                 }
-                for &s in plan.block(i) {
+                for bundle in shared.bundles(plan.block(i)) {
+                    let s = bundle[0];
                     let c = &shared.coeffs[s.run];
                     let n_steps = s.intervals * c.substeps;
+                    shared.bundle_initial(bundle, &mut task.bundle_f0);
                     rollout::gradient_by(
                         shared.scheme,
                         s.intervals,
@@ -456,7 +498,7 @@ impl<'a> StageProblem<'a> {
                         |_| 0,
                         &mut task.prep[..1],
                         c.substeps,
-                        shared.snapshot(s.run, s.start),
+                        &task.bundle_f0,
                         shared.schedule(n_steps),
                         &mut task.ws,
                         |k, state, lam| {
@@ -527,7 +569,10 @@ impl Shared<'_> {
             for &k in &run.intervals {
                 let n = k * c.substeps;
                 if let std::collections::btree_map::Entry::Vacant(e) = self.schedules.entry(n) {
-                    e.insert(Schedule::from_config(self.checkpoints, self.memory_budget_mb, state_bytes, rayon::current_num_threads(), n)?);
+                    let threads = rayon::current_num_threads();
+                    let schedule = e.insert(Schedule::from_config(self.checkpoints, self.memory_budget_mb, state_bytes, threads, n)?);
+                    let cap = bundle_capacity(self.memory_budget_mb, state_bytes, threads, schedule.slots(), MAX_BUNDLE);
+                    self.bundle_caps.insert(n, cap);
                 }
             }
         }
@@ -541,6 +586,26 @@ impl Shared<'_> {
     /// The checkpoint schedule for `n` solver steps (built on first use).
     fn schedule(&self, n: usize) -> &Schedule {
         &self.schedules[&n]
+    }
+
+    /// The bundles of `block` (see [`bundles`]).
+    fn bundles<'b>(&'b self, block: &'b [Sample]) -> impl Iterator<Item = &'b [Sample]> + 'b {
+        bundles(block, move |s| {
+            let c = &self.coeffs[s.run];
+            if c.per_interval() {
+                1
+            } else {
+                self.bundle_caps[&(s.intervals * c.substeps)]
+            }
+        })
+    }
+
+    /// Copy the initial states of `bundle` one after the other into `f0`.
+    fn bundle_initial(&self, bundle: &[Sample], f0: &mut Vec<f64>) {
+        f0.clear();
+        for s in bundle {
+            f0.extend_from_slice(self.snapshot(s.run, s.start));
+        }
     }
 
     /// Weight of snapshot `k` (1-based) of a sample with `k_max` intervals in a batch of `batch`.
@@ -565,7 +630,10 @@ impl Shared<'_> {
         task.prep_keys.clear();
         task.fgrad_keys.clear();
         let mut loss = 0.0;
-        for &s in block {
+        let n_cells = self.model.grid().n_cells();
+        for bundle in self.bundles(block) {
+            // A bundle's samples share the run, the window length and (static) coefficients.
+            let s = bundle[0];
             let c = &self.coeffs[s.run];
             let td = c.per_interval();
             task.slot_of.clear();
@@ -574,30 +642,40 @@ impl Shared<'_> {
                 let i = slot(&mut task.prep_keys, &mut task.prep, key, pshape);
                 task.slot_of.push(i);
             }
+            self.bundle_initial(bundle, &mut task.bundle_f0);
+            task.bundle_loss.clear();
+            task.bundle_loss.resize(bundle.len(), 0.0);
             let kind = self.loss.kind;
-            let loss_fn = |k: usize, state: &[f64], lam: &mut [f64]| -> f64 {
+            let Task { prep, prep_keys, slot_of, ws, bundle_f0, bundle_loss, .. } = &mut *task;
+            // Each sample's loss terms are summed on their own (k = K down to 1), as a sample
+            // rolled out alone would sum them.
+            let loss_fn = |k: usize, states: &[f64], lams: &mut [f64]| -> f64 {
                 let w = self.snapshot_weight(k, s.intervals, batch);
-                if w == 0.0 {
-                    return 0.0;
+                if w != 0.0 {
+                    let parts = states.chunks_exact(n_cells).zip(lams.chunks_exact_mut(n_cells));
+                    for ((b, (state, lam)), q) in parts.enumerate().zip(bundle) {
+                        bundle_loss[b] += crate::train::loss::add_loss(kind, state, self.snapshot(q.run, q.start + k), w, lam);
+                    }
                 }
-                crate::train::loss::add_loss(kind, state, self.snapshot(s.run, s.start + k), w, lam)
+                0.0
             };
             let n_steps = s.intervals * c.substeps;
-            let Task { prep, prep_keys, slot_of, ws, .. } = &mut *task;
             let used = prep_keys.len();
-            loss += rollout::gradient_by(
+            rollout::gradient_by(
                 self.scheme,
                 s.intervals,
                 |k| c.prepared(s.start + k),
                 |k| slot_of[k],
                 &mut prep[..used],
                 c.substeps,
-                self.snapshot(s.run, s.start),
+                bundle_f0,
                 self.schedule(n_steps),
                 ws,
                 loss_fn,
-            )
-            .loss;
+            );
+            for l in bundle_loss.iter() {
+                loss += l;
+            }
         }
         // ∂L/∂prepared → ∂L/∂fields per (context, node), once per (run, row) of the block.
         for i in 0..task.prep_keys.len() {
@@ -651,3 +729,37 @@ impl Shared<'_> {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(run: usize, start: usize, intervals: usize) -> Sample {
+        Sample { run, start, intervals }
+    }
+
+    #[test]
+    fn bundles_group_consecutive_windows_of_one_run_and_length() {
+        let block = [
+            sample(0, 0, 2),
+            sample(0, 1, 2),
+            sample(0, 2, 2),
+            sample(0, 3, 1),
+            sample(1, 0, 1),
+            sample(1, 1, 1),
+            sample(1, 2, 1),
+            sample(0, 4, 1),
+        ];
+        let cut = |cap: usize| bundles(&block, |_| cap).map(|b| b.len()).collect::<Vec<_>>();
+        assert_eq!(cut(8), [3, 1, 3, 1]);
+        assert_eq!(cut(2), [2, 1, 1, 2, 1, 1]);
+        assert_eq!(cut(1), [1; 8]);
+        assert_eq!(cut(0), [1; 8], "a cap of 0 still makes progress");
+        // Per-sample caps: run 1 may not bundle (e.g. time-dependent coefficients).
+        let by_run: Vec<usize> = bundles(&block, |s| if s.run == 1 { 1 } else { 8 }).map(|b| b.len()).collect();
+        assert_eq!(by_run, [3, 1, 1, 1, 1, 1]);
+        assert_eq!(bundles(&[], |_| 8).count(), 0);
+        // Every sample once, in order.
+        let flat: Vec<Sample> = bundles(&block, |_| 3).flatten().copied().collect();
+        assert_eq!(flat, block);
+    }
+}
