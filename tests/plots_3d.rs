@@ -45,7 +45,7 @@ fn saved_model(yaml: &str, grid: &VelocityGrid, path: &Path) -> SavedModel {
     saved
 }
 
-/// A drifting, spreading Gaussian on `grid` (2D or 3D), `n_t` snapshots 1/ω_p apart.
+/// A drifting Gaussian of constant mass, spreading, on `grid` (2D or 3D), `n_t` snapshots 1/ω_p apart.
 fn run_file(grid: &VelocityGrid, n_t: usize, path: &Path) {
     let d = grid.dim();
     let centres: Vec<Vec<f64>> = (0..d).map(|a| grid.centres(a)).collect();
@@ -63,7 +63,7 @@ fn run_file(grid: &VelocityGrid, n_t: usize, path: &Path) {
                     (centres[a][i] - drift) * (centres[a][i] - drift)
                 })
                 .sum();
-            *v = 1e4 * (-r2 / (2.0 * s2)).exp();
+            *v = 1e4 * (-r2 / (2.0 * s2)).exp() / s2.powf(0.5 * d as f64);
         }
     }
     let data = RunData {
@@ -253,4 +253,83 @@ fn colop_plot_and_eval_plots_on_3d_files() {
         ["l1_norm.png", "moments_drift.png", "rollout_drift.png", "rollout_slices_drift.png"].map(String::from).into()
     );
     assert_heatmaps(&dir.path().join("eval/rollout_slices_drift.png"), 9, 3);
+}
+
+/// θ of `model` whose exports match `target(name, node)` (exports linear in θ, one node per θ
+/// entry): each θ entry is probed for the export entry it sets.
+fn theta_matching(m: &dyn colop::operator::OperatorModel, target: impl Fn(&str, usize) -> f64) -> Vec<f64> {
+    let n = m.n_params();
+    (0..n)
+        .map(|i| {
+            let mut e = vec![0.0; n];
+            e[i] = 1.0;
+            let ex = m.exports(&e, &[]);
+            let (name, k, r) = ex
+                .iter()
+                .filter(|(name, _)| !name.starts_with('v') && name != "axis")
+                .find_map(|(name, a)| a.iter().position(|x| *x != 0.0).map(|k| (name.clone(), k, a.as_slice().unwrap()[k])))
+                .expect("every θ entry sets an exported coefficient");
+            target(&name, k) / r
+        })
+        .collect()
+}
+
+/// Figures of physically shaped 3D operators for eyeballing:
+/// `cargo test --profile ci --test plots_3d -- --ignored` writes them to
+/// `$TMPDIR/colop-plot-examples-3d`.
+#[test]
+#[ignore]
+fn examples() {
+    let dir = std::env::temp_dir().join("colop-plot-examples-3d");
+    std::fs::create_dir_all(&dir).unwrap();
+    let g = VelocityGrid::cube(21, 4.0).unwrap();
+    let s = |v2: f64| 1.0 + v2 / 4.0;
+    for (name, yaml) in [("par-perp", "{kind: par-perp}"), ("gyrotropic", "{kind: gyrotropic, n_par: 11, n_perp: 6}")] {
+        let spec: ModelSpec = serde_yaml::from_str(yaml).unwrap();
+        let m = build(&spec, &BuildInfo { grid: g.clone(), cond_ranges: Vec::new(), t_span: 4.0 }).unwrap();
+        let ex = m.exports(&m.init_params(1), &[]);
+        let get = |n: &str| ex.iter().find(|e| e.0 == n).map(|e| e.1.iter().copied().collect::<Vec<f64>>()).unwrap_or_default();
+        let (vr, vp, vq) = (get("v_radial"), get("v_par_nodes"), get("v_perp_nodes"));
+        let theta = theta_matching(m.as_ref(), |field, k| {
+            if !vr.is_empty() {
+                let v = vr[k];
+                match field {
+                    "A_par" => -0.01 * v / s(v * v),
+                    "D_par" => 0.016 * s(v * v).powf(-1.5),
+                    _ => 0.016 * s(v * v).powf(-0.5),
+                }
+            } else {
+                let (a, b) = (vp[k / vq.len()], vq[k % vq.len()]);
+                let v2 = a * a + b * b;
+                match field {
+                    "A_b" => -0.01 * a / s(v2),
+                    "A_e" => -0.02 * b / s(v2),
+                    "D_be" => 0.004 * a * b / s(v2).powi(2),
+                    "D_bb" => 0.016 * s(v2).powf(-1.5),
+                    "D_ee" => 0.016 * s(v2).powf(-0.5),
+                    _ => 0.016 * s(v2).powf(-0.5) * (1.0 + 0.5 * b * b / (1.0 + b * b)),
+                }
+            }
+        });
+        let saved = SavedModel {
+            spec,
+            solver: Default::default(),
+            grid: g.clone(),
+            fields: m.fields_at(&theta, &[], 0.0),
+            exports: m.exports(&theta, &[]),
+            theta,
+            cond_ranges: Vec::new(),
+            t_span: 4.0,
+            notes: Vec::new(),
+        };
+        let path = dir.join(format!("{name}.h5"));
+        write_model(&path, &saved).unwrap();
+        model_figures(&path, &dir.join(name), Vec::new(), None).unwrap();
+        if name == "par-perp" {
+            let run = dir.join("drift.h5");
+            run_file(&g, 8, &run);
+            let runs = evaluate_saved(&saved, &path, std::slice::from_ref(&run), 1, Vec::new()).unwrap();
+            eval_figures(&dir.join("eval"), &saved, &runs).unwrap();
+        }
+    }
 }

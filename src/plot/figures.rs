@@ -46,7 +46,7 @@ pub fn operator_slices(path: &Path, title: &str, grid: &VelocityGrid, fields: &F
         .iter()
         .map(|(k, p, i, m)| {
             let (h, v) = p.axis_names();
-            let name = format!("{}, {}", fp::names(dim)[*k], p.slice_label(grid));
+            let name = format!("{} at {}", fp::names(dim)[*k], p.slice_label(grid));
             let panel = Panel::new(name, m.view(), &plane_grids[*i], Scale::Diverging).axes(h, v).units(fp_units(dim, *k));
             match shared(*k) {
                 Some((lo, hi)) => panel.range(lo, hi),
@@ -194,7 +194,7 @@ pub enum View {
 }
 
 /// Observed, predicted and their difference at a few times of one run: per time one row per plane
-/// of the grid (one in 2D; in 3D the marginals ∫dv_z, ∫dv_y, ∫dv_x or the central slices, as
+/// of the grid (one in 2D; in 3D the marginals ∫f dv_z, ∫f dv_y, ∫f dv_x or the central slices, as
 /// `view` says). Observed and predicted share a colour range; the difference is symmetric about 0.
 pub fn rollout_frames(path: &Path, title: &str, grid: &VelocityGrid, run: &RunEval, view: View) -> Result<(), PlotError> {
     let planes = planes::planes(grid);
@@ -215,7 +215,7 @@ pub fn rollout_frames(path: &Path, title: &str, grid: &VelocityGrid, run: &RunEv
             let label = match (three, view) {
                 (false, _) => String::new(),
                 (true, View::Marginals) => format!(" {}", p.marginal_label()),
-                (true, View::Slices) => format!(" {}", p.slice_label(grid)),
+                (true, View::Slices) => format!(" f at {}", p.slice_label(grid)),
             };
             owned.push((*t, i, label, o, pr, d));
         }

@@ -108,9 +108,9 @@ impl Plane {
         format!("{} = {}", AXIS_NAMES[self.normal], super::fmt_tick(&self.central_velocity(grid)))
     }
 
-    /// `∫dv_z` (the axis integrated out) for titles.
+    /// `∫f dv_z` (the axis integrated out) for titles.
     pub fn marginal_label(&self) -> String {
-        format!("∫dv_{}", &AXIS_NAMES[self.normal][2..])
+        format!("∫f d{}", AXIS_NAMES[self.normal])
     }
 }
 
@@ -137,7 +137,7 @@ mod tests {
         assert_eq!(xy.slice_label(&g), "v_z = 0.5");
         assert_eq!(xz.slice_label(&g), "v_y = 0.5");
         assert_eq!(yz.slice_label(&g), "v_x = 0");
-        assert_eq!(xz.marginal_label(), "∫dv_y");
+        assert_eq!(xz.marginal_label(), "∫f dv_y");
         let s = xz.central_slice(&g, &field);
         assert_eq!(s.dim(), (5, 6));
         assert_eq!(s[[4, 5]], value(4, 1, 5));

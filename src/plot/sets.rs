@@ -145,7 +145,7 @@ pub fn model_figures(target: &Path, out: &Path, params: Vec<(String, f64)>, time
         let p = out.join("gyrotropic.png");
         let b = g.axis.map(|x| super::fmt_tick(&x)).join(", ");
         let at = if saved.spec.kind.is_time_dependent() { " at t = 0" } else { "" };
-        figures::gyrotropic_maps(&p, &format!("{kind}{at}{label_params}: coefficients about b = ({b})"), &g)?;
+        figures::gyrotropic_maps(&p, &format!("{kind}{at}{label_params}: coefficients on the (v_∥, v_⊥) nodes about b = ({b})"), &g)?;
         written.push(p);
     }
     let mut profiles: Vec<Profile> = profile_of(&saved, saved.spec.kind.name()).into_iter().collect();
