@@ -164,6 +164,12 @@ fn every_model_figure_set_of_3d_models() {
             listing.insert("profiles.json".into());
         }
         assert_eq!(dir_listing(&out), listing, "{name}: only the figures (and profiles.json), no temporary files");
+        if listing.contains("profiles.json") {
+            // One curve per coefficient: of a time-dependent model, its first time node's.
+            let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("profiles.json")).unwrap()).unwrap();
+            let v: Vec<f64> = json["curves"][0]["v"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+            assert!(v.len() > 3 && v[0] == 0.0 && v.windows(2).all(|w| w[0] < w[1]), "{name}: v = {v:?}");
+        }
     }
 }
 
