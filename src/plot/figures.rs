@@ -2,7 +2,7 @@
 //! central slices (3D), gyrotropic coefficient maps, radial profiles, loss curves, rollout frames
 //! (2D maps, or 3D marginals and central slices), errors and moments over time.
 
-use super::planes::{self, Plane};
+use super::planes;
 use super::{grid_of_lines, heatmaps, lines, Layout, LinePlot, Panel, PlotError, Scale, Series};
 use crate::eval::RunEval;
 use crate::grid::VelocityGrid;
@@ -34,17 +34,19 @@ pub fn operator_slices(path: &Path, title: &str, grid: &VelocityGrid, fields: &F
     }
     let planes = planes::planes(grid);
     let plane_grids: Vec<VelocityGrid> = planes.iter().map(|p| p.grid(grid)).collect();
-    let mut maps: Vec<(usize, &Plane, usize, Array2<f64>)> = Vec::new();
+    // (field, plane, slice)
+    let mut maps: Vec<(usize, usize, Array2<f64>)> = Vec::new();
     for &k in which {
         let field = fields.index_axis(Axis(0), k);
         let field = field.as_standard_layout();
         let cells = field.as_slice().expect("standard layout");
-        maps.extend(planes.iter().enumerate().map(|(i, p)| (k, p, i, p.central_slice(grid, cells))));
+        maps.extend(planes.iter().enumerate().map(|(i, p)| (k, i, p.central_slice(grid, cells))));
     }
-    let shared = |k: usize| Scale::Diverging.range(maps.iter().filter(|m| m.0 == k).flat_map(|m| m.3.iter().copied()));
+    let shared = |k: usize| Scale::Diverging.range(maps.iter().filter(|m| m.0 == k).flat_map(|m| m.2.iter().copied()));
     let panels: Vec<Panel> = maps
         .iter()
-        .map(|(k, p, i, m)| {
+        .map(|(k, i, m)| {
+            let p = &planes[*i];
             let (h, v) = p.axis_names();
             let name = format!("{} at {}", fp::names(dim)[*k], p.slice_label(grid));
             let panel = Panel::new(name, m.view(), &plane_grids[*i], Scale::Diverging).axes(h, v).units(fp_units(dim, *k));
