@@ -319,7 +319,12 @@ fn examples() {
     std::fs::create_dir_all(&dir).unwrap();
     let g = VelocityGrid::cube(21, 4.0).unwrap();
     let s = |v2: f64| 1.0 + v2 / 4.0;
-    for (name, yaml) in [("par-perp", "{kind: par-perp}"), ("gyrotropic", "{kind: gyrotropic, n_par: 11, n_perp: 6}")] {
+    let models = [
+        ("par-perp", "{kind: par-perp}"),
+        ("gyrotropic", "{kind: gyrotropic, n_par: 11, n_perp: 6}"),
+        ("gyrotropic-tilted", "{kind: gyrotropic, axis: [0.0, 0.6, 0.8], n_par: 11, n_perp: 6}"),
+    ];
+    for (name, yaml) in models {
         let spec: ModelSpec = serde_yaml::from_str(yaml).unwrap();
         let m = build(&spec, &BuildInfo { grid: g.clone(), cond_ranges: Vec::new(), t_span: 4.0 }).unwrap();
         let ex = m.exports(&m.init_params(1), &[]);
