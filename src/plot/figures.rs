@@ -1,15 +1,120 @@
-//! colop's own figures, composed from the generic building blocks: operator maps, radial
-//! profiles, loss curves, rollout frames, errors and moments over time.
+//! colop's own figures, composed from the generic building blocks: operator maps (2D) and
+//! central slices (3D), gyrotropic coefficient maps, radial profiles, loss curves, rollout frames
+//! (2D maps, or 3D marginals and central slices), errors and moments over time.
 
+use super::planes;
 use super::{grid_of_lines, heatmaps, lines, Layout, LinePlot, Panel, PlotError, Scale, Series};
 use crate::eval::RunEval;
 use crate::grid::VelocityGrid;
 use crate::operator::{fp, Fields};
-use ndarray::{ArrayView2, Axis};
+use ndarray::{Array2, ArrayView2, Axis};
 use std::path::Path;
 
-/// Maps of the five Fokker–Planck fields (diverging colour scale), or of every kernel plane.
+/// Unit of Fokker–Planck field `k` in `dim` dimensions: drag or diffusion.
+fn fp_units(dim: usize, k: usize) -> &'static str {
+    if k < dim {
+        "v_th·ω_p"
+    } else {
+        "v_th²·ω_p"
+    }
+}
+
+/// Central slices of the Fokker–Planck fields `which` (indices as in [`fp`]) of a 3D grid: one
+/// row per field, one column per plane (v_z = 0, v_y = 0, v_x = 0, or the nearest cell plane,
+/// named in each panel's title). Blue–white–red colour scales symmetric about zero, shared by the
+/// slices of one field so they compare at a glance.
+pub fn operator_slices(path: &Path, title: &str, grid: &VelocityGrid, fields: &Fields, which: &[usize]) -> Result<(), PlotError> {
+    let dim = grid.dim();
+    let (n, nx, rest) = fields.dim();
+    if n != fp::n_fields(dim) || nx * rest != grid.n_cells() {
+        return Err(PlotError::data(
+            path,
+            format!("fields of shape {n}×{nx}×{rest} are not the {} Fokker–Planck fields of the grid {}", fp::n_fields(dim), grid.describe()),
+        ));
+    }
+    let planes = planes::planes(grid);
+    let plane_grids: Vec<VelocityGrid> = planes.iter().map(|p| p.grid(grid)).collect();
+    // (field, plane, slice)
+    let mut maps: Vec<(usize, usize, Array2<f64>)> = Vec::new();
+    for &k in which {
+        let field = fields.index_axis(Axis(0), k);
+        let field = field.as_standard_layout();
+        let cells = field.as_slice().expect("standard layout");
+        maps.extend(planes.iter().enumerate().map(|(i, p)| (k, i, p.central_slice(grid, cells))));
+    }
+    let shared = |k: usize| Scale::Diverging.range(maps.iter().filter(|m| m.0 == k).flat_map(|m| m.2.iter().copied()));
+    let panels: Vec<Panel> = maps
+        .iter()
+        .map(|(k, i, m)| {
+            let p = &planes[*i];
+            let (h, v) = p.axis_names();
+            let name = format!("{} at {}", fp::names(dim)[*k], p.slice_label(grid));
+            let panel = Panel::new(name, m.view(), &plane_grids[*i], Scale::Diverging).axes(h, v).units(fp_units(dim, *k));
+            match shared(*k) {
+                Some((lo, hi)) => panel.range(lo, hi),
+                None => panel,
+            }
+        })
+        .collect();
+    heatmaps(path, title, &panels, Layout::columns(planes.len()))
+}
+
+/// The coefficients of a gyrotropic model on its (v_∥, v_⊥) nodes: node coordinates (v_th), the
+/// axis b, and named maps `[n_par, n_perp]` in physical units (drag `A_*`, diffusion `D_*`).
+#[derive(Clone, Debug)]
+pub struct GyroMaps {
+    pub v_par: Vec<f64>,
+    pub v_perp: Vec<f64>,
+    pub axis: [f64; 3],
+    pub maps: Vec<(String, Array2<f64>)>,
+}
+
+/// Maps of a gyrotropic model's coefficients against v_∥ (horizontal) and v_⊥ (vertical), one
+/// cell per node centred on it, blue–white–red colour scales symmetric about zero.
+pub fn gyrotropic_maps(path: &Path, title: &str, g: &GyroMaps) -> Result<(), PlotError> {
+    let (np, nq) = (g.v_par.len(), g.v_perp.len());
+    if np < 2 || nq < 2 || g.maps.iter().any(|m| m.1.dim() != (np, nq)) {
+        return Err(PlotError::data(path, format!("gyrotropic maps are not all on the {np}×{nq} nodes (v_∥, v_⊥)")));
+    }
+    // Node-centred cells: the node spacing is uniform.
+    let (hp, hq) = ((g.v_par[np - 1] - g.v_par[0]) / (np - 1) as f64, (g.v_perp[nq - 1] - g.v_perp[0]) / (nq - 1) as f64);
+    let nodes = VelocityGrid {
+        nx: np,
+        ny: nq,
+        v_range: [g.v_par[0] - 0.5 * hp, g.v_par[np - 1] + 0.5 * hp, g.v_perp[0] - 0.5 * hq, g.v_perp[nq - 1] + 0.5 * hq],
+        units: "v_th".into(),
+        z: None,
+    };
+    let describe = |name: &str| match name {
+        "A_b" => "A_b: drag along b",
+        "A_e" => "A_e: drag along e_⊥",
+        "D_bb" => "D_bb: along b",
+        "D_ee" => "D_ee: along e_⊥",
+        "D_be" => "D_be: b–e_⊥ cross term",
+        "D_tt" => "D_tt: along t = b × e_⊥",
+        _ => "",
+    };
+    let panels: Vec<Panel> = g
+        .maps
+        .iter()
+        .map(|(name, m)| {
+            let label = match describe(name) {
+                "" => name.clone(),
+                d => d.to_string(),
+            };
+            let units = if name.starts_with('A') { "v_th·ω_p" } else { "v_th²·ω_p" };
+            Panel::new(label, m.view(), &nodes, Scale::Diverging).axes("v_∥", "v_⊥").units(units)
+        })
+        .collect();
+    heatmaps(path, title, &panels, Layout::columns(3))
+}
+
+/// Maps of the five Fokker–Planck fields of a 2D grid (diverging colour scale), or of every
+/// kernel plane; 3D grids have [`operator_slices`].
 pub fn operator_maps(path: &Path, title: &str, grid: &VelocityGrid, fields: &Fields) -> Result<(), PlotError> {
+    if grid.dim() != 2 {
+        return Err(PlotError::data(path, format!("operator maps are of 2D grids, this one is {}", grid.describe())));
+    }
     let n = fields.shape()[0];
     let views: Vec<ArrayView2<f64>> = (0..n).map(|k| fields.index_axis(Axis(0), k)).collect();
     let panels: Vec<Panel> = if n == fp::N_FIELDS {
@@ -82,22 +187,49 @@ pub fn loss_curves(path: &Path, metrics: &[serde_json::Value]) -> Result<(), Plo
     lines(path, "loss per epoch", "epoch", "loss", &series, true)
 }
 
-/// Observed, predicted and their difference at a few times of one run.
-pub fn rollout_frames(path: &Path, title: &str, grid: &VelocityGrid, run: &RunEval) -> Result<(), PlotError> {
-    let shape = (grid.nx, grid.ny);
+/// What a rollout figure shows of a 3D distribution: its marginals (f summed over the normal
+/// axis of each plane) or its central slices. On a 2D grid both are the distribution itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    Marginals,
+    Slices,
+}
+
+/// Observed, predicted and their difference at a few times of one run: per time one row per plane
+/// of the grid (one in 2D; in 3D the marginals ∫f dv_z, ∫f dv_y, ∫f dv_x or the central slices, as
+/// `view` says). Observed and predicted share a colour range; the difference is symmetric about 0.
+pub fn rollout_frames(path: &Path, title: &str, grid: &VelocityGrid, run: &RunEval, view: View) -> Result<(), PlotError> {
+    let planes = planes::planes(grid);
+    let plane_grids: Vec<VelocityGrid> = planes.iter().map(|p| p.grid(grid)).collect();
+    let three = grid.dim() == 3;
     let mut owned = Vec::new();
     for (t, pred, obs) in &run.frames {
-        let p = ndarray::Array2::from_shape_vec(shape, pred.clone()).map_err(|e| PlotError::data(path, e.to_string()))?;
-        let o = ndarray::Array2::from_shape_vec(shape, obs.clone()).map_err(|e| PlotError::data(path, e.to_string()))?;
-        let d = &p - &o;
-        owned.push((*t, o, p, d));
+        if pred.len() != grid.n_cells() || obs.len() != grid.n_cells() {
+            return Err(PlotError::data(path, format!("a frame of {} cells on the grid {}", pred.len(), grid.describe())));
+        }
+        for (i, p) in planes.iter().enumerate() {
+            let project = |f: &[f64]| match view {
+                View::Marginals => p.marginal(grid, f),
+                View::Slices => p.central_slice(grid, f),
+            };
+            let (o, pr) = (project(obs), project(pred));
+            let d = &pr - &o;
+            let label = match (three, view) {
+                (false, _) => String::new(),
+                (true, View::Marginals) => format!(" {}", p.marginal_label()),
+                (true, View::Slices) => format!(" f at {}", p.slice_label(grid)),
+            };
+            owned.push((*t, i, label, o, pr, d));
+        }
     }
     let mut panels = Vec::new();
-    for (t, o, p, d) in &owned {
-        let hi = o.iter().chain(p.iter()).copied().fold(0.0, f64::max);
-        panels.push(Panel::new(format!("observed, t = {t:.0}/ω_p"), o.view(), grid, Scale::Sequential).range(0.0, hi.max(f64::MIN_POSITIVE)));
-        panels.push(Panel::new(format!("predicted, t = {t:.0}/ω_p"), p.view(), grid, Scale::Sequential).range(0.0, hi.max(f64::MIN_POSITIVE)));
-        panels.push(Panel::new(format!("predicted − observed, t = {t:.0}/ω_p"), d.view(), grid, Scale::Diverging));
+    for (t, i, label, o, p, d) in &owned {
+        let (g, (h, v)) = (&plane_grids[*i], planes[*i].axis_names());
+        let hi = o.iter().chain(p.iter()).copied().fold(0.0, f64::max).max(f64::MIN_POSITIVE);
+        let name = |what: &str| format!("{what}{label}, t = {t:.0}/ω_p");
+        panels.push(Panel::new(name("observed"), o.view(), g, Scale::Sequential).axes(h, v).range(0.0, hi));
+        panels.push(Panel::new(name("predicted"), p.view(), g, Scale::Sequential).axes(h, v).range(0.0, hi));
+        panels.push(Panel::new(name("predicted − observed"), d.view(), g, Scale::Diverging).axes(h, v));
     }
     heatmaps(path, title, &panels, Layout::columns(3))
 }
@@ -118,18 +250,27 @@ pub fn moments_vs_time(path: &Path, title: &str, run: &RunEval) -> Result<(), Pl
     let (myo, myp) = pick(|m| m.mean_vy);
     let (vxo, vxp) = pick(|m| m.var_vx);
     let (vyo, vyp) = pick(|m| m.var_vy);
-    let means = vec![
+    let mut means = vec![
         Series::new("⟨v_x⟩ observed", t.clone(), mxo),
         Series::new("⟨v_x⟩ predicted", t.clone(), mxp).dashed(),
         Series::new("⟨v_y⟩ observed", t.clone(), myo),
         Series::new("⟨v_y⟩ predicted", t.clone(), myp).dashed(),
     ];
-    let vars = vec![
+    let mut vars = vec![
         Series::new("var v_x observed", t.clone(), vxo),
         Series::new("var v_x predicted", t.clone(), vxp).dashed(),
         Series::new("var v_y observed", t.clone(), vyo),
         Series::new("var v_y predicted", t.clone(), vyp).dashed(),
     ];
+    // 3D runs: the v_z moments too.
+    if run.moments_obs.iter().chain(&run.moments_pred).all(|m| m.mean_vz.is_some() && m.var_vz.is_some()) && !run.moments_obs.is_empty() {
+        let (mzo, mzp) = pick(|m| m.mean_vz.unwrap_or(f64::NAN));
+        let (vzo, vzp) = pick(|m| m.var_vz.unwrap_or(f64::NAN));
+        means.push(Series::new("⟨v_z⟩ observed", t.clone(), mzo));
+        means.push(Series::new("⟨v_z⟩ predicted", t.clone(), mzp).dashed());
+        vars.push(Series::new("var v_z observed", t.clone(), vzo));
+        vars.push(Series::new("var v_z predicted", t.clone(), vzp).dashed());
+    }
     let plots = [
         LinePlot { title: "mean velocity".into(), x_label: "t (1/ω_p)".into(), y_label: "v_th".into(), series: &means, log_y: false },
         LinePlot { title: "variance".into(), x_label: "t (1/ω_p)".into(), y_label: "v_th²".into(), series: &vars, log_y: false },

@@ -1,5 +1,5 @@
-//! Heatmap figures: panels of fields on the velocity grid (v_x horizontal, v_y vertical), each
-//! with its own colour bar.
+//! Heatmap figures: panels of fields on the velocity grid (v_x horizontal, v_y vertical, or the
+//! two axes of any other plane, see [`Panel::axes`]), each with its own colour bar.
 
 use super::colormap::{Scale, MASKED};
 use super::{check_size, draw_msg, render, text_font, tick_formatter, title_font, titled, Area, PlotError, TITLE_BAND};
@@ -8,12 +8,15 @@ use ndarray::ArrayView2;
 use plotters::prelude::*;
 use std::path::Path;
 
-/// One field `[nx, ny]` on the velocity grid.
+/// One field `[nx, ny]` on a two-dimensional velocity grid (for a plane of a 3D grid, the plane's
+/// own grid: [`super::planes::Plane::grid`]).
 #[derive(Clone, Debug)]
 pub struct Panel<'a> {
     pub title: String,
     pub data: ArrayView2<'a, f64>,
     pub grid: &'a VelocityGrid,
+    /// Names of the horizontal and vertical axes (default `v_x`, `v_y`); the grid's units follow.
+    pub axes: [String; 2],
     pub scale: Scale,
     /// Unit of the values, shown in the panel title (e.g. `v_th² ω_p`); empty for none.
     pub units: String,
@@ -23,7 +26,12 @@ pub struct Panel<'a> {
 
 impl<'a> Panel<'a> {
     pub fn new(title: impl Into<String>, data: ArrayView2<'a, f64>, grid: &'a VelocityGrid, scale: Scale) -> Self {
-        Self { title: title.into(), data, grid, scale, units: String::new(), range: None }
+        Self { title: title.into(), data, grid, scale, axes: ["v_x".into(), "v_y".into()], units: String::new(), range: None }
+    }
+    /// Names of the horizontal and vertical axes (e.g. `v_x`, `v_z` for the plane v_y = 0).
+    pub fn axes(mut self, horizontal: impl Into<String>, vertical: impl Into<String>) -> Self {
+        self.axes = [horizontal.into(), vertical.into()];
+        self
     }
     /// Unit of the values.
     pub fn units(mut self, units: impl Into<String>) -> Self {
@@ -136,8 +144,8 @@ fn draw_panel(area: &Area, panel: &Panel, (lo, hi): (f64, f64)) -> Result<(), St
         .y_labels(7)
         .x_label_formatter(&x_ticks)
         .y_label_formatter(&y_ticks)
-        .x_desc(format!("v_x [{}]", g.units))
-        .y_desc(format!("v_y [{}]", g.units))
+        .x_desc(format!("{} [{}]", panel.axes[0], g.units))
+        .y_desc(format!("{} [{}]", panel.axes[1], g.units))
         .label_style(text_font(13))
         .axis_desc_style(text_font(15))
         .draw()

@@ -1,6 +1,7 @@
 //! PNG figures drawn by colop itself: coefficient maps, profiles, loss curves, rollouts.
 //!
-//! Generic building blocks: [`heatmaps`] (fields on the velocity grid with colour bars) and
+//! Generic building blocks: [`heatmaps`] (fields on the velocity grid with colour bars),
+//! [`planes`] (central slices and marginals of fields on 3D grids, as 2D fields) and
 //! [`lines`] / [`grid_of_lines`] (labelled curves with legends). Text is set in DejaVu Sans, read
 //! at run time from [`FONT_PATH`] (Debian package `fonts-dejavu-core`); without it plotting
 //! fails with a clear error rather than drawing figures without text. Figures are rendered into
@@ -19,6 +20,7 @@ mod colormap;
 mod heatmap;
 mod lines;
 pub mod figures;
+pub mod planes;
 pub mod sets;
 
 pub use colormap::Scale;

@@ -3,19 +3,43 @@
 //! Radial profiles overlay the known truth of synthetic runs (their `/truth`, see
 //! [`crate::synth`]) and are also written as `profiles.json` beside `profiles.png`.
 
-use super::figures::{self, Profile, TRUTH_LABEL};
+use super::figures::{self, GyroMaps, Profile, TRUTH_LABEL};
 use crate::eval::{model_path, Rollable, RunEval};
 use crate::model_file::{read_model, SavedModel};
+use crate::operator::fp;
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 
-/// Profiles exported by radial models: (v, A_par, D_par, D_perp), flattening a leading node axis
-/// of time-dependent models to the first node.
+/// Profiles exported by radial models: (v, A_par, D_par, D_perp), taking the first node of a
+/// leading node axis of time-dependent models.
 pub fn profile_of(m: &SavedModel, label: &str) -> Option<Profile> {
-    let get = |n: &str| m.exports.iter().find(|e| e.0 == n).map(|e| e.1.clone());
-    let v: Vec<f64> = get("v_radial")?.iter().copied().collect();
-    let take = |a: ndarray::ArrayD<f64>| -> Vec<f64> { a.iter().copied().take(v.len()).collect() };
+    let get = |n: &str| m.exports.iter().find(|e| e.0 == n).map(|e| &e.1);
+    let v = first_node(m, get("v_radial")?);
+    let take = |a: &ndarray::ArrayD<f64>| -> Vec<f64> { a.iter().copied().take(v.len()).collect() };
     Some((label.to_string(), v.clone(), take(get("A_par")?), take(get("D_par")?), take(get("D_perp")?)))
+}
+
+/// The values of an export of the first time node: exports of time-dependent models (with
+/// `t_nodes`) are stacked along a leading node axis.
+fn first_node(m: &SavedModel, a: &ndarray::ArrayD<f64>) -> Vec<f64> {
+    let nodes = m.exports.iter().find(|e| e.0 == "t_nodes").map_or(1, |t| t.1.len().max(1));
+    let n = if nodes > 1 && a.ndim() > 1 && a.shape()[0] == nodes { a.len() / nodes } else { a.len() };
+    a.iter().copied().take(n).collect()
+}
+
+/// Coefficient maps exported by gyrotropic models (`v_par_nodes`, `v_perp_nodes`, `axis` and
+/// `A_b`, `A_e`, `D_be`, `D_bb`, `D_ee`, `D_tt` on the nodes), taking the first node of a leading
+/// node axis of time-dependent models.
+pub fn gyro_of(m: &SavedModel) -> Option<GyroMaps> {
+    let get = |n: &str| m.exports.iter().find(|e| e.0 == n).map(|e| &e.1);
+    let (v_par, v_perp) = (first_node(m, get("v_par_nodes")?), first_node(m, get("v_perp_nodes")?));
+    let axis: Vec<f64> = first_node(m, get("axis")?);
+    let mut maps = Vec::new();
+    for name in ["A_b", "A_e", "D_be", "D_bb", "D_ee", "D_tt"] {
+        let values: Vec<f64> = get(name)?.iter().copied().take(v_par.len() * v_perp.len()).collect();
+        maps.push((name.to_string(), ndarray::Array2::from_shape_vec((v_par.len(), v_perp.len()), values).ok()?));
+    }
+    Some(GyroMaps { v_par, v_perp, axis: axis.try_into().ok()?, maps })
 }
 
 /// Most truths drawn in one figure (runs of one campaign often share theirs).
@@ -97,12 +121,31 @@ pub fn model_figures(target: &Path, out: &Path, params: Vec<(String, f64)>, time
         None if saved.spec.kind.is_time_dependent() => vec![0.0, 0.5 * saved.t_span, saved.t_span],
         None => vec![0.0],
     };
+    let kind = saved.spec.kind.name();
     for t in &times {
         let fields = op.fields(&cond, *t);
-        let name = if times.len() > 1 { format!("operator_t{t:.0}.png") } else { "operator.png".into() };
-        let p = out.join(name);
-        let title = if times.len() > 1 { format!("{} at t = {t:.0}/ω_p{label_params}", saved.spec.kind.name()) } else { format!("{}{label_params}", saved.spec.kind.name()) };
-        figures::operator_maps(&p, &title, &saved.grid, &fields)?;
+        let at = if times.len() > 1 { format!(" at t = {t:.0}/ω_p") } else { String::new() };
+        let suffix = if times.len() > 1 { format!("_t{t:.0}") } else { String::new() };
+        if saved.grid.dim() == 3 {
+            // Drag and diffusion apart: 3 + 6 fields, each in three central slices.
+            let dim = saved.grid.dim();
+            for (group, what, which) in [("A", "drag A", (0..dim).collect::<Vec<_>>()), ("D", "diffusion D", (dim..fp::n_fields(dim)).collect())] {
+                let p = out.join(format!("operator_{group}{suffix}.png"));
+                let title = format!("{kind}{at}{label_params}: {what}, central slices");
+                figures::operator_slices(&p, &title, &saved.grid, &fields, &which)?;
+                written.push(p);
+            }
+        } else {
+            let p = out.join(format!("operator{suffix}.png"));
+            figures::operator_maps(&p, &format!("{kind}{at}{label_params}"), &saved.grid, &fields)?;
+            written.push(p);
+        }
+    }
+    if let Some(g) = gyro_of(&saved) {
+        let p = out.join("gyrotropic.png");
+        let b = g.axis.map(|x| super::fmt_tick(&x)).join(", ");
+        let at = if saved.spec.kind.is_time_dependent() { " at t = 0" } else { "" };
+        figures::gyrotropic_maps(&p, &format!("{kind}{at}{label_params}: coefficients on the (v_∥, v_⊥) nodes about b = ({b})"), &g)?;
         written.push(p);
     }
     let mut profiles: Vec<Profile> = profile_of(&saved, saved.spec.kind.name()).into_iter().collect();
@@ -143,8 +186,15 @@ pub fn eval_figures(dir: &Path, model: &SavedModel, runs: &[RunEval]) -> anyhow:
         let s = stem(r);
         if !r.frames.is_empty() {
             let p = dir.join(format!("rollout_{s}.png"));
-            figures::rollout_frames(&p, &format!("rollout of {s}"), &model.grid, r)?;
+            let three = model.grid.dim() == 3;
+            let title = if three { format!("rollout of {s}: marginals of f") } else { format!("rollout of {s}") };
+            figures::rollout_frames(&p, &title, &model.grid, r, figures::View::Marginals)?;
             written.push(p);
+            if three {
+                let p = dir.join(format!("rollout_slices_{s}.png"));
+                figures::rollout_frames(&p, &format!("rollout of {s}: central slices of f"), &model.grid, r, figures::View::Slices)?;
+                written.push(p);
+            }
         }
         let p = dir.join(format!("moments_{s}.png"));
         figures::moments_vs_time(&p, &format!("moments of {s}"), r)?;
