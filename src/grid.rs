@@ -249,6 +249,10 @@ impl VelocityGrid {
             Some(z) => format!("{}×{}×{} over {:?} {}", self.nx, self.ny, z.nz, self.v_ranges(), self.units),
         }
     }
+    /// The (v_x, v_y) grid of this grid: itself in 2D, the grid without its v_z axis in 3D.
+    pub fn plane(&self) -> Self {
+        Self { z: None, ..self.clone() }
+    }
     /// The v_z cell of a 3D grid holding `vz`, if any (`None` outside, or on a 2D grid).
     pub fn z_cell_of(&self, vz: f64) -> Option<usize> {
         let z = self.z?;

@@ -37,6 +37,13 @@ fn bad_configs_name_their_key() {
         (GOOD.replace("dump_every: 5", "dump_every: 0"), "time.dump_every"),
         (GOOD.replace("ppc: 4", "ppc: 5, quiet_start: true"), "plasma.ppc"),
         (GOOD.replace("sigma: 0.5}", "sigma: 0.5}, tracks: 101"), "test_particles.tracks"),
+        // v_z exists with 3-D histograms only; a correlation is at most 1 in size.
+        (GOOD.replace("sigma: 0.5}", "sigma: 0.5}, vz_correlation: 0.5"), "test_particles.vz_correlation"),
+        (
+            GOOD.replace("sigma: 0.5}", "sigma: 0.5}, vz_correlation: 1.5")
+                + "histogram: {bins: [8, 8, 8], v_range: [-5, 5, -5, 5, -5, 5]}\n",
+            "test_particles.vz_correlation",
+        ),
     ];
     for (yaml, key) in cases {
         let e = error_of(&yaml);

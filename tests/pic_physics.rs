@@ -289,3 +289,37 @@ seed: 5
         .to_string();
     assert!(msg.contains("histogram.v_range") && msg.contains("expected 6"), "{msg}");
 }
+
+/// `test_particles.vz_correlation: ρ`: v_z starts correlated with v_x by ρ with the marginal
+/// N(0, σ²) kept, the (v_x, v_y) state is the uncorrelated run's bit for bit, and v_z stays
+/// constant.
+#[test]
+fn vz_correlation_ties_vz_to_the_initial_vx() {
+    let base = "grid: { nx: 16, ny: 16, dx: 1.0 }
+plasma: { ppc: 9 }
+time: { dt: 0.2, steps: 10, dump_every: 5 }
+histogram: { bins: [12, 12, 8], v_range: [-4, 5, -4, 4, -3, 3] }
+seed: 9
+";
+    let tp = |rho: f64| format!("test_particles: {{ n: 20000, mode: tracer, distribution: {{ kind: normal, center: [0.5, 0.0], sigma: 0.7 }}, vz_correlation: {rho}, tracks: 20000 }}\n");
+    let plain = run(&config(&format!("{base}{}", tp(0.0))), &mut |_, _| {}).unwrap();
+    let tied = run(&config(&format!("{base}{}", tp(0.9))), &mut |_, _| {}).unwrap();
+    let (a, b) = (plain.tracks.as_ref().unwrap(), tied.tracks.as_ref().unwrap());
+    assert_eq!(a.slice(ndarray::s![.., .., 0..2]), b.slice(ndarray::s![.., .., 0..2]), "in-plane state unchanged");
+    for d in 1..3 {
+        assert_eq!(b.slice(ndarray::s![d, .., 2]), b.slice(ndarray::s![0, .., 2]), "v_z constant");
+    }
+    let moments = |vx: ndarray::ArrayView1<f64>, vz: ndarray::ArrayView1<f64>| {
+        let n = vx.len() as f64;
+        let (mx, mz) = (vx.sum() / n, vz.sum() / n);
+        let cov = vx.iter().zip(&vz).map(|(x, z)| (x - mx) * (z - mz)).sum::<f64>() / n;
+        let (sx, sz) = (vx.mapv(|x| (x - mx).powi(2)).sum() / n, vz.mapv(|z| (z - mz).powi(2)).sum() / n);
+        (cov / (sx * sz).sqrt(), mz, sz.sqrt())
+    };
+    let (rho, mean, sigma) = moments(b.slice(ndarray::s![0, .., 0]), b.slice(ndarray::s![0, .., 2]));
+    assert!((rho - 0.9).abs() < 0.01 && mean.abs() < 0.02 && (sigma - 0.7).abs() < 0.01, "ρ {rho}, mean {mean}, σ {sigma}");
+    let (rho0, _, _) = moments(a.slice(ndarray::s![0, .., 0]), a.slice(ndarray::s![0, .., 2]));
+    assert!(rho0.abs() < 0.03, "uncorrelated: ρ = {rho0}");
+    assert_eq!(tied.params.get("test_vz_correlation"), Some(&0.9));
+    assert!(!plain.params.contains_key("test_vz_correlation"));
+}

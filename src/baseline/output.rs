@@ -18,10 +18,26 @@ pub enum EstimatesWriteError {
     Io { path: String, source: std::io::Error },
 }
 
-/// A `tensor` model whose θ is its fields in physical units, flattened `[5, nx, ny]`.
+/// A `tensor` model whose θ is its fields in physical units, flattened `[n_fields, nx, ny·nz]`;
+/// exports the radial profiles (and `D_zz` in 3D).
 pub fn tensor_model(est: &TrackEstimate, min_count: u64, source: &str) -> SavedModel {
     let (fields, filled) = est.model_fields(min_count);
     let n_filled = filled.iter().filter(|&&f| f).count();
+    let r = &est.radial;
+    let mut exports = vec![
+        ("v_radial".into(), Array1::from(r.v.clone()).into_dyn()),
+        ("A_par".into(), Array1::from(r.a_par.clone()).into_dyn()),
+        ("D_par".into(), Array1::from(r.d_par.clone()).into_dyn()),
+        ("D_perp".into(), Array1::from(r.d_perp.clone()).into_dyn()),
+    ];
+    if est.grid.dim() == 3 {
+        exports.push(("D_zz".into(), Array1::from(r.d_zz.clone()).into_dyn()));
+    }
+    let fill = if est.grid.dim() == 3 {
+        "cells with fewer than min_count samples take the projection about v_z at their v_perp = |(v_x, v_y)| (A_par, D_par, D_perp in plane, D_zz; A_z = D_xz = D_yz = 0), or 0 where that radial bin is unpopulated"
+    } else {
+        "cells with fewer than min_count samples take the isotropic projection at their |v|, or 0 where that radial bin is unpopulated"
+    };
     SavedModel {
         spec: ModelSpec { kind: ModelKind::Tensor, ..ModelSpec::default() },
         solver: SolverSpec::default(),
@@ -30,23 +46,14 @@ pub fn tensor_model(est: &TrackEstimate, min_count: u64, source: &str) -> SavedM
         fields,
         cond_ranges: Vec::new(),
         t_span: 0.0,
-        exports: vec![
-            ("v_radial".into(), Array1::from(est.radial.v.clone()).into_dyn()),
-            ("A_par".into(), Array1::from(est.radial.a_par.clone()).into_dyn()),
-            ("D_par".into(), Array1::from(est.radial.d_par.clone()).into_dyn()),
-            ("D_perp".into(), Array1::from(est.radial.d_perp.clone()).into_dyn()),
-        ],
+        exports,
         notes: vec![
             ("source".into(), format!("particle-track estimate from {source}")),
             ("tau".into(), est.tau.to_string()),
             ("lag_dumps".into(), est.lag_dumps.to_string()),
             ("min_count".into(), min_count.to_string()),
             ("filled_cells".into(), n_filled.to_string()),
-            (
-                "fill".into(),
-                "cells with fewer than min_count samples take the isotropic projection at their |v|, or 0 where that radial bin is unpopulated"
-                    .into(),
-            ),
+            ("fill".into(), fill.into()),
         ],
     }
 }
@@ -54,26 +61,35 @@ pub fn tensor_model(est: &TrackEstimate, min_count: u64, source: &str) -> SavedM
 /// The estimates file: `counts` [nx,ny] (u64), `A`, `A_err` [2,nx,ny], `D`, `D_err` [3,nx,ny]
 /// (order xx, yy, xy; NaN where empty), `filled` [nx,ny] (u8, cells replaced in the model), group
 /// `radial` with `v`, `counts`, `A_par`, `D_par`, `D_perp` and their `_err`; attributes `tau`,
-/// `lag_dumps`, `stride`, `min_count`, `n_samples`, `n_skipped`, `v_range`. Written atomically.
+/// `lag_dumps`, `stride`, `min_count`, `n_samples`, `n_skipped`, `v_range`. On a 3D grid the cells
+/// are [nx,ny,nz], `A` has 3 components and `D` 6 (order xx, yy, zz, xy, xz, yz), and `radial`
+/// (about the v_z axis, see [`super::RadialEstimate`]) adds `D_zz`, `D_zz_err`. Written atomically.
 pub fn write_estimates(path: &Path, est: &TrackEstimate, min_count: u64) -> Result<(), EstimatesWriteError> {
     let name = path.display().to_string();
     let h5 = |source| EstimatesWriteError::Hdf5 { path: name.clone(), source };
     let (_, filled) = est.model_fields(min_count);
     let result = crate::io::write_atomic(path, |tmp| -> Result<(), WriteFailure> {
         let file = crate::io::h5_create(tmp)?;
-        file.new_dataset_builder().with_data(&est.counts).create("counts")?;
-        let a = est.fields.slice(ndarray::s![0..2, .., ..]);
-        let d = est.fields.slice(ndarray::s![2..5, .., ..]);
-        let ae = est.errors.slice(ndarray::s![0..2, .., ..]);
-        let de = est.errors.slice(ndarray::s![2..5, .., ..]);
-        file.new_dataset_builder().with_data(&a.to_owned()).create("A")?;
-        file.new_dataset_builder().with_data(&ae.to_owned()).create("A_err")?;
-        file.new_dataset_builder().with_data(&d.to_owned()).create("D")?;
-        file.new_dataset_builder().with_data(&de.to_owned()).create("D_err")?;
-        file.new_dataset_builder().with_data(&filled.mapv(u8::from)).create("filled")?;
+        let grid = &est.grid;
+        let dim = grid.dim();
+        // The cells as the grid's axes, after `lead` leading axes of `shape`.
+        let cells = |lead: &[usize]| -> Vec<usize> { lead.iter().copied().chain(grid.extents()).collect() };
+        let reshape = |e: ndarray::ShapeError| hdf5::Error::from(format!("estimate shape: {e}"));
+        file.new_dataset_builder().with_data(&est.counts.to_shape(cells(&[])).map_err(reshape)?).create("counts")?;
+        let nf = est.fields.shape()[0];
+        for (name, values, range) in [
+            ("A", &est.fields, 0..dim),
+            ("A_err", &est.errors, 0..dim),
+            ("D", &est.fields, dim..nf),
+            ("D_err", &est.errors, dim..nf),
+        ] {
+            let part = values.slice(ndarray::s![range.clone(), .., ..]);
+            file.new_dataset_builder().with_data(&part.to_shape(cells(&[range.len()])).map_err(reshape)?).create(name)?;
+        }
+        file.new_dataset_builder().with_data(&filled.mapv(u8::from).to_shape(cells(&[])).map_err(reshape)?).create("filled")?;
         let r = &est.radial;
         let g = file.create_group("radial")?;
-        for (key, values) in [
+        let mut profiles = vec![
             ("v", &r.v),
             ("A_par", &r.a_par),
             ("A_par_err", &r.a_par_err),
@@ -81,7 +97,11 @@ pub fn write_estimates(path: &Path, est: &TrackEstimate, min_count: u64) -> Resu
             ("D_par_err", &r.d_par_err),
             ("D_perp", &r.d_perp),
             ("D_perp_err", &r.d_perp_err),
-        ] {
+        ];
+        if dim == 3 {
+            profiles.extend([("D_zz", &r.d_zz), ("D_zz_err", &r.d_zz_err)]);
+        }
+        for (key, values) in profiles {
             g.new_dataset_builder().with_data(values.as_slice()).create(key)?;
         }
         g.new_dataset_builder().with_data(r.counts.as_slice()).create("counts")?;
@@ -97,7 +117,7 @@ pub fn write_estimates(path: &Path, est: &TrackEstimate, min_count: u64) -> Resu
         ] {
             file.new_attr::<u64>().create(key)?.write_scalar(&value)?;
         }
-        file.new_attr_builder().with_data(est.grid.v_range.as_slice()).create("v_range")?;
+        file.new_attr_builder().with_data(grid.v_ranges().as_slice()).create("v_range")?;
         file.close()?;
         Ok(())
     });

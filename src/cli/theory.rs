@@ -1,5 +1,6 @@
 //! `colop theory`: Lenard–Balescu drag and diffusion of finite-size 2D particles to CSV, JSON and a
-//! `par-perp` `model.h5`; with `--pic CONFIG`, of the discretised plasma of that `colop pic` run
+//! `par-perp` `model.h5` (on a 3D `--like` grid a `tensor` one: the in-plane coefficients at every
+//! v_z, zero z components); with `--pic CONFIG`, of the discretised plasma of that `colop pic` run
 //! (aliasing, the field solver, interpolation; [`crate::theory::pic`]).
 
 use super::Context;
@@ -46,7 +47,9 @@ pub struct Args {
     /// Output directory (coefficients.csv, theory.json, model.h5).
     #[arg(long)]
     pub out: PathBuf,
-    /// Put model.h5 on the velocity grid of this run file instead of 51×51 over ±5 v_th.
+    /// Put model.h5 on the velocity grid of this run file instead of 51×51 over ±5 v_th. A 3-D
+    /// (v_x, v_y, v_z) grid gets the 2-D plasma's coefficients on the (v_x, v_y) plane at every
+    /// v_z, with A_z = D_zz = D_xz = D_yz = 0 (a `tensor` model.h5).
     #[arg(long)]
     pub like: Option<PathBuf>,
     /// Spacing of the radial speeds of coefficients.csv, v_th.
@@ -152,7 +155,7 @@ pub fn run(args: Args, _ctx: &Context) -> anyhow::Result<()> {
     };
     // The continuum theory covers the model grid; --pic (costlier) stops at --v-max, and its
     // model.h5 holds the last speed's coefficients beyond.
-    let v_max = if args.pic.is_some() { args.v_max } else { args.v_max.max(grid.v_corner()) };
+    let v_max = if args.pic.is_some() { args.v_max } else { args.v_max.max(grid.plane().v_corner()) };
     let n = (v_max / args.dv).ceil() as usize;
     anyhow::ensure!(n <= 100_000, "--v-max / --dv gives {n} radial speeds; at most 100000");
     let speeds: Vec<f64> = (0..=n).map(|i| (i as f64 * args.dv).min(v_max)).collect();

@@ -1,4 +1,6 @@
 //! `colop tracks`: drag and diffusion estimated from tracked test particles, one model per lag.
+//! On a 3-D run (tracks `[T, n, 3]`) the estimate has A_x, A_y, A_z and D_xx, D_yy, D_zz, D_xy,
+//! D_xz, D_yz per (v_x, v_y, v_z) cell and radial profiles about v_z ([`crate::baseline`]).
 
 use super::Context;
 use crate::baseline::{self, output};
@@ -8,7 +10,8 @@ use std::path::PathBuf;
 /// Options of `colop tracks`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Run file with `/tracks` (velocities of tracked test particles at every dump).
+    /// Run file with `/tracks` (velocities of tracked test particles at every dump; 2 or 3
+    /// components, as the run's grid).
     pub run: PathBuf,
     /// Lags τ in 1/ω_p, whole multiples of the dump spacing; one model per lag.
     #[arg(long, num_args = 1.., required = true)]

@@ -12,7 +12,7 @@
 //! | attribute `dt` | float scalar | snapshot spacing (the mean spacing if uneven), 1/ω_p, finite and > 0 |
 //! | attribute `n_particles` | float scalar | particles in the run's histogram, finite and > 0 |
 //! | group `/params` | scalar attributes | numeric: run parameters (ppc, v_th, shape, dx_over_lambda_D, ...), usable as conditioners; string: labels (e.g. an import's `software`, `softwareVersion`) |
-//! | `/tracks` (optional) | `[n_dumps, n_tracked, 2]` float | test-particle velocities at the times `/t` |
+//! | `/tracks` (optional) | `[n_dumps, n_tracked, d]` float | test-particle velocities (d = 2 or 3 components, as the grid) at the times `/t` |
 //! | group `/diagnostics` (optional) | 1-D float datasets | energy histories and the like; PIC runs: `energy_drift` = (E−E₀)/E₀ per step, and group attributes `energy_drift` (final) and `energy_drift_max` (largest \|drift\|) |
 //! | group `/truth` (optional) | datasets | the known operator of a synthetic run (written by `colop synth`, see [`crate::synth`]) |
 //!

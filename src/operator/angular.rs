@@ -8,7 +8,7 @@
 //! models that need the fields there to be independent of that choice make A_∥(0) = 0 and
 //! D_∥(0) = D_⊥(0) (see [`super::radial`]).
 
-use super::fp;
+use super::{fp, Fields};
 use crate::grid::VelocityGrid;
 
 /// Unit direction and |v| of every cell centre, C order. `cos`, `sin` are the first two
@@ -142,6 +142,32 @@ pub fn to_cartesian(p: &Polar, a_par: &[f64], d_par: &[f64], d_perp: &[f64], out
         dyy[c] = d_par[c] * si * si + d_perp[c] * co * co;
         dxy[c] = (d_par[c] - d_perp[c]) * si * co;
     }
+}
+
+/// The fields of an operator whose coefficients depend on (v_x, v_y) only and which has no drag
+/// along v_z — the plasma of a 2D3V electrostatic code, whose particles keep their v_z — on
+/// `grid`: the in-plane fields `planar` (`[5 · nx·ny]` field-major on [`VelocityGrid::plane`],
+/// A_x, A_y, D_xx, D_yy, D_xy) repeated along v_z, D_zz from `d_zz` (per in-plane cell; 0 if
+/// `None`) and A_z = D_xz = D_yz = 0. On a 2D grid, `planar` itself.
+pub fn extrude_planar(grid: &VelocityGrid, planar: &[f64], d_zz: Option<&[f64]>) -> Fields {
+    let (nx, ny, nz) = (grid.nx, grid.ny, grid.nz());
+    let n2 = nx * ny;
+    assert_eq!(planar.len(), fp::N_FIELDS * n2, "in-plane fields");
+    if grid.dim() == 2 {
+        return Fields::from_shape_vec((fp::N_FIELDS, nx, ny), planar.to_vec()).expect("field shape");
+    }
+    let to_3d = [fp::a(0), fp::a(1), fp::d(3, 0, 0), fp::d(3, 1, 1), fp::d(3, 0, 1)];
+    let mut out = Fields::zeros(grid.fields_shape(fp::n_fields(3)));
+    for c in 0..n2 {
+        let (i, j) = (c / ny, c % ny);
+        for k in 0..nz {
+            for (f2, &f3) in to_3d.iter().enumerate() {
+                out[[f3, i, j * nz + k]] = planar[f2 * n2 + c];
+            }
+            out[[fp::d(3, 2, 2), i, j * nz + k]] = d_zz.map_or(0.0, |d| d[c]);
+        }
+    }
+    out
 }
 
 /// Transpose of [`to_cartesian`]: accumulate into the per-cell radial gradients.

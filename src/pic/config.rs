@@ -151,6 +151,13 @@ pub struct TestParticles {
     /// Record the velocities of the first `tracks` test particles at every dump.
     #[serde(default)]
     pub tracks: usize,
+    /// With 3-D histograms: correlation ρ ∈ [−1, 1] of a test particle's (constant) v_z with its
+    /// initial v_x, v_z = σ_z(ρ(v_x − c_x)/s_x + √(1 − ρ²)ξ) (c_x, s_x: mean and standard deviation
+    /// of v_x). 0 (the default) draws v_z independently. A correlated start makes the (v_x, v_z)
+    /// distribution relax in time although v_z never changes, so a learned 3-D operator must
+    /// show that nothing acts along v_z.
+    #[serde(default)]
+    pub vz_correlation: f64,
 }
 
 /// Initial test-particle velocity distribution (velocities in v_th).
@@ -228,7 +235,7 @@ impl Default for Shape {
 }
 impl Default for TestParticles {
     fn default() -> Self {
-        Self { n: 0, mode: default_mode(), weight: default_weight(), distribution: Distribution::default(), tracks: 0 }
+        Self { n: 0, mode: default_mode(), weight: default_weight(), distribution: Distribution::default(), tracks: 0, vz_correlation: 0.0 }
     }
 }
 impl Default for Distribution {
@@ -365,6 +372,12 @@ impl PicConfig {
         }
         if tp.tracks > tp.n {
             return Err(bad("test_particles.tracks", format!("{} tracks but only {} test particles", tp.tracks, tp.n)));
+        }
+        if !(-1.0..=1.0).contains(&tp.vz_correlation) {
+            return Err(bad("test_particles.vz_correlation", format!("must be in [-1, 1], got {}", tp.vz_correlation)));
+        }
+        if tp.vz_correlation != 0.0 && self.histogram.bins.len() != 3 {
+            return Err(bad("test_particles.vz_correlation", "needs 3-D histograms (histogram.bins: [nx, ny, nz]); 2-D runs have no v_z"));
         }
         let dist_ok = match tp.distribution {
             Distribution::Normal { center, sigma } => {

@@ -625,12 +625,19 @@ fn load_test_particles(cfg: &PicConfig, rng: &mut ChaCha8Rng) -> Species {
     if cfg.histogram.bins.len() == 3 {
         // A stream of its own: the 2-D state is the same as without v_z.
         let mut rz = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x7a7a_7a7a_7a7a_7a7a);
-        let sigma = match tp.distribution {
-            Distribution::Normal { sigma, .. } => sigma,
-            Distribution::Ring { width, .. } => width,
-            Distribution::Maxwellian { v_th } => v_th,
+        // σ_z, and the mean and standard deviation of the initial v_x.
+        let (sigma, cx, sx) = match tp.distribution {
+            Distribution::Normal { center, sigma } => (sigma, center[0], sigma),
+            Distribution::Ring { radius, width } => (width, 0.0, (0.5 * (radius * radius + width * width)).sqrt()),
+            Distribution::Maxwellian { v_th } => (v_th, 0.0, v_th),
         };
-        s.vz = (0..n).map(|_| sigma * normal(&mut rz)).collect();
+        let rho = tp.vz_correlation;
+        s.vz = if rho == 0.0 || sx == 0.0 {
+            (0..n).map(|_| sigma * normal(&mut rz)).collect()
+        } else {
+            let rest = (1.0 - rho * rho).sqrt();
+            s.vx.iter().map(|&vx| sigma * (rho * (vx - cx) / sx + rest * normal(&mut rz))).collect()
+        };
     }
     s
 }
@@ -729,6 +736,9 @@ pub fn params(cfg: &PicConfig) -> BTreeMap<String, f64> {
     put("test_self_consistent", (tp.mode == TestMode::SelfConsistent) as u8 as f64);
     put("test_weight", if tp.mode == TestMode::SelfConsistent { tp.weight } else { 0.0 });
     put("n_tracks", tp.tracks as f64);
+    if tp.vz_correlation != 0.0 {
+        put("test_vz_correlation", tp.vz_correlation);
+    }
     put("seed", cfg.seed as f64);
     match tp.distribution {
         Distribution::Normal { center, sigma } => {

@@ -2,12 +2,12 @@
 
 use super::{Plasma, RadialPoint};
 use crate::grid::VelocityGrid;
-use crate::operator::angular::{to_cartesian, Polar};
+use crate::operator::angular::{extrude_planar, to_cartesian, Polar};
 use crate::model_file::SavedModel;
 use crate::operator::spec::ModelKind;
 use crate::operator::{fp, Fields, ModelSpec};
 use crate::solver::SolverSpec;
-use ndarray::{Array1, Array3};
+use ndarray::Array1;
 use std::path::Path;
 
 /// `coefficients.csv`: `v, A_par, D_par, D_perp` (v in v_th; v_th·ω_p; v_th²·ω_p), written atomically.
@@ -50,28 +50,41 @@ pub fn interpolate(xs: &[f64], ys: &[f64], x: f64) -> f64 {
     }
 }
 
-/// Isotropic fields `[5, nx, ny]` on `grid` from radial profiles (linear in |v|).
+/// Fields on `grid` from radial profiles (linear in the speed) of a 2D plasma: on a 2D grid the
+/// isotropic fields `[5, nx, ny]` at |v|; on a 3D grid those of the (v_x, v_y) plane at
+/// v_⊥ = √(v_x² + v_y²), the same for every v_z, with A_z = D_zz = D_xz = D_yz = 0 — the
+/// plasma of a 2D electrostatic code, whose particles keep their v_z
+/// ([`crate::operator::angular::extrude_planar`]).
 pub fn isotropic_fields(grid: &VelocityGrid, v: &[f64], a_par: &[f64], d_par: &[f64], d_perp: &[f64]) -> Fields {
-    let polar = Polar::new(grid);
+    let polar = Polar::new(&grid.plane());
     let at = |ys: &[f64]| polar.speed.iter().map(|&s| interpolate(v, ys, s)).collect::<Vec<_>>();
-    let mut out = vec![0.0; fp::N_FIELDS * grid.n_cells()];
+    let mut out = vec![0.0; fp::N_FIELDS * polar.n_cells()];
     to_cartesian(&polar, &at(a_par), &at(d_par), &at(d_perp), &mut out);
-    Array3::from_shape_vec((fp::N_FIELDS, grid.nx, grid.ny), out).expect("field shape")
+    extrude_planar(grid, &out, None)
 }
 
-/// A `par-perp` model of the theory: radial nodes are the profile's speeds, θ = [A_∥, D_∥, D_⊥]
-/// at the nodes, fields are the isotropic map of the profile (evaluated for v ∥ x̂) on `grid`.
+/// The theory's model on `grid`. 2D: a `par-perp` model, radial nodes the profile's speeds,
+/// θ = [A_∥, D_∥, D_⊥] at the nodes, fields the isotropic map of the profile (evaluated for
+/// v ∥ x̂). 3D: a `tensor` model whose θ is its fields (physical units, as the track
+/// estimator's), those of [`isotropic_fields`] — the 2D plasma's coefficients on the (v_x, v_y)
+/// plane, zero z components. Both export the radial profile (`v_radial`, `A_par`, `D_par`,
+/// `D_perp`; the speed is v_⊥ in 3D).
 pub fn par_perp_model(grid: &VelocityGrid, points: &[RadialPoint], plasma: &Plasma, provenance: &str) -> SavedModel {
     let column = |f: fn(&RadialPoint) -> f64| points.iter().map(f).collect::<Vec<_>>();
     let (v, a, dp, dq) = (column(|p| p.v), column(|p| p.a_par), column(|p| p.d_par), column(|p| p.d_perp));
     let fields = isotropic_fields(grid, &v, &a, &dp, &dq);
-    let spec = ModelSpec {
-        kind: ModelKind::ParPerp,
-        n_radial: Some(v.len()),
-        v_radial_max: v.last().copied(),
-        ..ModelSpec::default()
+    let (spec, theta, direction) = if grid.dim() == 3 {
+        let spec = ModelSpec { kind: ModelKind::Tensor, ..ModelSpec::default() };
+        (spec, fields.iter().copied().collect(), "coefficients evaluated for v along x and mapped isotropically in the (v_x, v_y) plane at v_perp = |(v_x, v_y)|, the same for every v_z; A_z = D_zz = D_xz = D_yz = 0 (2D electrostatic: no force along z)")
+    } else {
+        let spec = ModelSpec {
+            kind: ModelKind::ParPerp,
+            n_radial: Some(v.len()),
+            v_radial_max: v.last().copied(),
+            ..ModelSpec::default()
+        };
+        (spec, [a.as_slice(), dp.as_slice(), dq.as_slice()].concat(), "coefficients evaluated for v along x and mapped isotropically")
     };
-    let theta = [a.as_slice(), dp.as_slice(), dq.as_slice()].concat();
     let export = |name: &str, xs: &[f64]| (name.to_string(), Array1::from(xs.to_vec()).into_dyn());
     SavedModel {
         spec,
@@ -84,7 +97,7 @@ pub fn par_perp_model(grid: &VelocityGrid, points: &[RadialPoint], plasma: &Plas
         exports: vec![export("v_radial", &v), export("A_par", &a), export("D_par", &dp), export("D_perp", &dq)],
         notes: vec![
             ("source".into(), "Lenard-Balescu theory, 2D electrostatic, finite-size particles".into()),
-            ("direction".into(), "coefficients evaluated for v along x and mapped isotropically".into()),
+            ("direction".into(), direction.into()),
             ("n_lambda_d2".into(), plasma.n_lambda_d2.to_string()),
             ("shape_order".into(), plasma.shape_order.to_string()),
             ("dx_over_lambda_d".into(), plasma.dx.to_string()),
