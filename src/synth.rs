@@ -1,19 +1,22 @@
 //! Synthetic datasets rolled out from a known operator: the quickstart's data and the tests'
-//! ground truth.
+//! ground truth, in two or three velocity dimensions (`grid.dim`, one code path).
 //!
 //! The truth is integrated with the conservative scheme and many sub-steps (at least the scheme's
 //! positivity bound); optional sampling noise draws N particles per snapshot (multinomial counts,
-//! seeded). Operators: `lenard-bernstein` (A = −ν v, D = 2ν v_th² I), `radial` (A_∥, D_∥, D_⊥ as
-//! formulas of `v` = |v|, the run's `/params` and `t`; `a_par: stationary` makes a unit Maxwellian
-//! stationary: A_∥ = ½[dD_∥/dv + (D_∥ − D_⊥)/v] − D_∥v/2), or any `model.h5`; an optional
-//! `time_factor` formula of `t` multiplies A and D (time-dependent truth). Formulas take numbers
-//! in decimal or scientific notation (`0.016`, `1.6e-2`).
+//! seeded). Operators: `lenard-bernstein` (A = −ν v, D = 2ν v_th² I), `radial` (A = A_∥ v̂,
+//! D = D_∥ v̂v̂ + D_⊥(I − v̂v̂) with A_∥, D_∥, D_⊥ formulas of `v` = |v|, the run's `/params` and `t`;
+//! `a_par: stationary` makes a unit Maxwellian stationary: A_∥ = ½[dD_∥/dv + (d − 1)(D_∥ − D_⊥)/v]
+//! − D_∥v/2 in d dimensions), or any `model.h5` on the same grid; an optional `time_factor`
+//! formula of `t` multiplies A and D (time-dependent truth). Formulas take numbers in decimal or
+//! scientific notation (`0.016`, `1.6e-2`). Initial components (`normal`, `ring` — a spherical
+//! shell in 3D —, `maxwellian`) take vectors of one value per dimension.
 //!
-//! Each run file stores its truth in `/truth`: datasets `A` [2,Nx,Ny] (v_th·ω_p) and `D`
-//! [3,Nx,Ny] (v_th²·ω_p, order xx, yy, xy) at the run's parameters (without the time factor);
-//! for isotropic truths (`radial`, `lenard-bernstein`, models exporting profiles) the radial
-//! profiles `v_radial`, `A_par`, `D_par`, `D_perp`; attributes `kind`, `spec` (the operator
-//! entry as YAML) and, for time-dependent truths, `time_factor`. [`read_truth`] reads it back.
+//! Each run file stores its truth in `/truth`: datasets `A` [d,Nx,Ny(,Nz)] (v_th·ω_p) and `D`
+//! [d(d+1)/2,Nx,Ny(,Nz)] (v_th²·ω_p, order xx, yy, xy in 2D and xx, yy, zz, xy, xz, yz in 3D) at
+//! the run's parameters (without the time factor); for isotropic truths (`radial`,
+//! `lenard-bernstein`, models exporting profiles) the radial profiles `v_radial`, `A_par`,
+//! `D_par`, `D_perp`; attributes `kind`, `spec` (the operator entry as YAML) and, for
+//! time-dependent truths, `time_factor`. [`read_truth`] reads either dimension back.
 //!
 //! All runs are written or none: they are generated into a staging directory beside `--out`
 //! ([`crate::io::StagedDir`]). Run names must be distinct plain file names.
@@ -40,8 +43,15 @@ use std::path::{Path, PathBuf};
 pub struct GridSpec {
     /// Cells per axis.
     pub n: usize,
-    /// Half-width of the grid, v_th: cells cover [−v_max, v_max]².
+    /// Half-width of the grid, v_th: cells cover [−v_max, v_max]^dim.
     pub v_max: f64,
+    /// Velocity dimensions: 2 (v_x, v_y; the default) or 3 (v_x, v_y, v_z).
+    #[serde(default = "two")]
+    pub dim: usize,
+}
+
+fn two() -> usize {
+    2
 }
 
 /// The known operator.
@@ -60,16 +70,27 @@ fn one() -> f64 {
     1.0
 }
 
-/// One component of an initial distribution.
+/// One component of an initial distribution. Vectors have one value per velocity dimension.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "kebab-case")]
 pub enum Initial {
-    /// Gaussian blob at `centre` with standard deviation `sigma`.
-    Normal { centre: [f64; 2], sigma: f64, #[serde(default = "one")] weight: f64 },
-    /// Ring of `radius` and Gaussian radial `width`.
+    /// Gaussian blob at `centre` with standard deviation `sigma` (normalised to unit mass).
+    Normal { centre: Vec<f64>, sigma: f64, #[serde(default = "one")] weight: f64 },
+    /// Ring (2D) or spherical shell (3D) of `radius` and Gaussian radial `width`.
     Ring { radius: f64, width: f64, #[serde(default = "one")] weight: f64 },
     /// Maxwellian of thermal speed `v_th` (default 1) drifting at `drift` (default 0).
-    Maxwellian { #[serde(default = "one")] v_th: f64, #[serde(default)] drift: [f64; 2], #[serde(default = "one")] weight: f64 },
+    Maxwellian { #[serde(default = "one")] v_th: f64, #[serde(default)] drift: Vec<f64>, #[serde(default = "one")] weight: f64 },
+}
+
+impl Initial {
+    /// The component's vector (`centre`, `drift`) and its key, if it has one given.
+    fn vector(&self) -> Option<(&'static str, &[f64])> {
+        match self {
+            Initial::Normal { centre, .. } => Some(("centre", centre)),
+            Initial::Maxwellian { drift, .. } if !drift.is_empty() => Some(("drift", drift)),
+            _ => None,
+        }
+    }
 }
 
 /// One synthetic run.
@@ -211,9 +232,20 @@ impl SynthConfig {
         if cfg.noise.as_ref().is_some_and(|n| n.particles == 0) {
             return Err(bad("noise.particles", "must be ≥ 1"));
         }
+        if !(2..=3).contains(&cfg.grid.dim) {
+            return Err(bad("grid.dim", &format!("must be 2 or 3, got {}", cfg.grid.dim)));
+        }
         for (i, r) in cfg.runs.iter().enumerate() {
             if r.initial.is_empty() {
                 return Err(bad(&format!("runs[{i}].initial"), "needs at least one component"));
+            }
+            for (k, c) in r.initial.iter().enumerate() {
+                if let Some((key, v)) = c.vector() {
+                    if v.len() != cfg.grid.dim {
+                        let msg = format!("needs {} values on a {}D grid, got {}", cfg.grid.dim, cfg.grid.dim, v.len());
+                        return Err(bad(&format!("runs[{i}].initial[{k}].{key}"), &msg));
+                    }
+                }
             }
             crate::io::check_output_name(&r.name).map_err(|m| bad(&format!("runs[{i}].name"), &m))?;
             if let Some(j) = cfg.runs[..i].iter().position(|o| o.name == r.name) {
@@ -225,28 +257,36 @@ impl SynthConfig {
 
     pub fn grid(&self) -> anyhow::Result<VelocityGrid> {
         anyhow::ensure!(self.grid.v_max > 0.0, "grid.v_max must be positive");
-        VelocityGrid::square(self.grid.n, self.grid.v_max).context("grid")
+        match self.grid.dim {
+            2 => VelocityGrid::square(self.grid.n, self.grid.v_max).context("grid"),
+            3 => VelocityGrid::cube(self.grid.n, self.grid.v_max).context("grid"),
+            d => anyhow::bail!("grid.dim must be 2 or 3, got {d}"),
+        }
     }
 }
 
-/// The formulas of a `radial` truth.
+/// The formulas of a `radial` truth in `dim` velocity dimensions.
 struct RadialTruth {
     d_par: Formula,
     d_perp: Formula,
     /// `None` for `stationary`.
     a_par: Option<Formula>,
+    dim: usize,
 }
 
 impl RadialTruth {
-    fn parse(a_par: &str, d_par: &str, d_perp: &str) -> anyhow::Result<Self> {
+    fn parse(a_par: &str, d_par: &str, d_perp: &str, dim: usize) -> anyhow::Result<Self> {
         Ok(Self {
             d_par: Formula::parse(d_par, "d_par")?,
             d_perp: Formula::parse(d_perp, "d_perp")?,
             a_par: if a_par.trim() == "stationary" { None } else { Some(Formula::parse(a_par, "a_par")?) },
+            dim,
         })
     }
 
-    /// (A_∥, D_∥, D_⊥) at speed `v` for run parameters `params`.
+    /// (A_∥, D_∥, D_⊥) at speed `v` for run parameters `params`. The stationary drag is the
+    /// zero-flux condition for f ∝ exp(−v²/2): A = ½∇·D − ½D·v, and for the isotropic D
+    /// ∇·D = [D_∥' + (d − 1)(D_∥ − D_⊥)/v] v̂ (∇·v̂ = (d − 1)/v).
     fn at(&self, v: f64, params: &BTreeMap<String, f64>) -> anyhow::Result<(f64, f64, f64)> {
         let mut vars = params.clone();
         let mut at = |key: &str, f: &Formula, v: f64| -> anyhow::Result<f64> {
@@ -261,7 +301,7 @@ impl RadialTruth {
                 let h = 1e-5;
                 let lo = (v - h).max(0.0);
                 let deriv = (at("d_par", &self.d_par, v + h)? - at("d_par", &self.d_par, lo)?) / (v + h - lo);
-                let shear = if v > 1e-12 { (dp - dq) / v } else { 0.0 };
+                let shear = if v > 1e-12 { (self.dim - 1) as f64 * (dp - dq) / v } else { 0.0 };
                 0.5 * (deriv + shear) - 0.5 * dp * v
             }
         };
@@ -289,7 +329,7 @@ pub fn truth_profiles(spec: &TruthSpec, grid: &VelocityGrid, params: &BTreeMap<S
             }
         }
         TruthSpec::Radial { a_par, d_par, d_perp } => {
-            let radial = RadialTruth::parse(a_par, d_par, d_perp)?;
+            let radial = RadialTruth::parse(a_par, d_par, d_perp, grid.dim())?;
             for &x in &v {
                 let (a, dp, dq) = radial.at(x, params)?;
                 out.1.push(a);
@@ -317,7 +357,8 @@ pub fn truth_profiles(spec: &TruthSpec, grid: &VelocityGrid, params: &BTreeMap<S
 /// The truth of a synthetic run, as stored in its `/truth` group.
 #[derive(Clone, Debug)]
 pub struct Truth {
-    /// `[5, Nx, Ny]` (A_x, A_y, D_xx, D_yy, D_xy) at the run's parameters, physical units.
+    /// The Fokker–Planck fields at the run's parameters, physical units, in [`fp`] order:
+    /// `[5, Nx, Ny]` in 2D, `[9, Nx, Ny·Nz]` in 3D (see [`VelocityGrid::fields_shape`]).
     pub fields: Fields,
     pub profiles: Option<TruthProfiles>,
     /// `kind` of the truth operator.
@@ -327,17 +368,34 @@ pub struct Truth {
     pub time_factor: Option<String>,
 }
 
+/// An HDF5 error from a failed check (the reader and writer speak `hdf5::Result`).
+fn h5_check(ok: bool, msg: &str) -> hdf5::Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(hdf5::Error::from(msg))
+    }
+}
+
 fn put_str(loc: &hdf5::Location, name: &str, value: &str) -> hdf5::Result<()> {
     let v: hdf5::types::VarLenUnicode = value.parse().map_err(|e| hdf5::Error::from(format!("{name}: {e:?}")))?;
     loc.new_attr::<hdf5::types::VarLenUnicode>().shape(()).create(name)?.write_scalar(&v)
 }
 
 impl Truth {
-    /// Write the `/truth` group into an open run file.
-    pub fn write(&self, file: &hdf5::File) -> hdf5::Result<()> {
+    /// Write the `/truth` group into an open run file whose grid is `grid`: `A` as
+    /// `[d, Nx, Ny(, Nz)]` and `D` as `[d(d+1)/2, Nx, Ny(, Nz)]`.
+    pub fn write(&self, file: &hdf5::File, grid: &VelocityGrid) -> hdf5::Result<()> {
         let g = file.create_group("truth")?;
-        g.new_dataset_builder().with_data(&self.fields.slice(ndarray::s![0..2, .., ..])).create("A")?;
-        g.new_dataset_builder().with_data(&self.fields.slice(ndarray::s![2..5, .., ..])).create("D")?;
+        let dim = grid.dim();
+        h5_check(self.fields.dim() == grid.fields_shape(fp::n_fields(dim)), "fields do not match the grid")?;
+        for (name, range) in [("A", 0..dim), ("D", dim..fp::n_fields(dim))] {
+            let shape: Vec<usize> = std::iter::once(range.len()).chain(grid.extents()).collect();
+            let block = self.fields.slice(ndarray::s![range, .., ..]);
+            let block = block.as_standard_layout();
+            let block = block.view().into_shape_with_order(ndarray::IxDyn(&shape)).map_err(|e| hdf5::Error::from(format!("{name}: {e}")))?;
+            g.new_dataset_builder().with_data(&block).create(name)?;
+        }
         if let Some((v, a, dp, dq)) = &self.profiles {
             for (name, data) in [("v_radial", v), ("A_par", a), ("D_par", dp), ("D_perp", dq)] {
                 g.new_dataset_builder().with_data(data.as_slice()).create(name)?;
@@ -360,9 +418,17 @@ pub fn read_truth(path: &Path) -> anyhow::Result<Option<Truth>> {
     }
     let read = || -> hdf5::Result<Truth> {
         let g = file.group("truth")?;
-        let a: Array3<f64> = g.dataset("A")?.read()?;
-        let d: Array3<f64> = g.dataset("D")?.read()?;
-        let fields = ndarray::concatenate(ndarray::Axis(0), &[a.view(), d.view()]).map_err(|e| hdf5::Error::from(e.to_string()))?;
+        // 2D `[k, Nx, Ny]` or 3D `[k, Nx, Ny, Nz]`, as fields `[k, Nx, Ny·Nz]`.
+        let block = |name: &str, components: &dyn Fn(usize) -> usize| -> hdf5::Result<Array3<f64>> {
+            let a: ndarray::ArrayD<f64> = g.dataset(name)?.read_dyn()?;
+            let s = a.shape().to_vec();
+            let dim = s.len().saturating_sub(1);
+            h5_check((dim == 2 || dim == 3) && s[0] == components(dim), &format!("{name}: shape {s:?} is not [{}, Nx, Ny] or [{}, Nx, Ny, Nz]", components(2), components(3)))?;
+            let cells: usize = s[2..].iter().product();
+            a.into_shape_with_order((s[0], s[1], cells)).map_err(|e| hdf5::Error::from(format!("{name}: {e}")))
+        };
+        let (a, d) = (block("A", &|d| d)?, block("D", &|d| d * (d + 1) / 2)?);
+        let fields = ndarray::concatenate(ndarray::Axis(0), &[a.view(), d.view()]).map_err(|e| hdf5::Error::from(format!("A and D: {e}")))?;
         let vec = |n: &str| -> hdf5::Result<Vec<f64>> { g.dataset(n)?.read_raw() };
         let profiles = if g.link_exists("v_radial") { Some((vec("v_radial")?, vec("A_par")?, vec("D_par")?, vec("D_perp")?)) } else { None };
         let text = |n: &str| -> Option<String> { g.attr(n).and_then(|a| a.read_scalar::<hdf5::types::VarLenUnicode>()).ok().map(|s| s.as_str().to_owned()) };
@@ -388,7 +454,8 @@ pub fn truth_of(cfg: &SynthConfig, run: &RunSpec) -> anyhow::Result<Truth> {
 pub fn truth_fields(spec: &TruthSpec, grid: &VelocityGrid, params: &BTreeMap<String, f64>) -> anyhow::Result<Fields> {
     let polar = Polar::new(grid);
     let n = grid.n_cells();
-    let mut out = Fields::zeros((fp::N_FIELDS, grid.nx, grid.ny));
+    let n_fields = fp::n_fields(grid.dim());
+    let mut out = Fields::zeros(grid.fields_shape(n_fields));
     match spec {
         TruthSpec::LenardBernstein { nu, v_th } => {
             let (mut a, mut d) = (vec![0.0; n], vec![0.0; n]);
@@ -399,7 +466,7 @@ pub fn truth_fields(spec: &TruthSpec, grid: &VelocityGrid, params: &BTreeMap<Str
             angular::to_cartesian(&polar, &a, &d, &d, out.as_slice_mut().expect("layout"));
         }
         TruthSpec::Radial { a_par, d_par, d_perp } => {
-            let radial = RadialTruth::parse(a_par, d_par, d_perp)?;
+            let radial = RadialTruth::parse(a_par, d_par, d_perp, grid.dim())?;
             let (mut a, mut dp, mut dq) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
             for c in 0..n {
                 (a[c], dp[c], dq[c]) = radial.at(polar.speed[c], params)?;
@@ -409,38 +476,58 @@ pub fn truth_fields(spec: &TruthSpec, grid: &VelocityGrid, params: &BTreeMap<Str
         TruthSpec::Model { path } => {
             let m = crate::model_file::read_model(path)?;
             anyhow::ensure!(m.grid.compatible(grid), "operator.path: {} has a different grid than `grid`", path.display());
-            anyhow::ensure!(m.fields.shape()[0] == fp::N_FIELDS, "operator.path: {} is not a Fokker–Planck model", path.display());
+            anyhow::ensure!(m.fields.shape()[0] == n_fields, "operator.path: {} is not a Fokker–Planck model", path.display());
             out = m.fields;
         }
     }
     Ok(out)
 }
 
-/// Initial distribution on the grid (cell-centre values, unnormalised).
+/// Initial distribution on the grid (cell-centre values, unnormalised), `[1, Nx, Ny·Nz]` (see
+/// [`VelocityGrid::fields_shape`]). Vectors of the components must have one value per velocity
+/// dimension ([`SynthConfig::load`] checks; an empty `drift` is zero).
 pub fn initial_density(init: &[Initial], grid: &VelocityGrid) -> anyhow::Result<Array3<f64>> {
-    let mut f: Array3<f64> = Array3::zeros((1, grid.nx, grid.ny));
+    let dim = grid.dim();
+    let nz = grid.nz();
+    let mut f: Array3<f64> = Array3::zeros(grid.fields_shape(1));
+    // Normalisation of an isotropic Gaussian of standard deviation `s`: (2πs²)^(d/2).
+    let gauss_norm = |s: f64| {
+        let n2 = 2.0 * std::f64::consts::PI * s * s;
+        if dim == 3 {
+            n2 * n2.sqrt()
+        } else {
+            n2
+        }
+    };
+    // Σ_a (v_a − c_a)² over the grid's axes (`c` empty: the origin).
+    let dist2 = |v: &[f64; 3], c: &[f64]| (0..dim).fold(0.0, |acc, a| acc + (v[a] - c.get(a).copied().unwrap_or(0.0)).powi(2));
     for (k, c) in init.iter().enumerate() {
+        if let Some((key, v)) = c.vector() {
+            anyhow::ensure!(v.len() == dim, "initial[{k}].{key} needs {dim} values on a {dim}D grid, got {}", v.len());
+        }
         for i in 0..grid.nx {
             for j in 0..grid.ny {
-                let (vx, vy) = (grid.vx(i), grid.vy(j));
-                let val = match *c {
-                    Initial::Normal { centre, sigma, weight } => {
-                        anyhow::ensure!(sigma > 0.0, "initial[{k}].sigma must be positive");
-                        let r2 = (vx - centre[0]).powi(2) + (vy - centre[1]).powi(2);
-                        weight * (-r2 / (2.0 * sigma * sigma)).exp() / (2.0 * std::f64::consts::PI * sigma * sigma)
-                    }
-                    Initial::Ring { radius, width, weight } => {
-                        anyhow::ensure!(width > 0.0 && radius >= 0.0, "initial[{k}]: ring needs radius ≥ 0 and width > 0");
-                        let r = vx.hypot(vy);
-                        weight * (-(r - radius).powi(2) / (2.0 * width * width)).exp()
-                    }
-                    Initial::Maxwellian { v_th, drift, weight } => {
-                        anyhow::ensure!(v_th > 0.0, "initial[{k}].v_th must be positive");
-                        let r2 = (vx - drift[0]).powi(2) + (vy - drift[1]).powi(2);
-                        weight * (-r2 / (2.0 * v_th * v_th)).exp() / (2.0 * std::f64::consts::PI * v_th * v_th)
-                    }
-                };
-                f[[0, i, j]] += val;
+                for kz in 0..nz {
+                    let v = [grid.vx(i), grid.vy(j), if dim == 3 { grid.centre(2, kz) } else { 0.0 }];
+                    let val = match c {
+                        Initial::Normal { centre, sigma, weight } => {
+                            anyhow::ensure!(*sigma > 0.0, "initial[{k}].sigma must be positive");
+                            let r2 = dist2(&v, centre);
+                            weight * (-r2 / (2.0 * sigma * sigma)).exp() / gauss_norm(*sigma)
+                        }
+                        Initial::Ring { radius, width, weight } => {
+                            anyhow::ensure!(*width > 0.0 && *radius >= 0.0, "initial[{k}]: ring needs radius ≥ 0 and width > 0");
+                            let r = if dim == 3 { v[0].hypot(v[1]).hypot(v[2]) } else { v[0].hypot(v[1]) };
+                            weight * (-(r - radius).powi(2) / (2.0 * width * width)).exp()
+                        }
+                        Initial::Maxwellian { v_th, drift, weight } => {
+                            anyhow::ensure!(*v_th > 0.0, "initial[{k}].v_th must be positive");
+                            let r2 = dist2(&v, drift);
+                            weight * (-r2 / (2.0 * v_th * v_th)).exp() / gauss_norm(*v_th)
+                        }
+                    };
+                    f[[0, i, j * nz + kz]] += val;
+                }
             }
         }
     }
@@ -495,7 +582,8 @@ pub fn generate_run(cfg: &SynthConfig, run: &RunSpec, run_index: usize) -> anyho
     let total0 = f0.sum();
     let scale = cfg.n_particles / total0;
     let f: Vec<f64> = f0.iter().map(|v| v * scale).collect();
-    let mut out = Array3::zeros((cfg.snapshots, grid.nx, grid.ny));
+    let (_, nx, cells) = grid.fields_shape(1);
+    let mut out = Array3::zeros((cfg.snapshots, nx, cells));
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.noise.as_ref().map_or(0, |n| n.seed) ^ ((run_index as u64 + 1) << 32));
     let mut record = |k: usize, f: &[f64]| {
         let snap: Vec<f64> = match &cfg.noise {
@@ -507,7 +595,7 @@ pub fn generate_run(cfg: &SynthConfig, run: &RunSpec, run_index: usize) -> anyho
     record(0, &f);
     // The truth rolls out through the solver's rollout code, with a prepared set per step for a
     // time factor (evaluated at each step's midpoint, all before the rollout).
-    let mut prepared = Fields::zeros((scheme.n_prepared(), grid.nx, grid.ny));
+    let mut prepared = Fields::zeros(grid.fields_shape(scheme.n_prepared()));
     let mut ws = crate::solver::rollout::RolloutWorkspace::new(scheme.as_ref());
     let intervals = cfg.snapshots - 1;
     match &time_factor {
@@ -564,7 +652,7 @@ pub fn generate(cfg: &SynthConfig, out_dir: &Path) -> anyhow::Result<Vec<PathBuf
         let data = generate_run(cfg, run, i).with_context(context)?;
         let truth = truth_of(cfg, run).with_context(context)?;
         let path = staged.path().join(format!("{}.h5", run.name));
-        crate::data::write_run_with(&path, &data, &|f| truth.write(f))?;
+        crate::data::write_run_with(&path, &data, &|f| truth.write(f, &data.grid))?;
         let path = staged.final_path(&path);
         tracing::info!("generated {} ({} snapshots, truth sub-steps {})", path.display(), data.t.len(), data.params["truth_substeps"]);
         written.push(path);

@@ -21,7 +21,7 @@ pub fn reference_truth() -> TruthSpec {
 /// into `dir`; returns its path.
 pub fn reference_run(dir: &std::path::Path, unroll: usize, windows: usize) -> anyhow::Result<std::path::PathBuf> {
     let cfg = SynthConfig {
-        grid: GridSpec { n: 51, v_max: 5.0 },
+        grid: GridSpec { n: 51, v_max: 5.0, dim: 2 },
         operator: reference_truth(),
         time_factor: None,
         snapshots: 5 + unroll + windows,
@@ -31,7 +31,7 @@ pub fn reference_run(dir: &std::path::Path, unroll: usize, windows: usize) -> an
         noise: None,
         runs: Vec::new(),
     };
-    let run = RunSpec { name: "bench".into(), initial: vec![Initial::Normal { centre: [-2.0, 0.0], sigma: 0.4, weight: 1.0 }], params: Default::default() };
+    let run = RunSpec { name: "bench".into(), initial: vec![Initial::Normal { centre: vec![-2.0, 0.0], sigma: 0.4, weight: 1.0 }], params: Default::default() };
     let data = generate_run(&cfg, &run, 0)?;
     let path = dir.join(format!("bench-{unroll}-{windows}.h5"));
     crate::data::write_run(&path, &data)?;
