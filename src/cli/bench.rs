@@ -22,6 +22,10 @@ pub struct Args {
     /// Epoch benchmark: only these unroll lengths (default 1 and 10).
     #[arg(long, value_delimiter = ',')]
     pub unrolls: Vec<usize>,
+    /// Epoch and memory benchmarks: velocity dimensions (2: 51×51, 90 windows; 3: 51³, 8
+    /// windows for epochs, 4 whole runs for memory, each with 1 and 2 threads).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(2..=3))]
+    pub dim: u8,
     /// Write the JSON here as well as to stdout.
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
@@ -127,7 +131,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         let opts = crate::solver::membench::MemBenchOptions { h: 0.25, repeats: args.reps.clamp(1, 3), ..Default::default() };
         // Real training first (child `colop train` processes), then the adjoint rollouts alone.
         let exe = std::env::current_exe()?;
-        let training = super::bench_memory::training_memory_benchmark(&exe)?;
+        let training = super::bench_memory::training_memory_benchmark(&exe, args.dim as usize)?;
         let rollouts = crate::solver::membench::memory_benchmark(scheme.as_ref(), &fields, &opts);
         out.insert("memory".into(), serde_json::json!({ "training": training, "rollouts": rollouts }));
     }
@@ -148,20 +152,27 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         for m in &args.models {
             anyhow::ensure!(models.iter().any(|(k, _)| k == m), "--models: unknown `{m}` (tensor, par-perp, mlp)");
         }
+        anyhow::ensure!(args.unrolls.iter().all(|&u| u >= 1), "--unrolls: unroll lengths start at 1");
+        let unrolls = if args.unrolls.is_empty() { vec![1, 10] } else { args.unrolls.clone() };
+        let dim = args.dim as usize;
+        // 2D: the reference workload on the command's threads; 3D: 8 windows of 51³ on 1 and 2
+        // threads, fewer epochs per repetition (each is ~10⁴ times the work of a 2D window).
+        let (windows, epochs_per_rep, threads): (usize, usize, Vec<usize>) =
+            if dim == 2 { (90, 20, vec![rayon::current_num_threads()]) } else { (8, 2, vec![1, 2]) };
         for (_, model) in models.iter().filter(|(k, _)| args.models.is_empty() || args.models.iter().any(|m| m == k)) {
-            let unrolls = if args.unrolls.is_empty() { vec![1, 10] } else { args.unrolls.clone() };
             for &unroll in &unrolls {
-                anyhow::ensure!(unroll >= 1, "--unrolls: unroll lengths start at 1");
-                let j = epoch_benchmark(model, unroll, 90, args.reps, &crate::dist::SingleProcess)?;
-                let model = *model;
-                tracing::info!(
-                    "epoch {model} unroll {unroll}: {:.3} ms, solver {:.3} ms, ratio {:.2}, {} allocations/epoch",
-                    j["epoch_s"].as_f64().unwrap_or(0.0) * 1e3,
-                    j["solver_forward_adjoint_s"].as_f64().unwrap_or(0.0) * 1e3,
-                    j["ratio"].as_f64().unwrap_or(0.0),
-                    j["allocations_per_epoch"]
-                );
-                v.push(j);
+                for &t in &threads {
+                    let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build()?;
+                    let j = pool.install(|| epoch_benchmark(model, unroll, windows, args.reps, epochs_per_rep, dim, &crate::dist::SingleProcess))?;
+                    tracing::info!(
+                        "epoch {model} {dim}D unroll {unroll}, {t} thread(s): {:.3} ms, solver {:.3} ms, ratio {:.2}, {} allocations/epoch",
+                        j["epoch_s"].as_f64().unwrap_or(0.0) * 1e3,
+                        j["solver_forward_adjoint_s"].as_f64().unwrap_or(0.0) * 1e3,
+                        j["ratio"].as_f64().unwrap_or(0.0),
+                        j["allocations_per_epoch"]
+                    );
+                    v.push(j);
+                }
             }
         }
         out.insert("epoch".into(), serde_json::Value::Array(v));

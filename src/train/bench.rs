@@ -3,7 +3,8 @@
 //! allocations per epoch after warm-up.
 //!
 //! The workload is the reference benchmark's: `windows` windows of one 51×51 synthetic run
-//! (a blob relaxing under the recovery tests' radial operator), trained as `colop train` would.
+//! (a blob relaxing under the recovery tests' radial operator), trained as `colop train` would;
+//! in three dimensions the same on 51³.
 
 use super::setup::Setup;
 use crate::config::TrainConfig;
@@ -17,11 +18,11 @@ pub fn reference_truth() -> TruthSpec {
     TruthSpec::Radial { a_par: "stationary".into(), d_par: "0.016*(1+v^2/4)^(-1.5)".into(), d_perp: "0.016*(1+v^2/4)^(-0.5)".into() }
 }
 
-/// Write the reference run with exactly `windows` windows of `unroll` intervals from snapshot 5
-/// into `dir`; returns its path.
-pub fn reference_run(dir: &std::path::Path, unroll: usize, windows: usize) -> anyhow::Result<std::path::PathBuf> {
+/// Write the reference run on a 51-cell-per-axis grid of `dim` dimensions with exactly `windows`
+/// windows of `unroll` intervals from snapshot 5 into `dir`; returns its path.
+pub fn reference_run(dir: &std::path::Path, unroll: usize, windows: usize, dim: usize) -> anyhow::Result<std::path::PathBuf> {
     let cfg = SynthConfig {
-        grid: GridSpec { n: 51, v_max: 5.0, dim: 2 },
+        grid: GridSpec { n: 51, v_max: 5.0, dim },
         operator: reference_truth(),
         time_factor: None,
         snapshots: 5 + unroll + windows,
@@ -31,18 +32,29 @@ pub fn reference_run(dir: &std::path::Path, unroll: usize, windows: usize) -> an
         noise: None,
         runs: Vec::new(),
     };
-    let run = RunSpec { name: "bench".into(), initial: vec![Initial::Normal { centre: vec![-2.0, 0.0], sigma: 0.4, weight: 1.0 }], params: Default::default() };
+    let mut centre = vec![0.0; dim];
+    centre[0] = -2.0;
+    let run = RunSpec { name: "bench".into(), initial: vec![Initial::Normal { centre, sigma: 0.4, weight: 1.0 }], params: Default::default() };
     let data = generate_run(&cfg, &run, 0)?;
-    let path = dir.join(format!("bench-{unroll}-{windows}.h5"));
+    let path = dir.join(format!("bench-{dim}d-{unroll}-{windows}.h5"));
     crate::data::write_run(&path, &data)?;
     Ok(path)
 }
 
 /// Best-of-`reps` seconds per epoch (gradient step + Adam), bare solver seconds on the same
-/// windows, their ratio and the allocations per epoch, for `model` (a YAML `model:` mapping).
-pub fn epoch_benchmark(model: &str, unroll: usize, windows: usize, reps: usize, comm: &dyn Comm) -> anyhow::Result<serde_json::Value> {
+/// windows, their ratio and the allocations per epoch, for `model` (a YAML `model:` mapping) on
+/// the reference run in `dim` dimensions; `epochs_per_rep` epochs are timed per repetition.
+pub fn epoch_benchmark(
+    model: &str,
+    unroll: usize,
+    windows: usize,
+    reps: usize,
+    epochs_per_rep: usize,
+    dim: usize,
+    comm: &dyn Comm,
+) -> anyhow::Result<serde_json::Value> {
     let dir = tempfile::tempdir()?;
-    let run = reference_run(dir.path(), unroll, windows)?;
+    let run = reference_run(dir.path(), unroll, windows, dim)?;
     let yaml = format!(
         "data: {{ train: [{}], i_start: 5 }}\nmodel: {model}\ntrain: {{ seed: 1, stages: [{{ unroll: {unroll}, epochs: 1 }}] }}\n",
         run.display()
@@ -66,7 +78,7 @@ pub fn epoch_benchmark(model: &str, unroll: usize, windows: usize, reps: usize, 
     let mut best = f64::INFINITY;
     let mut times = Vec::new();
     let allocs0 = crate::alloc::allocations();
-    let n_epochs = 20 * reps.max(1);
+    let n_epochs = epochs_per_rep.max(1) * reps.max(1);
     for _ in 0..n_epochs {
         let s = epoch(&mut problem, &mut theta, &mut adam)?;
         times.push(s);
@@ -85,7 +97,7 @@ pub fn epoch_benchmark(model: &str, unroll: usize, windows: usize, reps: usize, 
         "parameters": theta.len(),
         "reduction": if problem.theta_level() { "theta" } else { "fields" },
         "reduction_blocks": problem.n_blocks(),
-        "grid": [51, 51],
+        "grid": setup.model.grid().extents(),
         "windows": problem.train.len(),
         "unroll": unroll,
         "threads": rayon::current_num_threads(),
