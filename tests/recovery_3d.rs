@@ -81,7 +81,8 @@ fn profile_errors(m: &colop::model_file::SavedModel) -> [f64; 3] {
 
 /// Learn from the runs of configs/synth3d.yaml on an n³ grid and judge the profiles against
 /// `target`; the learned model's rollout of the blob run (`colop eval`, the real binary) must
-/// follow the data to within `max_l1`.
+/// follow the data to within a mean `l1_norm` of `max_l1` (with noise, mostly the counts' own
+/// sampling noise: 0.027 at 17³, 0.057 at 25³).
 fn recover(n: usize, snapshots: Option<usize>, epochs: Option<usize>, noise: Option<u64>, target: f64, max_l1: f64) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -100,6 +101,20 @@ fn recover(n: usize, snapshots: Option<usize>, epochs: Option<usize>, noise: Opt
     assert!(l1 < max_l1, "{run}");
     // 3D moments are reported.
     assert!(run.to_string().contains("mean_vz"), "{run}");
+    // The learned 3D model.h5 as a synth truth (`kind: model`): its fields and profiles in /truth.
+    let model = d.join("m").join("model.h5");
+    let yaml = format!(
+        "grid: {{ n: {n}, v_max: 4.5, dim: 3 }}\noperator: {{ kind: model, path: {} }}\nsnapshots: 3\nruns: [ {{ name: s, initial: [ {{ kind: ring, radius: 2.0, width: 0.3 }} ] }} ]\n",
+        model.display()
+    );
+    std::fs::write(d.join("from-model.yaml"), yaml).unwrap();
+    colop(&["synth", d.join("from-model.yaml").to_str().unwrap(), "--out", d.join("from-model").to_str().unwrap()]);
+    let truth = colop::synth::read_truth(&d.join("from-model").join("s.h5")).unwrap().unwrap();
+    assert_eq!(truth.kind, "model");
+    assert_eq!(truth.fields, m.fields);
+    let (v, a, _, dq) = truth.profiles.unwrap();
+    let get = |n: &str| m.exports.iter().find(|e| e.0 == n).unwrap().1.iter().copied().collect::<Vec<f64>>();
+    assert_eq!((v, a, dq), (get("v_radial"), get("A_par"), get("D_perp")));
 }
 
 /// CI size: 17³, 40 snapshots, 150 epochs per stage (≈ 30–45 s).
@@ -123,5 +138,5 @@ fn par_perp_recovers_a_3d_operator_without_noise_at_full_size() {
 #[test]
 #[ignore = "minutes: scripts/validate.sh"]
 fn par_perp_recovers_a_3d_operator_from_noisy_counts_at_full_size() {
-    recover(25, None, None, Some(300_000), 0.20, 0.06);
+    recover(25, None, None, Some(300_000), 0.20, 0.1);
 }
