@@ -33,6 +33,10 @@ claim "conservative scheme with nonnegative_d recovers the truth within 5%" \
   recovery conservative_scheme_and_nonnegative_d_recover_the_truth
 claim "whole-run rollouts are at least as accurate as the curriculum" \
   recovery whole_run_rollout_is_at_least_as_accurate_as_the_curriculum
+claim "3D par-perp recovers the truth within 5% over 0.5 <= |v| <= 3, noise-free (25^3, configs/synth3d.yaml + train3d.yaml)" \
+  recovery_3d par_perp_recovers_a_3d_operator_without_noise_at_full_size --ignored
+claim "3D par-perp recovers the truth within 20% from 3e5-particle noisy counts (25^3)" \
+  recovery_3d par_perp_recovers_a_3d_operator_from_noisy_counts_at_full_size --ignored
 claim "learned operator within 15% of the colop theory operator it was drawn from (3e5 particles)" \
   acceptance learned_operator_is_within_15_percent_of_the_theory_it_was_drawn_from
 claim "learned operator beats the particle-track estimates on the same PIC run" \

@@ -6,7 +6,7 @@
 //! model's own radial nodes v_k with 0.5 ≤ v_k ≤ 3, √(Σ (learned − truth)² / Σ truth²), the truth
 //! being the closed form of the synthetic operator at v_k.
 
-use colop::synth::{generate, NoiseSpec, SynthConfig};
+use colop::synth::{generate, NoiseSpec, SynthConfig, TruthSpec};
 use std::path::Path;
 
 const D0: f64 = 0.016;
@@ -27,6 +27,9 @@ fn config(name: &str) -> String {
 /// optional noise, into `dir`.
 fn synth(dir: &Path, n: usize, snapshots: Option<usize>, noise: Option<u64>) {
     let mut cfg: SynthConfig = serde_yaml::from_str(&config("synth3d.yaml")).unwrap();
+    let TruthSpec::Radial { a_par, d_par, d_perp } = &cfg.operator else { panic!("configs/synth3d.yaml: not a radial truth") };
+    let want = ("stationary", "0.016 * (1 + v^2/4)^(-1.5)", "0.016 * (1 + v^2/4)^(-0.5)");
+    assert_eq!((a_par.as_str(), d_par.as_str(), d_perp.as_str()), want, "truth() is the closed form of this operator");
     cfg.grid.n = n;
     cfg.snapshots = snapshots.unwrap_or(cfg.snapshots);
     cfg.noise = noise.map(|particles| NoiseSpec { particles, seed: 11 });
@@ -40,6 +43,7 @@ fn synth(dir: &Path, n: usize, snapshots: Option<usize>, noise: Option<u64>) {
 fn train(dir: &Path, epochs: Option<usize>, out: &str) -> colop::model_file::SavedModel {
     let mut yaml = config("train3d.yaml").replace("../data/synth3d/", "");
     if let Some(e) = epochs {
+        assert_eq!(yaml.matches("epochs: 200").count(), 2, "configs/train3d.yaml: two stages of 200 epochs");
         yaml = yaml.replace("epochs: 200", &format!("epochs: {e}"));
     }
     let cfg = dir.join("train3d.yaml");
@@ -81,7 +85,8 @@ fn profile_errors(m: &colop::model_file::SavedModel) -> [f64; 3] {
 
 /// Learn from the runs of configs/synth3d.yaml on an n³ grid and judge the profiles against
 /// `target`; the learned model's rollout of the blob run (`colop eval`, the real binary) must
-/// follow the data to within `max_l1`.
+/// follow the data to within a mean `l1_norm` of `max_l1` (with noise, mostly the counts' own
+/// sampling noise: 0.027 at 17³, 0.057 at 25³).
 fn recover(n: usize, snapshots: Option<usize>, epochs: Option<usize>, noise: Option<u64>, target: f64, max_l1: f64) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -100,17 +105,31 @@ fn recover(n: usize, snapshots: Option<usize>, epochs: Option<usize>, noise: Opt
     assert!(l1 < max_l1, "{run}");
     // 3D moments are reported.
     assert!(run.to_string().contains("mean_vz"), "{run}");
+    // The learned 3D model.h5 as a synth truth (`kind: model`): its fields and profiles in /truth.
+    let model = d.join("m").join("model.h5");
+    let yaml = format!(
+        "grid: {{ n: {n}, v_max: 4.5, dim: 3 }}\noperator: {{ kind: model, path: {} }}\nsnapshots: 3\nruns: [ {{ name: s, initial: [ {{ kind: ring, radius: 2.0, width: 0.3 }} ] }} ]\n",
+        model.display()
+    );
+    std::fs::write(d.join("from-model.yaml"), yaml).unwrap();
+    colop(&["synth", d.join("from-model.yaml").to_str().unwrap(), "--out", d.join("from-model").to_str().unwrap()]);
+    let truth = colop::synth::read_truth(&d.join("from-model").join("s.h5")).unwrap().unwrap();
+    assert_eq!(truth.kind, "model");
+    assert_eq!(truth.fields, m.fields);
+    let (v, a, _, dq) = truth.profiles.unwrap();
+    let get = |n: &str| m.exports.iter().find(|e| e.0 == n).unwrap().1.iter().copied().collect::<Vec<f64>>();
+    assert_eq!((v, a, dq), (get("v_radial"), get("A_par"), get("D_perp")));
 }
 
-/// CI size: 17³, 40 snapshots, 150 epochs per stage (≈ 30–45 s).
+/// CI size: 17³, 40 snapshots, 100 epochs per stage.
 #[test]
 fn par_perp_recovers_a_3d_operator_without_noise() {
-    recover(17, Some(40), Some(150), None, 0.05, 0.01);
+    recover(17, Some(40), Some(100), None, 0.05, 0.01);
 }
 
 #[test]
 fn par_perp_recovers_a_3d_operator_from_noisy_counts() {
-    recover(17, Some(40), Some(150), Some(300_000), 0.20, 0.06);
+    recover(17, Some(40), Some(100), Some(300_000), 0.20, 0.06);
 }
 
 /// The configs as they are (25³, 96 snapshots, 200 + 200 epochs): scripts/validate.sh.
@@ -123,5 +142,5 @@ fn par_perp_recovers_a_3d_operator_without_noise_at_full_size() {
 #[test]
 #[ignore = "minutes: scripts/validate.sh"]
 fn par_perp_recovers_a_3d_operator_from_noisy_counts_at_full_size() {
-    recover(25, None, None, Some(300_000), 0.20, 0.06);
+    recover(25, None, None, Some(300_000), 0.20, 0.1);
 }
