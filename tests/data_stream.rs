@@ -60,7 +60,15 @@ fn config(d: &Path, name: &str, model: &str, cache: &str, stages: &str) -> Train
 
 /// Every bit a few steps produce: losses, validation losses and ∂L/∂θ of full and mini-batch
 /// steps (θ moved by Adam between them), and the resident snapshot bytes after each step.
-fn trace(cfg: &TrainConfig) -> (Vec<u64>, Vec<usize>, (usize, Option<usize>)) {
+struct Trace {
+    bits: Vec<u64>,
+    resident: Vec<usize>,
+    shard: (usize, Option<usize>),
+    /// Chunks read by the workers, and read ahead in the background.
+    reads: (usize, usize),
+}
+
+fn trace(cfg: &TrainConfig) -> Trace {
     let setup = Setup::new(cfg).unwrap();
     let mut problem = setup.stage(cfg, 0, &SingleProcess).unwrap();
     let mut theta = setup.model.init_params(3);
@@ -78,7 +86,7 @@ fn trace(cfg: &TrainConfig) -> (Vec<u64>, Vec<usize>, (usize, Option<usize>)) {
         adam.update(&mut theta, problem.d_theta(), 1e-2);
         resident.push(problem.data_bytes());
     }
-    (bits, resident, problem.shard_bytes())
+    Trace { bits, resident, shard: problem.shard_bytes(), reads: problem.snapshot_reads() }
 }
 
 #[test]
@@ -91,8 +99,8 @@ fn streamed_steps_are_bitwise_the_cached_ones_within_the_budget() {
         for (unroll, window) in [("3", 4), ("all", 14)] {
             let stages = format!("{{unroll: {unroll}, epochs: 1}}");
             let cached = config(d, "cached", model, "", &stages);
-            let (reference, held, (shard, budget)) = trace(&cached);
-            assert_eq!(budget, None);
+            let Trace { bits: reference, resident: held, shard: (shard, budget), reads } = trace(&cached);
+            assert_eq!((budget, reads), (None, (0, 0)));
             assert!(held.iter().all(|&b| b == shard), "a cached shard holds all of it: {held:?} vs {shard}");
             // A buffer of one snapshot (chunked walks, many reads), and of five (whole windows,
             // chunked bundles, read ahead in the background).
@@ -100,7 +108,7 @@ fn streamed_steps_are_bitwise_the_cached_ones_within_the_budget() {
                 let budget = 2 * workers * rows * SNAPSHOT;
                 let mb = (budget as f64 + 0.5) / (1024.0 * 1024.0);
                 let cfg = config(d, "streamed", model, &format!(", cache_mb: {mb}"), &stages);
-                let (bits, resident, (shard_s, streamed)) = trace(&cfg);
+                let Trace { bits, resident, shard: (shard_s, streamed), reads } = trace(&cfg);
                 let case = format!("{model}, unroll {unroll}, {rows}-row buffers");
                 assert_eq!(shard_s, shard, "{case}");
                 assert!(streamed.is_some_and(|b| b < shard), "{case}: not streamed ({streamed:?}, shard {shard})");
@@ -112,6 +120,12 @@ fn streamed_steps_are_bitwise_the_cached_ones_within_the_budget() {
                 assert!(most <= budget + window * SNAPSHOT, "{case}: {most} bytes resident, budget {budget}");
                 assert!(most < shard, "{case}: {most} of {shard} bytes resident");
                 assert_eq!(resident[1..], resident[..resident.len() - 1], "{case}: resident bytes grow");
+                // Windows longer than the buffer are walked in chunks read ahead.
+                assert!(reads.0 > 0, "{case}: {reads:?}");
+                if unroll == "all" {
+                    assert!(reads.1 >= reads.0, "{case}: chunks read (by workers, ahead) {reads:?}");
+                }
+                eprintln!("{case}: resident {most} of {shard} bytes (budget {budget}), chunks read {reads:?}");
             }
         }
     }

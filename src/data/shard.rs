@@ -227,6 +227,8 @@ impl ShardData {
             n_cells,
             cap_rows,
             prefetch: Some(Prefetcher::spawn(source.clone(), cap_rows * n_cells)),
+            reads: 0,
+            reads_ahead: 0,
         }
     }
 }
@@ -244,6 +246,9 @@ pub struct SnapshotReader {
     cap_rows: usize,
     /// The second buffer and its reader thread (streamed shards only).
     prefetch: Option<Prefetcher>,
+    /// Chunks read on the worker's thread, and chunks taken ready from the background read.
+    reads: usize,
+    reads_ahead: usize,
 }
 
 /// Which way a window's snapshots are walked.
@@ -270,6 +275,7 @@ impl SnapshotReader {
         match p.wait() {
             Some((r, rows, buf, Ok(()))) if r == run && rows == chunk => {
                 p.spare = Some(std::mem::replace(&mut self.buf, buf));
+                self.reads_ahead += 1;
             }
             other => {
                 // Not the chunk read ahead (or its read failed: read again, and report that).
@@ -278,6 +284,7 @@ impl SnapshotReader {
                 }
                 self.rows = 0..0;
                 p.source.read(run, chunk.clone(), &mut self.buf)?;
+                self.reads += 1;
             }
         }
         self.run = run;
@@ -331,6 +338,11 @@ impl SnapshotReader {
         }
         let i = row - self.rows.start;
         self.buf.get(i * self.n_cells..(i + 1) * self.n_cells)
+    }
+
+    /// Chunks read so far: on the worker's thread, and read ahead in the background (and used).
+    pub fn reads(&self) -> (usize, usize) {
+        (self.reads, self.reads_ahead)
     }
 
     /// Bytes of the buffers (their capacity: the most this reader has held).

@@ -416,6 +416,12 @@ impl<'a> StageProblem<'a> {
         self.shared.data.bytes() + self.tasks.iter().map(|t| t.reader.bytes()).sum::<usize>()
     }
 
+    /// Snapshot chunks the workers have read from the run files (streamed shards): on their own
+    /// thread, and ahead of need in the background.
+    pub fn snapshot_reads(&self) -> (usize, usize) {
+        self.tasks.iter().map(|t| t.reader.reads()).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    }
+
     /// This rank's shard: bytes of all snapshots its samples need, and the budget if the shard
     /// is streamed rather than held (`data.cache_mb`).
     pub fn shard_bytes(&self) -> (usize, Option<usize>) {
