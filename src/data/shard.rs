@@ -352,6 +352,9 @@ impl SnapshotReader {
     }
 }
 
+/// A background read: run, rows, and the buffer to read into.
+type Job = (usize, Range<usize>, Vec<f64>);
+
 /// A finished background read: run, rows, buffer, outcome.
 type Done = (usize, Range<usize>, Vec<f64>, Result<(), DataError>);
 
@@ -365,14 +368,14 @@ struct Prefetcher {
     spare_capacity: usize,
     /// The read in flight.
     pending: Option<(usize, Range<usize>)>,
-    jobs: Option<mpsc::Sender<(usize, Range<usize>, Vec<f64>)>>,
+    jobs: Option<mpsc::Sender<Job>>,
     done: mpsc::Receiver<Done>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Prefetcher {
     fn spawn(source: Arc<Source>, capacity: usize) -> Self {
-        let (jobs, job_rx) = mpsc::channel::<(usize, Range<usize>, Vec<f64>)>();
+        let (jobs, job_rx) = mpsc::channel::<Job>();
         let (done_tx, done) = mpsc::channel();
         let src = source.clone();
         let thread = std::thread::Builder::new()
