@@ -303,9 +303,9 @@ train:
             ("[a.h5, b.h5]", "[]", "data.train"),
             ("valid_fraction: 0.05", "valid_fraction: 1.5", "data.valid_fraction"),
             ("substeps: 1", "substeps: 0", "solver.substeps"),
-            ("i_start", "cache_mb: 0, i_start", "data.cache_mb"),
-            ("i_start", "cache_mb: -2.5, i_start", "data.cache_mb"),
-            ("i_start", "cache_mb: .nan, i_start", "data.cache_mb"),
+            ("valid_fraction: 0.05", "cache_mb: 0, valid_fraction: 0.05", "data.cache_mb"),
+            ("valid_fraction: 0.05", "cache_mb: -2.5, valid_fraction: 0.05", "data.cache_mb"),
+            ("valid_fraction: 0.05", "cache_mb: .nan, valid_fraction: 0.05", "data.cache_mb"),
         ] {
             let cfg: TrainConfig = parse_yaml(&GOOD.replace(from, to), Path::new("c.yaml")).unwrap();
             let e = cfg.validate(Path::new("c.yaml")).unwrap_err().to_string();
