@@ -166,3 +166,26 @@ fn training_with_a_tiny_cache_writes_the_same_model_and_says_it_streams() {
     assert!(!out.status.success() && err.contains("data.cache_mb"), "{err}");
     assert!(!d.join("bad/model.h5").exists());
 }
+
+#[test]
+fn a_run_file_broken_during_streamed_training_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    synth(d);
+    let cfg = config(d, "streamed", "par-perp", ", cache_mb: 0.001", "{unroll: all, epochs: 1}");
+    let setup = Setup::new(&cfg).unwrap();
+    let mut problem = setup.stage(&cfg, 0, &SingleProcess).unwrap();
+    let theta = setup.model.init_params(3);
+    problem.step(&theta, Batch::Full, true, &SingleProcess).unwrap();
+    // Overwrite the last snapshot of run b with NaN: the next read of it fails, without a panic.
+    {
+        let f = hdf5::File::open_rw(d.join("data/b.h5")).unwrap();
+        let ds = f.dataset("f").unwrap();
+        let mut all: ndarray::Array3<f64> = ds.read().unwrap();
+        let last = all.shape()[0] - 1;
+        all[[last, 6, 6]] = f64::NAN;
+        ds.write(&all).unwrap();
+    }
+    let e = problem.step(&theta, Batch::Full, true, &SingleProcess).unwrap_err().to_string();
+    assert!(e.contains("b.h5") && !e.contains('\n'), "{e}");
+}
