@@ -22,8 +22,14 @@ runs:
   - { name: c, initial: [ { kind: normal, centre: [1.0, 1.0], sigma: 0.5 } ] }
 ";
 
-/// Bytes of one 13×13 snapshot.
-const SNAPSHOT: usize = 13 * 13 * 8;
+/// The same runs on a 9³ grid.
+fn synth_3d() -> String {
+    SYNTH
+        .replace("n: 13, v_max: 4.0", "n: 9, v_max: 4.0, dim: 3")
+        .replace("[-1.0, 0.5]", "[-1.0, 0.5, 0.0]")
+        .replace("[1.0, 1.0]", "[1.0, 1.0, -0.5]")
+        .replace("snapshots: 16", "snapshots: 10")
+}
 
 fn colop(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_colop")).args(args).env_remove("RUST_LOG").output().unwrap()
@@ -35,7 +41,11 @@ fn ok(out: &Output) -> String {
 }
 
 fn synth(d: &Path) {
-    std::fs::write(d.join("synth.yaml"), SYNTH).unwrap();
+    synth_with(d, SYNTH);
+}
+
+fn synth_with(d: &Path, yaml: &str) {
+    std::fs::write(d.join("synth.yaml"), yaml).unwrap();
     ok(&colop(&["synth", d.join("synth.yaml").to_str().unwrap(), "--out", d.join("data").to_str().unwrap()]));
 }
 
@@ -92,11 +102,19 @@ fn trace(cfg: &TrainConfig) -> Trace {
 #[test]
 fn streamed_steps_are_bitwise_the_cached_ones_within_the_budget() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    synth(d);
+    synth(dir.path());
+    streamed_equals_cached(dir.path(), &["par-perp", "par-perp-time, n_t: 3"], 13 * 13 * 8, 14);
+    let dir = tempfile::tempdir().unwrap();
+    synth_with(dir.path(), &synth_3d());
+    streamed_equals_cached(dir.path(), &["par-perp"], 9 * 9 * 9 * 8, 8);
+}
+
+/// Streamed and cached steps of `models` at unroll 3 and `all` (windows of `whole` intervals),
+/// on runs whose snapshots take `snapshot` bytes.
+fn streamed_equals_cached(d: &Path, models: &[&str], snapshot: usize, whole: usize) {
     let workers = rayon::current_num_threads();
-    for model in ["par-perp", "par-perp-time, n_t: 3"] {
-        for (unroll, window) in [("3", 4), ("all", 14)] {
+    for model in models {
+        for (unroll, window) in [("3", 4), ("all", whole + 1)] {
             let stages = format!("{{unroll: {unroll}, epochs: 1}}");
             let cached = config(d, "cached", model, "", &stages);
             let Trace { bits: reference, resident: held, shard: (shard, budget), reads } = trace(&cached);
@@ -105,7 +123,7 @@ fn streamed_steps_are_bitwise_the_cached_ones_within_the_budget() {
             // A buffer of one snapshot (chunked walks, many reads), and of five (whole windows,
             // chunked bundles, read ahead in the background).
             for rows in [1usize, 5] {
-                let budget = 2 * workers * rows * SNAPSHOT;
+                let budget = 2 * workers * rows * snapshot;
                 let mb = (budget as f64 + 0.5) / (1024.0 * 1024.0);
                 let cfg = config(d, "streamed", model, &format!(", cache_mb: {mb}"), &stages);
                 let Trace { bits, resident, shard: (shard_s, streamed), reads } = trace(&cfg);
@@ -116,8 +134,8 @@ fn streamed_steps_are_bitwise_the_cached_ones_within_the_budget() {
                 // Resident: the workers' buffers, within the budget (+ one window's worth), and
                 // not growing from step to step.
                 let most = *resident.iter().max().unwrap();
-                assert!(most > 0 && most <= budget.max(2 * workers * SNAPSHOT), "{case}: {most} bytes resident, budget {budget}");
-                assert!(most <= budget + window * SNAPSHOT, "{case}: {most} bytes resident, budget {budget}");
+                assert!(most > 0 && most <= budget.max(2 * workers * snapshot), "{case}: {most} bytes resident, budget {budget}");
+                assert!(most <= budget + window * snapshot, "{case}: {most} bytes resident, budget {budget}");
                 assert!(most < shard, "{case}: {most} of {shard} bytes resident");
                 assert_eq!(resident[1..], resident[..resident.len() - 1], "{case}: resident bytes grow");
                 // Windows longer than the buffer are walked in chunks read ahead.
