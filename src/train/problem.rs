@@ -41,6 +41,16 @@
 //! recomputation. Each window's loss terms are still summed on their own; the gradient is summed
 //! per cell in (adjoint step, window) order instead of window by window. Bundles are cut from the
 //! block alone, so results stay independent of ranks and threads.
+//!
+//! # Snapshots: held or streamed
+//!
+//! Workers read initial states and targets through their own [`SnapshotReader`]: straight from
+//! the rank's shard when it is held, or, when the shard exceeds `data.cache_mb`, from the run
+//! files in chunks (see [`crate::data::shard`]). A bundle's initial states are read first and the
+//! chunk with its last targets is then read in the background during the forward pass; the
+//! adjoint asks for targets from k = K down, each bundle's samples last to first, so the reader
+//! walks the rows downwards and reads the next chunk ahead. Validation rollouts walk upwards. A
+//! failed read ends the step with the file's error.
 
 use crate::config::{LossKind, LossMode};
 use crate::data::windows::{block_bounds, shard_blocks};
