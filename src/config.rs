@@ -45,6 +45,18 @@ pub struct DataSpec {
     /// First snapshot used, in each run's own numbering round(t/dt).
     #[serde(default = "default_i_start")]
     pub i_start: usize,
+    /// Budget in MiB for the snapshots a rank holds (omit: unlimited). A shard larger than this
+    /// is streamed from the run files window by window instead of loaded up front; the model is
+    /// bitwise the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_mb: Option<f64>,
+}
+
+impl DataSpec {
+    /// `cache_mb` in bytes (`None`: unlimited).
+    pub fn cache_bytes(&self) -> Option<usize> {
+        self.cache_mb.filter(|mb| mb.is_finite()).map(|mb| (mb * 1024.0 * 1024.0) as usize)
+    }
 }
 
 /// Loss between predicted and observed snapshots.
@@ -176,6 +188,11 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&vf) {
             return Err(bad("data.valid_fraction", format!("must be in [0, 1), got {vf}")));
         }
+        if let Some(mb) = self.data.cache_mb {
+            if mb.is_nan() || mb <= 0.0 {
+                return Err(bad("data.cache_mb", format!("must be a positive number of MiB (omit it for no limit), got {mb}")));
+            }
+        }
         if self.train.stages.is_empty() {
             return Err(bad("train.stages", "needs at least one stage".into()));
         }
@@ -212,7 +229,7 @@ impl TrainConfig {
 /// different training, and is refused, naming the key.
 pub fn check_resume_compatible(old: &TrainConfig, new: &TrainConfig) -> anyhow::Result<()> {
     let same = |key: &str, a: bool| -> anyhow::Result<()> {
-        anyhow::ensure!(a, "`{key}` differs from the run's config.yaml (only stages appended, more epochs, log_every and checkpoint_every may change)");
+        anyhow::ensure!(a, "`{key}` differs from the run's config.yaml (only stages appended, more epochs, log_every, checkpoint_every and data.cache_mb may change)");
         Ok(())
     };
     same("data", old.train_files() == new.train_files() && old.valid_files() == new.valid_files() && old.data.valid_fraction == new.data.valid_fraction && old.data.i_start == new.data.i_start)?;
@@ -257,6 +274,10 @@ train:
         assert_eq!(cfg.stage_lr(1), 1e-3);
         assert_eq!(cfg.stage_lr(2), 1e-4);
         assert_eq!(cfg.train.stages[2].unroll, Unroll::All);
+        assert_eq!(cfg.data.cache_bytes(), None, "no budget by default");
+        let with: TrainConfig = parse_yaml(&GOOD.replace("valid_fraction:", "cache_mb: 1.5, valid_fraction:"), Path::new("c.yaml")).unwrap();
+        with.validate(Path::new("c.yaml")).unwrap();
+        assert_eq!(with.data.cache_bytes(), Some(1_572_864));
     }
 
     #[test]
@@ -282,6 +303,9 @@ train:
             ("[a.h5, b.h5]", "[]", "data.train"),
             ("valid_fraction: 0.05", "valid_fraction: 1.5", "data.valid_fraction"),
             ("substeps: 1", "substeps: 0", "solver.substeps"),
+            ("valid_fraction: 0.05", "cache_mb: 0, valid_fraction: 0.05", "data.cache_mb"),
+            ("valid_fraction: 0.05", "cache_mb: -2.5, valid_fraction: 0.05", "data.cache_mb"),
+            ("valid_fraction: 0.05", "cache_mb: .nan, valid_fraction: 0.05", "data.cache_mb"),
         ] {
             let cfg: TrainConfig = parse_yaml(&GOOD.replace(from, to), Path::new("c.yaml")).unwrap();
             let e = cfg.validate(Path::new("c.yaml")).unwrap_err().to_string();

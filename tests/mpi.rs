@@ -128,6 +128,28 @@ fn every_model_family_gives_the_same_model_on_one_and_two_ranks() {
 }
 
 #[test]
+fn streamed_snapshots_on_two_ranks_give_the_cached_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d);
+    let mut models = Vec::new();
+    for (name, n, cache) in [("cached", 1, ""), ("streamed", 2, ", cache_mb: 0.002")] {
+        let cfg = d.join(format!("{name}.yaml"));
+        let yaml = train_yaml("par-perp").replace("i_start: 2 }", &format!("i_start: 2{cache} }}")).replace("{unroll: 3, epochs: 3}", "{unroll: 3, epochs: 3}, {unroll: all, epochs: 2}");
+        std::fs::write(&cfg, yaml).unwrap();
+        let run = d.join(name);
+        let log = ok(&mpirun(n, &["train", cfg.to_str().unwrap(), "--out", run.to_str().unwrap(), "--no-plots"]));
+        if !cache.is_empty() {
+            for r in 0..n {
+                assert!(log.lines().any(|l| l.contains(&format!("[rank {r}]")) && l.contains("snapshots streamed")), "rank {r} did not stream:\n{log}");
+            }
+        }
+        models.push(model_values(&run));
+    }
+    assert!(models[0] == models[1], "2 streamed ranks differ from 1 cached rank");
+}
+
+#[test]
 fn a_failing_rank_ends_every_rank_with_its_message() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -55,7 +55,7 @@ pub mod windows;
 pub use import::{import_npy_folder, import_npy_folders};
 pub use runfile::{check_compatible, open_runs, RunFile, RunMeta};
 pub use runfile::Spacing;
-pub use shard::{normalisations, open_runs_from, Run, ShardData};
+pub use shard::{normalisations, open_runs_from, Run, ShardData, SnapshotReader, Walk};
 pub use windows::{Sample, Unroll};
 
 /// Everything one run file holds, in memory.

@@ -41,10 +41,20 @@
 //! recomputation. Each window's loss terms are still summed on their own; the gradient is summed
 //! per cell in (adjoint step, window) order instead of window by window. Bundles are cut from the
 //! block alone, so results stay independent of ranks and threads.
+//!
+//! # Snapshots: held or streamed
+//!
+//! Workers read initial states and targets through their own [`SnapshotReader`]: straight from
+//! the rank's shard when it is held, or, when the shard exceeds `data.cache_mb`, from the run
+//! files in chunks (see [`crate::data::shard`]). A bundle's initial states are read first and the
+//! chunk with its last targets is then read in the background during the forward pass; the
+//! adjoint asks for targets from k = K down, each bundle's samples last to first, so the reader
+//! walks the rows downwards and reads the next chunk ahead. Validation rollouts walk upwards. A
+//! failed read ends the step with the file's error.
 
 use crate::config::{LossKind, LossMode};
 use crate::data::windows::{block_bounds, shard_blocks};
-use crate::data::{Sample, ShardData, Spacing};
+use crate::data::{DataError, Sample, ShardData, SnapshotReader, Spacing, Walk};
 use crate::dist::{Comm, ExactSum};
 use crate::operator::{Fields, NodeWeight, OperatorModel};
 use crate::solver::checkpoint::{bundle_capacity, Schedule};
@@ -111,6 +121,13 @@ pub fn bundles(block: &[Sample], cap: impl Fn(&Sample) -> usize) -> impl Iterato
         rest = tail;
         Some(bundle)
     })
+}
+
+/// The first sample of a bundle and the snapshot rows the bundle reads (its samples share the
+/// run and the window length, and start in ascending order).
+fn bundle_span(bundle: &[Sample]) -> (Sample, Range<usize>) {
+    let (first, last) = (bundle[0], bundle[bundle.len() - 1]);
+    (first, first.start..last.start + last.intervals + 1)
 }
 
 /// How a sample's cost is counted for sharding: its snapshot intervals.
@@ -209,6 +226,10 @@ struct Task {
     dfields: Fields,
     scratch: Fields,
     dtheta: Vec<f64>,
+    /// This worker's access to the snapshots (its own buffers when the shard is streamed).
+    reader: SnapshotReader,
+    /// The first snapshot read that failed in this step.
+    error: Option<DataError>,
 }
 
 /// Index of `key` in `keys`, appending it (with a zeroed buffer from the pool) if new.
@@ -347,6 +368,8 @@ impl<'a> StageProblem<'a> {
                 dfields: Fields::zeros(fshape),
                 scratch: Fields::zeros(fshape),
                 dtheta: vec![0.0; model.n_params()],
+                reader: data.reader(threads),
+                error: None,
             })
             .collect();
         let shared = Shared {
@@ -397,9 +420,22 @@ impl<'a> StageProblem<'a> {
         self.shared.theta_level
     }
 
-    /// Bytes of snapshot data this rank holds.
+    /// Bytes of snapshot data this rank holds: the shard, or when it is streamed, the workers'
+    /// buffers (their capacities, i.e. the most they have held).
     pub fn data_bytes(&self) -> usize {
-        self.shared.data.bytes()
+        self.shared.data.bytes() + self.tasks.iter().map(|t| t.reader.bytes()).sum::<usize>()
+    }
+
+    /// Snapshot chunks the workers have read from the run files (streamed shards): on their own
+    /// thread, and ahead of need in the background.
+    pub fn snapshot_reads(&self) -> (usize, usize) {
+        self.tasks.iter().map(|t| t.reader.reads()).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    }
+
+    /// This rank's shard: bytes of all snapshots its samples need, and the budget if the shard
+    /// is streamed rather than held (`data.cache_mb`).
+    pub fn shard_bytes(&self) -> (usize, Option<usize>) {
+        (self.shared.data.shard_bytes(), self.shared.data.stream_budget())
     }
 
     /// Loss, ∂L/∂θ (see [`StageProblem::d_theta`]) and timings of `batch` at `theta`, and the
@@ -436,13 +472,16 @@ impl<'a> StageProblem<'a> {
                     shared.block_gradient(task, theta, plan.block(i), n_total);
                 } else {
                     let s = valid[i - plan.n_blocks()];
-                    let l = shared.sample_loss(&mut task.ws, s, n_valid);
+                    let l = shared.sample_loss(task, s, n_valid);
                     let at = task.acc.len() - 1;
                     task.acc.add_at(at, l);
                 }
             }
         });
-        for task in &self.tasks[..workers] {
+        for task in &mut self.tasks[..workers] {
+            if let Some(e) = task.error.take() {
+                return Err(e.into());
+            }
             self.acc.merge(&task.acc);
         }
         let compute_1 = t0.elapsed().as_secs_f64();
@@ -490,7 +529,10 @@ impl<'a> StageProblem<'a> {
                     let s = bundle[0];
                     let c = &shared.coeffs[s.run];
                     let n_steps = s.intervals * c.substeps;
-                    shared.bundle_initial(bundle, &mut task.bundle_f0);
+                    if let Err(e) = shared.bundle_initial(&mut task.reader, bundle, &mut task.bundle_f0) {
+                        task.error.get_or_insert(e);
+                        continue;
+                    }
                     rollout::gradient_by(
                         shared.scheme,
                         s.intervals,
@@ -511,6 +553,9 @@ impl<'a> StageProblem<'a> {
                 }
             }
         });
+        if let Some(e) = self.tasks.iter_mut().find_map(|t| t.error.take()) {
+            return Err(e.into());
+        }
         Ok(t0.elapsed().as_secs_f64())
     }
 
@@ -600,12 +645,20 @@ impl Shared<'_> {
         })
     }
 
-    /// Copy the initial states of `bundle` one after the other into `f0`.
-    fn bundle_initial(&self, bundle: &[Sample], f0: &mut Vec<f64>) {
+    /// Copy the initial states of `bundle` one after the other into `f0`, and have `reader`
+    /// start on the targets of its last interval (the adjoint walks them down from there).
+    fn bundle_initial(&self, reader: &mut SnapshotReader, bundle: &[Sample], f0: &mut Vec<f64>) -> Result<(), DataError> {
+        let (first, span) = bundle_span(bundle);
+        // The last initial state first: walking down from it reads them all in one chunk if
+        // they fit.
+        reader.fetch(first.run, span.end - 1 - first.intervals, span.clone(), Walk::Down)?;
         f0.clear();
         for s in bundle {
-            f0.extend_from_slice(self.snapshot(s.run, s.start));
+            reader.fetch(s.run, s.start, span.clone(), Walk::Down)?;
+            f0.extend_from_slice(self.snapshot(reader, s.run, s.start));
         }
+        reader.prefetch(first.run, span.end - 1, span, Walk::Down);
+        Ok(())
     }
 
     /// Weight of snapshot `k` (1-based) of a sample with `k_max` intervals in a batch of `batch`.
@@ -618,8 +671,9 @@ impl Shared<'_> {
         }
     }
 
-    fn snapshot(&self, run: usize, row: usize) -> &[f64] {
-        self.data.snapshot(run, row).expect("a rank holds the snapshots of its samples")
+    /// Snapshot `row` of run `run`, held by the shard or fetched by `reader`.
+    fn snapshot<'s>(&'s self, reader: &'s SnapshotReader, run: usize, row: usize) -> &'s [f64] {
+        reader.snapshot(&self.data, run, row).expect("a rank holds (or has fetched) the snapshots of its samples")
     }
 
     /// Gradient of one reduction block (samples in order) into `task.acc`.
@@ -642,19 +696,29 @@ impl Shared<'_> {
                 let i = slot(&mut task.prep_keys, &mut task.prep, key, pshape);
                 task.slot_of.push(i);
             }
-            self.bundle_initial(bundle, &mut task.bundle_f0);
+            if let Err(e) = self.bundle_initial(&mut task.reader, bundle, &mut task.bundle_f0) {
+                task.error.get_or_insert(e);
+                continue;
+            }
             task.bundle_loss.clear();
             task.bundle_loss.resize(bundle.len(), 0.0);
             let kind = self.loss.kind;
-            let Task { prep, prep_keys, slot_of, ws, bundle_f0, bundle_loss, .. } = &mut *task;
+            let (_, span) = bundle_span(bundle);
+            let Task { prep, prep_keys, slot_of, ws, bundle_f0, bundle_loss, reader, error, .. } = &mut *task;
             // Each sample's loss terms are summed on their own (k = K down to 1), as a sample
             // rolled out alone would sum them.
             let loss_fn = |k: usize, states: &[f64], lams: &mut [f64]| -> f64 {
                 let w = self.snapshot_weight(k, s.intervals, batch);
-                if w != 0.0 {
+                if w != 0.0 && error.is_none() {
+                    // Samples last to first (each one's terms are its own), so that a streamed
+                    // reader walks the rows down.
                     let parts = states.chunks_exact(n_cells).zip(lams.chunks_exact_mut(n_cells));
-                    for ((b, (state, lam)), q) in parts.enumerate().zip(bundle) {
-                        bundle_loss[b] += crate::train::loss::add_loss(kind, state, self.snapshot(q.run, q.start + k), w, lam);
+                    for ((b, (state, lam)), q) in parts.enumerate().zip(bundle).rev() {
+                        if let Err(e) = reader.fetch(q.run, q.start + k, span.clone(), Walk::Down) {
+                            *error = Some(e);
+                            return 0.0;
+                        }
+                        bundle_loss[b] += crate::train::loss::add_loss(kind, state, self.snapshot(reader, q.run, q.start + k), w, lam);
                     }
                 }
                 0.0
@@ -716,13 +780,26 @@ impl Shared<'_> {
     }
 
     /// Loss of one sample without gradient (its weight within a set of `batch` samples).
-    fn sample_loss(&self, ws: &mut RolloutWorkspace, s: Sample, batch: usize) -> f64 {
+    fn sample_loss(&self, task: &mut Task, s: Sample, batch: usize) -> f64 {
         let c = &self.coeffs[s.run];
+        let span = s.snapshots();
+        let Task { ws, reader, error, bundle_f0, .. } = task;
+        if let Err(e) = reader.fetch(s.run, s.start, span.clone(), Walk::Up) {
+            error.get_or_insert(e);
+            return 0.0;
+        }
+        // The initial state is copied: the reader's buffer moves on as the walk goes up.
+        bundle_f0.clear();
+        bundle_f0.extend_from_slice(self.snapshot(reader, s.run, s.start));
         let mut total = 0.0;
-        rollout::forward_by(self.scheme, s.intervals, |k| c.prepared(s.start + k), c.substeps, self.snapshot(s.run, s.start), ws, |k, state| {
+        rollout::forward_by(self.scheme, s.intervals, |k| c.prepared(s.start + k), c.substeps, bundle_f0, ws, |k, state| {
             let w = self.snapshot_weight(k, s.intervals, batch);
-            if w != 0.0 {
-                total += crate::train::loss::loss_value(self.loss.kind, state, self.snapshot(s.run, s.start + k), w);
+            if w != 0.0 && error.is_none() {
+                if let Err(e) = reader.fetch(s.run, s.start + k, span.clone(), Walk::Up) {
+                    *error = Some(e);
+                    return;
+                }
+                total += crate::train::loss::loss_value(self.loss.kind, state, self.snapshot(reader, s.run, s.start + k), w);
             }
         });
         total

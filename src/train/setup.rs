@@ -133,7 +133,8 @@ impl Setup {
             valid,
             mini_batches: cfg.train.batch_size.is_some(),
         };
-        let problem = StageProblem::new(inputs, comm, |held| Ok(ShardData::load_runs(&self.runs, held)?))?;
+        let budget = cfg.data.cache_bytes();
+        let problem = StageProblem::new(inputs, comm, |held| Ok(ShardData::load_runs_within(&self.runs, held, budget)?))?;
         tracing::info!(
             "stage {stage}: unroll {}, {} epochs, lr {:e}, {} training and {} validation windows, {} reduction blocks ({}), {:.1} MB of snapshots on this rank",
             cfg.train.stages[stage].unroll,
@@ -145,6 +146,18 @@ impl Setup {
             if problem.theta_level() { "θ-level" } else { "field-level" },
             problem.data_bytes() as f64 / 1e6
         );
+        match problem.shard_bytes() {
+            (bytes, Some(budget)) => tracing::info!(
+                "stage {stage}: snapshots streamed from the run files: this rank's shard is {:.1} MB, over data.cache_mb = {:.1} MB",
+                bytes as f64 / 1e6,
+                budget as f64 / 1e6
+            ),
+            (bytes, None) => tracing::info!(
+                "stage {stage}: snapshots cached: this rank's shard is {:.1} MB{}",
+                bytes as f64 / 1e6,
+                budget.map_or(String::new(), |b| format!(", within data.cache_mb = {:.1} MB", b as f64 / 1e6))
+            ),
+        }
         if problem.n_blocks() < comm.size() {
             tracing::warn!("stage {stage}: {} reduction blocks for {} ranks: {} rank(s) idle", problem.n_blocks(), comm.size(), comm.size() - problem.n_blocks());
         }
