@@ -9,7 +9,7 @@ use colop::eval::model::evaluate_saved;
 use colop::eval::Moments;
 use colop::grid::VelocityGrid;
 use colop::model_file::{write_model, SavedModel};
-use colop::operator::{build, BuildInfo, ModelSpec};
+use colop::operator::{build, BuildInfo, ModelSpec, OperatorModel};
 use colop::plot::sets::{eval_figures, model_figures};
 use ndarray::Array3;
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,6 +30,11 @@ fn saved_model(yaml: &str, grid: &VelocityGrid, path: &Path) -> SavedModel {
     let m = build(&spec, &BuildInfo { grid: grid.clone(), cond_ranges: Vec::new(), t_span: 4.0 }).unwrap();
     // Initial θ plus a deterministic ripple, so drag and off-diagonal fields are not all zero.
     let theta: Vec<f64> = m.init_params(1).iter().enumerate().map(|(i, t)| t + 0.01 * ((i as f64) * 0.7).sin()).collect();
+    save_model(spec, m.as_ref(), theta, grid, path)
+}
+
+/// `m` at `theta` written to `path` as a model file (fields and exports at t = 0).
+fn save_model(spec: ModelSpec, m: &dyn OperatorModel, theta: Vec<f64>, grid: &VelocityGrid, path: &Path) -> SavedModel {
     let saved = SavedModel {
         spec,
         solver: Default::default(),
@@ -351,19 +356,8 @@ fn examples() {
                 }
             }
         });
-        let saved = SavedModel {
-            spec,
-            solver: Default::default(),
-            grid: g.clone(),
-            fields: m.fields_at(&theta, &[], 0.0),
-            exports: m.exports(&theta, &[]),
-            theta,
-            cond_ranges: Vec::new(),
-            t_span: 4.0,
-            notes: Vec::new(),
-        };
         let path = dir.join(format!("{name}.h5"));
-        write_model(&path, &saved).unwrap();
+        let saved = save_model(spec, m.as_ref(), theta, &g, &path);
         model_figures(&path, &dir.join(name), Vec::new(), None).unwrap();
         if name == "par-perp" {
             let run = dir.join("drift.h5");
