@@ -195,14 +195,21 @@ fn a_run_file_broken_during_streamed_training_is_an_error_naming_it() {
     let mut problem = setup.stage(&cfg, 0, &SingleProcess).unwrap();
     let theta = setup.model.init_params(3);
     problem.step(&theta, Batch::Full, true, &SingleProcess).unwrap();
-    // Overwrite the last snapshot of run b with NaN: the next read of it fails, without a panic.
+    // Replace run b by a copy whose last snapshot holds a NaN: the next read of it fails,
+    // without a panic. (The copy is edited under another name and renamed into place: the
+    // read-ahead may still be reading b.h5, and HDF5 refuses to open a file for writing that the
+    // process has open for reading.)
     {
-        let f = hdf5::File::open_rw(d.join("data/b.h5")).unwrap();
+        let (path, edited) = (d.join("data/b.h5"), d.join("data/b-edited.h5"));
+        std::fs::copy(&path, &edited).unwrap();
+        let f = hdf5::File::open_rw(&edited).unwrap();
         let ds = f.dataset("f").unwrap();
         let mut all: ndarray::Array3<f64> = ds.read().unwrap();
         let last = all.shape()[0] - 1;
         all[[last, 6, 6]] = f64::NAN;
         ds.write(&all).unwrap();
+        drop(f);
+        std::fs::rename(&edited, &path).unwrap();
     }
     let e = problem.step(&theta, Batch::Full, true, &SingleProcess).unwrap_err().to_string();
     assert!(e.contains("b.h5") && !e.contains('\n'), "{e}");
