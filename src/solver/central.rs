@@ -508,28 +508,8 @@ fn adjoint_line<const D: usize, const NF: usize>(
                 }
             };
         }
-        let dk: [&mut [f64]; 9] =
+        let mut dk: [&mut [f64]; 9] =
             [dline!(0), dline!(1), dline!(2), dline!(3), dline!(4), dline!(5), dline!(6), dline!(7), dline!(8)];
-        // Edge columns: generic transposed rows.
-        for j in (0..jlo).chain(jhi..nl) {
-            let mut acc = l0[j];
-            macro_rules! field {
-                ($k:literal) => {{
-                    let g = match g_src(D, $k) {
-                        GSrc::T(x) => -tl[x][j],
-                        GSrc::G(x) => gl[x][j],
-                        GSrc::Pair(x) => gq[x][j],
-                        GSrc::ALast => -dot_row(&ops_l.d1t.rows[j], l0),
-                        GSrc::DLast => dot_row(&ops_l.d2t.rows[j], l0),
-                        GSrc::Mixed(x) => dot_row(&ops_l.d1t.rows[j], tl[x]),
-                    };
-                    acc += pk[$k][j] * g;
-                    dk[$k][j] += f0[j] * g;
-                }};
-            }
-            each_field!(NF, field);
-            li[j] = acc;
-        }
         // Interior columns: every slice a local cut to the same length, so the loop vectorises.
         if jhi > jlo {
             let (a, b, mlen) = (jlo, jhi, jhi - jlo);
@@ -555,7 +535,7 @@ fn adjoint_line<const D: usize, const NF: usize>(
             cut_p!(7, p7);
             cut_p!(8, p8);
             let (fc, lic) = (&f0[a..b], &mut li[a..b]);
-            let [d0, d1, d2, d3, d4, d5, d6, d7, d8] = dk;
+            let [d0, d1, d2, d3, d4, d5, d6, d7, d8] = &mut dk;
             macro_rules! cut {
                 ($k:literal, $x:ident) => {
                     let $x: &mut [f64] = if $k < NF { &mut $x[a..b] } else { &mut $x[..0] };
@@ -586,6 +566,28 @@ fn adjoint_line<const D: usize, const NF: usize>(
                 d7,
                 d8,
             );
+        }
+        // Edge columns: generic transposed rows, after the interior, whose streaming pass
+        // has brought the line's coefficients and gradients into cache (the cells are
+        // disjoint, so the order does not change any bit).
+        for j in (0..jlo).chain(jhi..nl) {
+            let mut acc = l0[j];
+            macro_rules! field {
+                ($k:literal) => {{
+                    let g = match g_src(D, $k) {
+                        GSrc::T(x) => -tl[x][j],
+                        GSrc::G(x) => gl[x][j],
+                        GSrc::Pair(x) => gq[x][j],
+                        GSrc::ALast => -dot_row(&ops_l.d1t.rows[j], l0),
+                        GSrc::DLast => dot_row(&ops_l.d2t.rows[j], l0),
+                        GSrc::Mixed(x) => dot_row(&ops_l.d1t.rows[j], tl[x]),
+                    };
+                    acc += pk[$k][j] * g;
+                    dk[$k][j] += f0[j] * g;
+                }};
+            }
+            each_field!(NF, field);
+            li[j] = acc;
         }
     }
 }
