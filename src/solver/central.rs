@@ -818,12 +818,7 @@ impl Scheme for Central {
         self.clamp
     }
     fn step_masked(&self, prepared: &Fields, f: &[f64], out: &mut [f64], mask: &mut [u64], ws: &mut StepWorkspace) {
-        let [lines, ..] = &mut ws.bufs[..] else { panic!("central: workspace from another scheme") };
-        let p = prepared.as_slice().expect("prepared fields are contiguous");
-        forward_lines(&self.tables, p, self.grid.n_cells(), f, out, lines);
-        if self.clamp {
-            clamp_recording(out, mask);
-        }
+        self.forward_step(prepared, f, out, Some(mask), ws)
     }
     fn step_vjp_masked(
         &self,
@@ -835,29 +830,11 @@ impl Scheme for Central {
         mask: &[u64],
         ws: &mut StepWorkspace,
     ) {
-        let [lines, _, lam_m] = &mut ws.bufs[..] else { panic!("central: workspace from another scheme") };
-        let p = prepared.as_slice().expect("prepared fields are contiguous");
-        let lam: &[f64] = if self.clamp {
-            if lam_m.len() < f.len() {
-                lam_m.resize(f.len(), 0.0);
-            }
-            let lam_m = &mut lam_m[..f.len()];
-            apply_mask(mask, lam_out, lam_m);
-            lam_m
-        } else {
-            lam_out
-        };
-        let d = d_prepared.as_slice_mut().expect("d_prepared is contiguous");
-        crate::simd_dispatch!(adjoint_k(&self.tables, p, self.grid.n_cells(), f, lam, lam_in, d, lines));
+        self.adjoint_step(prepared, f, lam_out, lam_in, d_prepared, Some(mask), ws)
     }
     /// Takes bundles too (see [`Scheme::step_bundle`]).
     fn step(&self, prepared: &Fields, f: &[f64], out: &mut [f64], ws: &mut StepWorkspace) {
-        let [lines, ..] = &mut ws.bufs[..] else { panic!("central: workspace from another scheme") };
-        let p = prepared.as_slice().expect("prepared fields are contiguous");
-        forward_lines(&self.tables, p, self.grid.n_cells(), f, out, lines);
-        if self.clamp {
-            clamp_nonnegative(out);
-        }
+        self.forward_step(prepared, f, out, None, ws)
     }
     fn step_vjp(
         &self,
@@ -868,19 +845,50 @@ impl Scheme for Central {
         d_prepared: &mut Fields,
         ws: &mut StepWorkspace,
     ) {
+        self.adjoint_step(prepared, f, lam_out, lam_in, d_prepared, None, ws)
+    }
+}
+
+impl Central {
+    /// The step of a bundle, clamped if configured, recording the clamp's active set in `mask`
+    /// when given.
+    fn forward_step(&self, prepared: &Fields, f: &[f64], out: &mut [f64], mask: Option<&mut [u64]>, ws: &mut StepWorkspace) {
+        let [lines, ..] = &mut ws.bufs[..] else { panic!("central: workspace from another scheme") };
+        let p = prepared.as_slice().expect("prepared fields are contiguous");
+        forward_lines(&self.tables, p, self.grid.n_cells(), f, out, lines);
+        match (self.clamp, mask) {
+            (false, _) => {}
+            (true, Some(mask)) => clamp_recording(out, mask),
+            (true, None) => clamp_nonnegative(out),
+        }
+    }
+
+    /// The adjoint of a bundle's step: through the clamp by the recorded `mask`, or by the
+    /// active set of the step recomputed from `f` when there is none.
+    #[allow(clippy::too_many_arguments)]
+    fn adjoint_step(
+        &self,
+        prepared: &Fields,
+        f: &[f64],
+        lam_out: &[f64],
+        lam_in: &mut [f64],
+        d_prepared: &mut Fields,
+        mask: Option<&[u64]>,
+        ws: &mut StepWorkspace,
+    ) {
         let [lines, pre, lam_m] = &mut ws.bufs[..] else { panic!("central: workspace from another scheme") };
         let p = prepared.as_slice().expect("prepared fields are contiguous");
         let n = self.grid.n_cells();
         let lam: &[f64] = if self.clamp {
-            // Sized for the largest bundle seen (grown once, never per step).
-            for b in [&mut *pre, &mut *lam_m] {
-                if b.len() < f.len() {
-                    b.resize(f.len(), 0.0);
+            let lam_m = grown(lam_m, f.len());
+            match mask {
+                Some(mask) => apply_mask(mask, lam_out, lam_m),
+                None => {
+                    let pre = grown(pre, f.len());
+                    forward_lines(&self.tables, p, n, f, pre, lines);
+                    clamp_mask(pre, lam_out, lam_m);
                 }
             }
-            let (pre, lam_m) = (&mut pre[..f.len()], &mut lam_m[..f.len()]);
-            forward_lines(&self.tables, p, n, f, pre, lines);
-            clamp_mask(pre, lam_out, lam_m);
             lam_m
         } else {
             lam_out
@@ -888,6 +896,14 @@ impl Scheme for Central {
         let d = d_prepared.as_slice_mut().expect("d_prepared is contiguous");
         crate::simd_dispatch!(adjoint_k(&self.tables, p, n, f, lam, lam_in, d, lines));
     }
+}
+
+/// The first `len` values of `buf`, grown to the largest bundle seen (once, never per step).
+fn grown(buf: &mut Vec<f64>, len: usize) -> &mut [f64] {
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    &mut buf[..len]
 }
 
 #[cfg(test)]
