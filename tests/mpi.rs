@@ -2,10 +2,10 @@
 //! every rank count (a 3-D model too), resume across rank counts, a failing rank ends the job,
 //! every rank busy.
 
-use colop::data::{write_run, RunData};
+mod common;
+
 use colop::grid::VelocityGrid;
 use ndarray::Array3;
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -253,18 +253,7 @@ fn blob_run(path: &Path, centre: [f64; 3], n_t: usize) {
         let r2: f64 = (0..3).map(|ax| (v[ax] - centre[ax] * (1.0 - a * t)).powi(2)).sum();
         1e4 * (-r2 / (2.0 * s2)).exp() / s2.powf(1.5)
     });
-    let run = RunData {
-        grid,
-        n_particles: f.index_axis(ndarray::Axis(0), 0).sum(),
-        f,
-        t: (0..n_t).map(|k| k as f64).collect(),
-        dt: 1.0,
-        params: BTreeMap::new(),
-        labels: BTreeMap::new(),
-        tracks: None,
-        diagnostics: BTreeMap::new(),
-    };
-    write_run(path, &run).unwrap();
+    common::write_snapshots(&grid, f, path);
 }
 
 fn model_bits(run: &Path) -> Vec<u64> {

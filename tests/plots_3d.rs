@@ -4,15 +4,16 @@
 //! reports the v_z moments; a 2D model and run still give exactly the 2D file set; `colop plot`,
 //! `colop eval --plots` and the figures of `colop train` end to end on a 3D model and run.
 
-use colop::data::{write_run, RunData};
 use colop::eval::model::evaluate_saved;
 use colop::eval::Moments;
+mod common;
+
 use colop::grid::VelocityGrid;
 use colop::model_file::{write_model, SavedModel};
 use colop::operator::{build, BuildInfo, ModelSpec, OperatorModel};
 use colop::plot::sets::{eval_figures, model_figures};
 use ndarray::Array3;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -71,18 +72,7 @@ fn run_file(grid: &VelocityGrid, n_t: usize, path: &Path) {
             *v = 1e4 * (-r2 / (2.0 * s2)).exp() / s2.powf(0.5 * d as f64);
         }
     }
-    let data = RunData {
-        grid: grid.clone(),
-        n_particles: f.index_axis(ndarray::Axis(0), 0).sum(),
-        f,
-        t: (0..n_t).map(|k| k as f64).collect(),
-        dt: 1.0,
-        params: BTreeMap::new(),
-        labels: BTreeMap::new(),
-        tracks: None,
-        diagnostics: BTreeMap::new(),
-    };
-    write_run(path, &data).unwrap();
+    common::write_snapshots(grid, f, path);
 }
 
 /// Width, height and RGB pixels of a PNG.

@@ -1,7 +1,12 @@
-//! Helpers shared by the training-step test files: a tiny time-dependent synthetic run and a
-//! training config over it.
+//! Helpers shared by test files: a tiny time-dependent synthetic run and a training config over
+//! it, and a run file from given snapshots.
+#![allow(dead_code)] // each test file uses its own subset
 
 use colop::config::TrainConfig;
+use colop::data::{write_run, RunData};
+use colop::grid::VelocityGrid;
+use ndarray::Array3;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
@@ -29,4 +34,21 @@ pub fn config(dir: &Path, model: &str, stage: &str, solver: &str) -> TrainConfig
     let p = dir.join(format!("train-{}.yaml", model.len() + stage.len()));
     std::fs::write(&p, format!("data: {{ train: [data/blob.h5], i_start: 2 }}\nmodel: {model}\nsolver: {solver}\ntrain: {{ seed: 5, stages: [{stage}] }}\n")).unwrap();
     TrainConfig::load(&p).unwrap()
+}
+
+/// Write snapshots `f` [T, nx, ny·nz] on `grid`, 1/ω_p apart from t = 0, without parameters, as
+/// the run file `path` (its particle count that of the first snapshot).
+pub fn write_snapshots(grid: &VelocityGrid, f: Array3<f64>, path: &Path) {
+    let run = RunData {
+        grid: grid.clone(),
+        n_particles: f.index_axis(ndarray::Axis(0), 0).sum(),
+        t: (0..f.shape()[0]).map(|k| k as f64).collect(),
+        f,
+        dt: 1.0,
+        params: BTreeMap::new(),
+        labels: BTreeMap::new(),
+        tracks: None,
+        diagnostics: BTreeMap::new(),
+    };
+    write_run(path, &run).unwrap();
 }
