@@ -18,8 +18,17 @@
 //! `D_par`, `D_perp`; attributes `kind`, `spec` (the operator entry as YAML) and, for
 //! time-dependent truths, `time_factor`. [`read_truth`] reads either dimension back.
 //!
+//! An optional `tracks: { n, substeps, seed }` section — at the top level for every run, or in a
+//! run (which then replaces the top-level one for that run) — adds `/tracks [T, n, d]`: `n`
+//! particles drawn from the run's initial histogram and advanced with the SDE of the same truth
+//! (dv = A dt + σ dW, σσᵀ = D) by Euler–Maruyama with `substeps` (default 20) steps per snapshot
+//! interval, seeded per chunk of particles (see [`tracks`]). `/params` of such a run also holds
+//! `n_tracks` and `track_substeps`; runs without tracks are unchanged.
+//!
 //! All runs are written or none: they are generated into a staging directory beside `--out`
 //! ([`crate::io::StagedDir`]). Run names must be distinct plain file names.
+
+pub mod tracks;
 
 use crate::config::{load_yaml, ConfigError};
 use crate::data::RunData;
@@ -36,6 +45,7 @@ use rand_distr::Distribution;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use tracks::TracksSpec;
 
 /// Grid of a synthetic dataset.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -104,6 +114,9 @@ pub struct RunSpec {
     /// Written to `/params`; also variables of the operator formulas.
     #[serde(default)]
     pub params: BTreeMap<String, f64>,
+    /// Tracked particles of this run (replaces the config's `tracks`).
+    #[serde(default)]
+    pub tracks: Option<TracksSpec>,
 }
 
 /// Multinomial sampling noise.
@@ -147,6 +160,9 @@ pub struct SynthConfig {
     pub n_particles: f64,
     #[serde(default)]
     pub noise: Option<NoiseSpec>,
+    /// Tracked particles of every run (a run's own `tracks` replaces it).
+    #[serde(default)]
+    pub tracks: Option<TracksSpec>,
     pub runs: Vec<RunSpec>,
 }
 
@@ -232,6 +248,9 @@ impl SynthConfig {
         if cfg.noise.as_ref().is_some_and(|n| n.particles == 0) {
             return Err(bad("noise.particles", "must be ≥ 1"));
         }
+        if let Some(Err((key, msg))) = cfg.tracks.as_ref().map(TracksSpec::check) {
+            return Err(bad(&format!("tracks.{key}"), &msg));
+        }
         if !(2..=3).contains(&cfg.grid.dim) {
             return Err(bad("grid.dim", &format!("must be 2 or 3, got {}", cfg.grid.dim)));
         }
@@ -246,6 +265,9 @@ impl SynthConfig {
                         return Err(bad(&format!("runs[{i}].initial[{k}].{key}"), &msg));
                     }
                 }
+            }
+            if let Some(Err((key, msg))) = r.tracks.as_ref().map(TracksSpec::check) {
+                return Err(bad(&format!("runs[{i}].tracks.{key}"), &msg));
             }
             crate::io::check_output_name(&r.name).map_err(|m| bad(&format!("runs[{i}].name"), &m))?;
             if let Some(j) = cfg.runs[..i].iter().position(|o| o.name == r.name) {
@@ -625,17 +647,43 @@ pub fn generate_run(cfg: &SynthConfig, run: &RunSpec, run_index: usize) -> anyho
     let mut params = run.params.clone();
     params.insert("synthetic".into(), 1.0);
     params.insert("truth_substeps".into(), substeps as f64);
+    let t: Vec<f64> = (0..cfg.snapshots).map(|k| k as f64 * cfg.dt).collect();
+    let tracks = match run.tracks.as_ref().or(cfg.tracks.as_ref()) {
+        None => None,
+        Some(spec) => {
+            // The time factor at the start of every Euler–Maruyama sub-step.
+            let factors = time_factor
+                .as_ref()
+                .map(|tf| {
+                    let mut vars = run.params.clone();
+                    (0..intervals * spec.substeps)
+                        .map(|i| {
+                            let time = (i as f64 / spec.substeps as f64) * cfg.dt;
+                            vars.insert("t".into(), time);
+                            let v = tf.eval(&vars, "time_factor")?;
+                            anyhow::ensure!(v >= 0.0, "time_factor: must be ≥ 0, got {v} at t = {time}");
+                            Ok(v)
+                        })
+                        .collect::<anyhow::Result<Vec<f64>>>()
+                })
+                .transpose()?;
+            let f0 = f0.as_slice().expect("standard layout");
+            params.insert("n_tracks".into(), spec.n as f64);
+            params.insert("track_substeps".into(), spec.substeps as f64);
+            Some(tracks::sample_tracks(&grid, &base, f0, &t, factors.as_deref(), spec, run_index)?)
+        }
+    };
     let n_particles = cfg.noise.as_ref().map_or(cfg.n_particles, |n| n.particles as f64);
     let mut diagnostics = BTreeMap::new();
     diagnostics.insert("total".into(), Array1::from_iter(out.outer_iter().map(|s| s.sum())));
     Ok(RunData {
         grid,
         f: out,
-        t: (0..cfg.snapshots).map(|k| k as f64 * cfg.dt).collect(),
+        t,
         dt: cfg.dt,
         n_particles,
         params,
-        tracks: None,
+        tracks,
         diagnostics,
         labels: Default::default(),
     })

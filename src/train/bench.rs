@@ -30,11 +30,12 @@ pub fn reference_run(dir: &std::path::Path, unroll: usize, windows: usize, dim: 
         substeps: 20,
         n_particles: 3e5,
         noise: None,
+        tracks: None,
         runs: Vec::new(),
     };
     let mut centre = vec![0.0; dim];
     centre[0] = -2.0;
-    let run = RunSpec { name: "bench".into(), initial: vec![Initial::Normal { centre, sigma: 0.4, weight: 1.0 }], params: Default::default() };
+    let run = RunSpec { name: "bench".into(), initial: vec![Initial::Normal { centre, sigma: 0.4, weight: 1.0 }], params: Default::default(), tracks: None };
     let data = generate_run(&cfg, &run, 0)?;
     let path = dir.join(format!("bench-{dim}d-{unroll}-{windows}.h5"));
     crate::data::write_run(&path, &data)?;
