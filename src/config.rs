@@ -34,7 +34,8 @@ fn default_i_start() -> usize {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSpec {
-    /// Run files (HDF5) to train on.
+    /// Run files (HDF5) to train on: their histograms `/f`.
+    #[serde(default)]
     pub train: Vec<PathBuf>,
     /// Run files held out for validation (takes precedence over `valid_fraction`).
     #[serde(default)]
@@ -50,6 +51,86 @@ pub struct DataSpec {
     /// bitwise the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_mb: Option<f64>,
+    /// Weight of the histogram windows' loss against the track sources' (`tracks[].weight`).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub histogram_weight: f64,
+    /// Transition windows of tracked particles (see [`crate::data::transitions`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tracks: Vec<TracksSpec>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn is_one(x: &f64) -> bool {
+    *x == 1.0
+}
+fn default_delay() -> usize {
+    5
+}
+fn default_min_particles() -> usize {
+    100
+}
+fn default_floor() -> f64 {
+    1e-10
+}
+fn yes() -> bool {
+    true
+}
+
+/// `data.tracks[]` — one source of transition windows: run files with `/tracks`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracksSpec {
+    /// Run files whose `/tracks` give the windows.
+    pub runs: Vec<PathBuf>,
+    /// Start snapshots, in each run's own numbering round(t/dt).
+    #[serde(default)]
+    pub starts: StartsSpec,
+    /// Snapshots between the selection and a window's initial state (see
+    /// [`crate::data::transitions`]: 0 makes the initial state the selected cells themselves).
+    #[serde(default = "default_delay")]
+    pub delay: usize,
+    /// Most snapshot intervals a window rolls (K); a stage rolls min(unroll, lags), `all` lags.
+    pub lags: usize,
+    /// Fewest particles a start bin must select to give a window.
+    #[serde(default = "default_min_particles")]
+    pub min_particles: usize,
+    /// Grid cells per start bin along each axis.
+    #[serde(default = "one_usize")]
+    pub start_bin: usize,
+    /// One window per start bin over all start snapshots (static models on evenly spaced runs).
+    #[serde(default = "yes")]
+    pub pool_starts: bool,
+    /// Loss of these windows: likelihood (default), mae or mse.
+    #[serde(default = "likelihood")]
+    pub loss: LossKind,
+    /// Probability floor of the likelihood loss: −log max(p, 0) + floor per particle.
+    #[serde(default = "default_floor")]
+    pub floor: f64,
+    /// Weight of this source's loss (histogram windows: `data.histogram_weight`).
+    #[serde(default = "one")]
+    pub weight: f64,
+}
+
+fn one_usize() -> usize {
+    1
+}
+fn likelihood() -> LossKind {
+    LossKind::Likelihood
+}
+
+/// `data.tracks[].starts` — start snapshots `first, first + every, …` up to `last` (each run's
+/// own numbering; default: from `data.i_start` to the last that leaves room for delay + lags).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartsSpec {
+    #[serde(default)]
+    pub first: Option<usize>,
+    #[serde(default)]
+    pub last: Option<usize>,
+    #[serde(default)]
+    pub every: Option<usize>,
 }
 
 impl DataSpec {
@@ -68,6 +149,10 @@ pub enum LossKind {
     Mae,
     /// Mean squared error.
     Mse,
+    /// Negative log-likelihood of the observed particles under the predicted probabilities,
+    /// as the Kullback–Leibler divergence Σ obs·ln(obs/p), p = max(pred, 0) + floor (for
+    /// states that are probabilities per cell: transition windows).
+    Likelihood,
 }
 
 /// Which predicted snapshots enter the loss.
@@ -173,6 +258,11 @@ impl TrainConfig {
         self.data.valid.iter().map(|p| self.resolve(p)).collect()
     }
 
+    /// The run files of the track sources, source by source.
+    pub fn track_files(&self) -> Vec<PathBuf> {
+        self.data.tracks.iter().flat_map(|t| t.runs.iter().map(|p| self.resolve(p))).collect()
+    }
+
     /// Learning rate of stage `i` (inherited from earlier stages when omitted).
     pub fn stage_lr(&self, i: usize) -> f64 {
         self.train.stages[..=i].iter().rev().find_map(|s| s.lr).unwrap_or(1e-3)
@@ -181,8 +271,40 @@ impl TrainConfig {
     /// Checks that need no data: every impossible setting named by its key.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let bad = |key: &str, msg: String| ConfigError::Invalid { path: path.display().to_string(), key: key.into(), msg };
-        if self.data.train.is_empty() {
-            return Err(bad("data.train", "needs at least one run file".into()));
+        if self.data.train.is_empty() && self.data.tracks.is_empty() {
+            return Err(bad("data.train", "needs at least one run file (or a data.tracks source)".into()));
+        }
+        if !(self.data.histogram_weight >= 0.0 && self.data.histogram_weight.is_finite()) {
+            return Err(bad("data.histogram_weight", format!("must be finite and ≥ 0, got {}", self.data.histogram_weight)));
+        }
+        if self.train.loss == LossKind::Likelihood {
+            return Err(bad("train.loss", "likelihood is for transition windows (data.tracks[].loss); histograms use mae or mse".into()));
+        }
+        for (i, t) in self.data.tracks.iter().enumerate() {
+            let key = |k: &str| format!("data.tracks[{i}].{k}");
+            if t.runs.is_empty() {
+                return Err(bad(&key("runs"), "needs at least one run file with /tracks".into()));
+            }
+            if t.lags == 0 {
+                return Err(bad(&key("lags"), "must be ≥ 1".into()));
+            }
+            if t.start_bin == 0 {
+                return Err(bad(&key("start_bin"), "must be ≥ 1".into()));
+            }
+            if t.starts.every == Some(0) {
+                return Err(bad(&key("starts.every"), "must be ≥ 1".into()));
+            }
+            if let (Some(a), Some(b)) = (t.starts.first, t.starts.last) {
+                if b < a {
+                    return Err(bad(&key("starts.last"), format!("{b} is before starts.first = {a}")));
+                }
+            }
+            if !(t.weight >= 0.0 && t.weight.is_finite()) {
+                return Err(bad(&key("weight"), format!("must be finite and ≥ 0, got {}", t.weight)));
+            }
+            if !(t.floor > 0.0 && t.floor < 1.0) {
+                return Err(bad(&key("floor"), format!("must be in (0, 1), got {}", t.floor)));
+            }
         }
         let vf = self.data.valid_fraction;
         if !(0.0..1.0).contains(&vf) {
@@ -233,6 +355,8 @@ pub fn check_resume_compatible(old: &TrainConfig, new: &TrainConfig) -> anyhow::
         Ok(())
     };
     same("data", old.train_files() == new.train_files() && old.valid_files() == new.valid_files() && old.data.valid_fraction == new.data.valid_fraction && old.data.i_start == new.data.i_start)?;
+    same("data.tracks", old.data.tracks.len() == new.data.tracks.len() && old.track_files() == new.track_files() && old.data.tracks.iter().zip(&new.data.tracks).all(|(a, b)| TracksSpec { runs: Vec::new(), ..a.clone() } == TracksSpec { runs: Vec::new(), ..b.clone() }))?;
+    same("data.histogram_weight", old.data.histogram_weight == new.data.histogram_weight)?;
     same("model", old.model == new.model)?;
     same("solver", old.solver == new.solver)?;
     same("train.seed", old.train.seed == new.train.seed)?;
@@ -294,6 +418,34 @@ train:
     fn zero_unroll_is_rejected_while_parsing() {
         let e = parse_yaml::<TrainConfig>(&GOOD.replace("{unroll: 1,", "{unroll: 0,"), Path::new("c.yaml")).unwrap_err().to_string();
         assert!(e.contains("unroll") && e.contains("c.yaml"), "{e}");
+    }
+
+    #[test]
+    fn track_sources_parse_with_defaults_and_reject_bad_values() {
+        let text = GOOD.replace("valid_fraction: 0.05 }", "valid_fraction: 0.05, tracks: [ { runs: [t.h5], lags: 8 } ] }");
+        let cfg: TrainConfig = parse_yaml(&text, Path::new("c.yaml")).unwrap();
+        cfg.validate(Path::new("c.yaml")).unwrap();
+        let t = &cfg.data.tracks[0];
+        assert_eq!((t.delay, t.start_bin, t.min_particles, t.pool_starts, t.loss, t.weight), (5, 1, 100, true, LossKind::Likelihood, 1.0));
+        // Tracks alone are a data source.
+        let alone: TrainConfig = parse_yaml(&text.replace("train: [a.h5, b.h5], ", ""), Path::new("c.yaml")).unwrap();
+        alone.validate(Path::new("c.yaml")).unwrap();
+        let e = parse_yaml::<TrainConfig>(&text.replace("lags: 8", "lags: 8, lag: 2"), Path::new("c.yaml")).unwrap_err().to_string();
+        assert!(e.contains("lag"), "{e}");
+        for (from, to, key) in [
+            ("lags: 8", "lags: 0", "data.tracks[0].lags"),
+            ("lags: 8", "lags: 8, start_bin: 0", "data.tracks[0].start_bin"),
+            ("lags: 8", "lags: 8, floor: 0", "data.tracks[0].floor"),
+            ("lags: 8", "lags: 8, weight: -1", "data.tracks[0].weight"),
+            ("lags: 8", "lags: 8, starts: { every: 0 }", "data.tracks[0].starts.every"),
+            ("lags: 8", "lags: 8, starts: { first: 9, last: 3 }", "data.tracks[0].starts.last"),
+            ("runs: [t.h5]", "runs: []", "data.tracks[0].runs"),
+            ("seed: 42", "seed: 42\n  loss: likelihood", "train.loss"),
+        ] {
+            let cfg: TrainConfig = parse_yaml(&text.replace(from, to), Path::new("c.yaml")).unwrap();
+            let e = cfg.validate(Path::new("c.yaml")).unwrap_err().to_string();
+            assert!(e.contains(key), "{e} should name {key}");
+        }
     }
 
     #[test]

@@ -263,6 +263,26 @@ impl VelocityGrid {
         let k = f as usize;
         (k < z.nz).then_some(k)
     }
+    /// The cell along axis `a` holding the velocity component `v`, if any (`None` outside the
+    /// grid or for a non-finite `v`).
+    #[inline]
+    pub fn axis_cell(&self, a: usize, v: f64) -> Option<usize> {
+        let f = (v - self.range(a)[0]) / self.dv(a);
+        if f.is_nan() || f < 0.0 {
+            return None;
+        }
+        let i = f as usize;
+        (i < self.extent(a)).then_some(i)
+    }
+    /// The flat C-order index of the cell holding velocity `v` (one component per axis), if any.
+    #[inline]
+    pub fn flat_cell(&self, v: &[f64]) -> Option<usize> {
+        let mut flat = 0;
+        for (a, &x) in v.iter().enumerate().take(self.dim()) {
+            flat = flat * self.extent(a) + self.axis_cell(a, x)?;
+        }
+        Some(flat)
+    }
     /// Index of the cell containing `(vx, vy)`, or `None` outside the grid.
     pub fn cell_of(&self, vx: f64, vy: f64) -> Option<(usize, usize)> {
         let fx = (vx - self.v_range[0]) / self.dvx();

@@ -57,7 +57,7 @@ fn shards_read_their_windows_normalised() {
         for s in firsts {
             assert!((data.window(s).unwrap().slice(s![0, .., ..]).sum() - 1.0).abs() < 1e-14);
         }
-        assert!(data.window(&Sample { run: 9, start: 0, intervals: 1 }).is_none());
+        assert!(data.window(&Sample { run: 9, start: 0, intervals: 1, channel: 0 }).is_none());
     }
     let err = ShardData::load(&files[..1], &samples, &norms).unwrap_err().to_string();
     assert!(err.contains("run 1"), "{err}");

@@ -41,17 +41,17 @@ fn enumerate_counts_in_each_runs_own_numbering() {
     assert_eq!(
         s,
         vec![
-            Sample { run: 0, start: 5, intervals: 4 },
-            Sample { run: 1, start: 0, intervals: 4 },
-            Sample { run: 1, start: 1, intervals: 4 },
+            Sample { run: 0, start: 5, intervals: 4, channel: 0 },
+            Sample { run: 1, start: 0, intervals: 4, channel: 0 },
+            Sample { run: 1, start: 1, intervals: 4, channel: 0 },
         ]
     );
     assert_eq!(s[2].snapshots(), 1..6);
 
     let s = enumerate(&runs, 5, Unroll::All).unwrap();
-    assert_eq!(s, vec![Sample { run: 0, start: 5, intervals: 4 }, Sample { run: 1, start: 0, intervals: 5 }]);
+    assert_eq!(s, vec![Sample { run: 0, start: 5, intervals: 4, channel: 0 }, Sample { run: 1, start: 0, intervals: 5, channel: 0 }]);
     let s = enumerate(&runs, 0, Unroll::All).unwrap();
-    assert_eq!(s[0], Sample { run: 0, start: 0, intervals: 9 });
+    assert_eq!(s[0], Sample { run: 0, start: 0, intervals: 9, channel: 0 });
 
     let msg = enumerate(&runs, 5, Unroll::Intervals(5)).unwrap_err().to_string();
     assert!(msg.starts_with("data/a.h5: unroll 5 needs 6 snapshots from i_start = 5, the run has 5"), "{msg}");
@@ -187,7 +187,7 @@ fn shard_is_block_aligned_complete_and_bottleneck_optimal() {
     for case in 0..400 {
         let n = rng.gen_range(0..40);
         let samples: Vec<Sample> =
-            (0..n).map(|i| Sample { run: i / 7, start: i % 7, intervals: rng.gen_range(1..12) }).collect();
+            (0..n).map(|i| Sample { run: i / 7, start: i % 7, intervals: rng.gen_range(1..12), channel: 0 }).collect();
         let n_ranks = rng.gen_range(1..10);
         let block = rng.gen_range(1..5);
         let cost = |s: &Sample| s.intervals as u64;
@@ -202,7 +202,7 @@ fn shard_is_block_aligned_complete_and_bottleneck_optimal() {
     assert!(shard(&[], |_| 1, 0, 1).is_empty());
     assert_eq!(shard(&[], |_| 1, 3, 2), vec![0..0, 0..0, 0..0]);
     // block 0 counts as 1; zero costs count as 1.
-    let s: Vec<Sample> = (0..4).map(|i| Sample { run: 0, start: i, intervals: 1 }).collect();
+    let s: Vec<Sample> = (0..4).map(|i| Sample { run: 0, start: i, intervals: 1, channel: 0 }).collect();
     assert_eq!(shard(&s, |_| 0, 2, 0), vec![0..2, 2..4]);
 }
 
@@ -312,7 +312,7 @@ fn snapshot_ranges_cover_exactly_what_a_shard_needs() {
     let whole: usize = runs.iter().map(|m| m.n_snapshots()).sum();
     assert!(needed_reads < whole + 4 * 2 * 3 * 2, "{needed_reads} snapshots read for {whole}");
     assert_eq!(
-        snapshot_ranges(&[Sample { run: 2, start: 4, intervals: 2 }, Sample { run: 0, start: 9, intervals: 1 }]),
+        snapshot_ranges(&[Sample { run: 2, start: 4, intervals: 2, channel: 0 }, Sample { run: 0, start: 9, intervals: 1, channel: 0 }]),
         BTreeMap::from([(0, 9..11), (2, 4..7)])
     );
     assert!(snapshot_ranges(&[]).is_empty());

@@ -9,7 +9,7 @@ use common::{config, synth};
 #[test]
 fn reduction_blocks_depend_on_the_batch_only_and_split_evenly() {
     use colop::data::Sample;
-    let samples: Vec<Sample> = (0..90).map(|i| Sample { run: 0, start: i, intervals: 1 }).collect();
+    let samples: Vec<Sample> = (0..90).map(|i| Sample { run: 0, start: i, intervals: 1, channel: 0 }).collect();
     for theta_level in [true, false] {
         let b = reduction_blocks(&samples, theta_level);
         assert_eq!((b[0], *b.last().unwrap()), (0, 90));
@@ -19,7 +19,7 @@ fn reduction_blocks_depend_on_the_batch_only_and_split_evenly() {
         assert!(sizes.len() >= 2 && sizes.len() % 2 == 0, "{sizes:?}");
     }
     // Long windows: one block per sample.
-    let long: Vec<Sample> = (0..8).map(|i| Sample { run: 0, start: i, intervals: 95 }).collect();
+    let long: Vec<Sample> = (0..8).map(|i| Sample { run: 0, start: i, intervals: 95, channel: 0 }).collect();
     assert_eq!(reduction_blocks(&long, true).len(), 9);
 }
 

@@ -35,7 +35,7 @@ pub struct Args {
     pub v_window: Vec<f64>,
 }
 
-/// Bytes of the histograms (`/f`, all snapshots) of the runs a training run directory used, from
+/// Bytes of the histograms (`/f`, all snapshots) and tracks of the runs a training run directory used, from
 /// its `config.yaml`; `None` for a bare model file.
 fn learned_histogram_bytes(learned: &Path) -> anyhow::Result<Option<u64>> {
     let cfg_path = learned.join("config.yaml");
@@ -47,6 +47,11 @@ fn learned_histogram_bytes(learned: &Path) -> anyhow::Result<Option<u64>> {
     for path in cfg.train_files().iter().chain(&cfg.valid_files()) {
         let meta = crate::data::RunFile::open(path)?.meta;
         bytes += (meta.t.len() * meta.grid.n_cells() * std::mem::size_of::<f64>()) as u64;
+    }
+    // Track sources: their `/tracks`.
+    for path in cfg.track_files() {
+        let n = hdf5::File::open(&path).and_then(|f| f.dataset("tracks")).map(|d| d.size()).with_context(|| format!("{}: /tracks", path.display()))?;
+        bytes += (n * std::mem::size_of::<f64>()) as u64;
     }
     Ok(Some(bytes))
 }
@@ -126,7 +131,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             }));
         }
     }
-    writeln!(md, "\nHistograms the learned model trained on: {histogram_bytes} bytes; particle tracks the estimator read: {track_bytes} bytes; theory: none.")?;
+    writeln!(md, "\nData the learned model trained on (histograms, tracks): {histogram_bytes} bytes; particle tracks the estimator read: {track_bytes} bytes; theory: none.")?;
     let mut agreement_json = Vec::new();
     if !agreements.is_empty() {
         writeln!(md, "\n## Radial profiles against the theory, {} ≤ |v| ≤ {} v_th\n", window[0], window[1])?;

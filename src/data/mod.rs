@@ -49,6 +49,7 @@ pub mod osiris;
 pub mod particles;
 mod runfile;
 pub mod shard;
+pub mod transitions;
 mod validate;
 pub mod windows;
 

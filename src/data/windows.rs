@@ -26,6 +26,10 @@ pub struct Sample {
     pub run: usize,
     pub start: usize,
     pub intervals: usize,
+    /// Which population of the run: 0 for its histograms `/f`, c ≥ 1 for transition window
+    /// c − 1 of its tracks (see [`super::transitions`]).
+    #[serde(default)]
+    pub channel: u32,
 }
 
 impl Sample {
@@ -115,7 +119,7 @@ pub fn enumerate<'a>(
                 ),
             ));
         }
-        samples.extend((first..=first + available - k).map(|start| Sample { run, start, intervals: k }));
+        samples.extend((first..=first + available - k).map(|start| Sample { run, start, intervals: k, channel: 0 }));
     }
     Ok(samples)
 }
@@ -124,11 +128,11 @@ pub fn enumerate<'a>(
 const VALID_TAG: u64 = 0x7661_6c69_6400_0001;
 const BATCH_TAG: u64 = 0x6261_7463_6800_0002;
 
-/// A random key of a (run, start) pair under `seed`, independent of the unroll and of the list
+/// A random key of a (run, start, channel) triple under `seed`, independent of the unroll and of the list
 /// the pair appears in.
-fn window_key(seed: u64, run: usize, start: usize) -> u64 {
+fn window_key(seed: u64, run: usize, start: usize, channel: u32) -> u64 {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ VALID_TAG);
-    rng.set_stream(run as u64);
+    rng.set_stream(run as u64 | (channel as u64) << 32);
     rng.set_word_pos(2 * start as u128);
     rng.next_u64()
 }
@@ -156,7 +160,7 @@ pub fn split_validation(
         n_valid = 0;
     }
     let mut order: Vec<(u64, usize)> =
-        samples.iter().enumerate().map(|(i, s)| (window_key(seed, s.run, s.start), i)).collect();
+        samples.iter().enumerate().map(|(i, s)| (window_key(seed, s.run, s.start, s.channel), i)).collect();
     order.sort_unstable();
     let mut is_valid = vec![false; n];
     for &(_, i) in &order[..n_valid] {

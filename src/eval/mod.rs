@@ -241,7 +241,7 @@ pub fn evaluate_run(op: &Rollable, path: &Path, i_start: usize, n_frames: usize)
     anyhow::ensure!(run.grid().compatible(&op.grid), "{}: grid differs from the model's", path.display());
     let first = run.first_row;
     let steps = run.usable_intervals();
-    let sample = crate::data::Sample { run: 0, start: first, intervals: steps };
+    let sample = crate::data::Sample { run: 0, start: first, intervals: steps, channel: 0 };
     let data = crate::data::ShardData::load_runs(std::slice::from_ref(&run), &[sample])?;
     let cond = op.cond_for(run.params())?;
     let coeffs = op.coefficients(&cond, &run);

@@ -71,7 +71,7 @@ pub fn truth_profiles(files: &[PathBuf]) -> Vec<Profile> {
     out
 }
 
-/// The runs a training run directory learned from (training, then validation), from its
+/// The runs a training run directory learned from (training, validation, tracks), from its
 /// `config.yaml`; empty for a model file or an unreadable config.
 fn training_runs(target: &Path) -> Vec<PathBuf> {
     let cfg_path = target.join("config.yaml");
@@ -79,7 +79,7 @@ fn training_runs(target: &Path) -> Vec<PathBuf> {
         return Vec::new();
     }
     match crate::config::TrainConfig::load(&cfg_path) {
-        Ok(cfg) => cfg.train_files().into_iter().chain(cfg.valid_files()).collect(),
+        Ok(cfg) => cfg.train_files().into_iter().chain(cfg.valid_files()).chain(cfg.track_files()).collect(),
         Err(e) => {
             tracing::warn!("no truth overlay: {e}");
             Vec::new()

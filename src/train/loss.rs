@@ -2,6 +2,38 @@
 
 use crate::config::LossKind;
 
+/// A loss kind with its settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Loss {
+    pub kind: LossKind,
+    /// Probability floor of [`LossKind::Likelihood`] (unused by the others).
+    pub floor: f64,
+}
+
+impl From<LossKind> for Loss {
+    fn from(kind: LossKind) -> Self {
+        Self { kind, floor: 1e-10 }
+    }
+}
+
+/// Σ_c obs_c·ln(obs_c/p_c)·w with p_c = max(pred_c, 0) + floor, and, with `lam`,
+/// `lam_c += −w·obs_c/p_c` where pred_c ≥ 0 (the derivative of max taken as 1 at 0): the negative log-likelihood
+/// of the observed particles per unit mass, less its minimum (the entropy of `obs`), so it is
+/// ≥ 0 up to the floor. Cells with obs_c = 0 contribute nothing (as particles, none is there).
+fn likelihood(pred: &[f64], obs: &[f64], w: f64, floor: f64, mut lam: Option<&mut [f64]>) -> f64 {
+    let mut acc = 0.0;
+    for (c, (&p, &o)) in pred.iter().zip(obs).enumerate() {
+        if o > 0.0 {
+            let q = p.max(0.0) + floor;
+            acc += o * (o.ln() - q.ln());
+            if let Some(lam) = lam.as_deref_mut().filter(|_| p >= 0.0) {
+                lam[c] -= w * o / q;
+            }
+        }
+    }
+    acc * w
+}
+
 /// Lanes of the loss sums: independent partial sums (combined in a fixed order) let the loop
 /// vectorise instead of waiting on one floating-point add per cell.
 const LANES: usize = 8;
@@ -11,9 +43,10 @@ const LANES: usize = 8;
 /// MAE uses |d| with derivative sign(d) (0 at d = 0, as autograd does); MSE uses d² with 2d.
 /// The sum runs over [`LANES`] interleaved partial sums added in lane order: deterministic, the
 /// same bits as [`loss_value`].
-pub fn add_loss(kind: LossKind, pred: &[f64], obs: &[f64], w: f64, lam: &mut [f64]) -> f64 {
+pub fn add_loss(loss: Loss, pred: &[f64], obs: &[f64], w: f64, lam: &mut [f64]) -> f64 {
     assert!(pred.len() == obs.len() && lam.len() == pred.len(), "loss: length mismatch");
-    match kind {
+    match loss.kind {
+        LossKind::Likelihood => likelihood(pred, obs, w, loss.floor, Some(lam)),
         // Branch-free sign (0 at d = 0): data-dependent branches mispredict badly here.
         LossKind::Mae => lanes(pred, obs, lam, |d| (d.abs(), w * (f64::from(u8::from(d > 0.0)) - f64::from(u8::from(d < 0.0))))) * w,
         LossKind::Mse => lanes(pred, obs, lam, |d| (d * d, w * 2.0 * d)) * w,
@@ -41,7 +74,7 @@ fn lanes(pred: &[f64], obs: &[f64], lam: &mut [f64], term: impl Fn(f64) -> (f64,
 }
 
 /// The loss alone (the same bits as [`add_loss`]).
-pub fn loss_value(kind: LossKind, pred: &[f64], obs: &[f64], w: f64) -> f64 {
+pub fn loss_value(loss: Loss, pred: &[f64], obs: &[f64], w: f64) -> f64 {
     let sum = |f: fn(f64) -> f64| {
         let mut acc = [0.0f64; LANES];
         let n = pred.len() / LANES * LANES;
@@ -55,7 +88,8 @@ pub fn loss_value(kind: LossKind, pred: &[f64], obs: &[f64], w: f64) -> f64 {
         }
         acc.iter().sum::<f64>()
     };
-    match kind {
+    match loss.kind {
+        LossKind::Likelihood => likelihood(pred, obs, w, loss.floor, None),
         LossKind::Mae => sum(f64::abs) * w,
         LossKind::Mse => sum(|d| d * d) * w,
     }
@@ -69,7 +103,8 @@ mod tests {
     fn gradients_match_finite_differences() {
         let pred = [0.3, -0.2, 0.7];
         let obs = [0.1, 0.1, 0.7];
-        for kind in [LossKind::Mae, LossKind::Mse] {
+        for kind in [LossKind::Mae, LossKind::Mse, LossKind::Likelihood] {
+            let kind = Loss::from(kind);
             let mut lam = [0.0; 3];
             let l = add_loss(kind, &pred, &obs, 0.5, &mut lam);
             assert_eq!(l, loss_value(kind, &pred, &obs, 0.5));
@@ -80,7 +115,23 @@ mod tests {
                 let fd = (loss_value(kind, &p, &obs, 0.5) - l) / h;
                 assert!((fd - lam[c]).abs() < 1e-5, "{kind:?} {c}: {fd} vs {}", lam[c]);
             }
-            assert_eq!(lam[2], 0.0);
+            if kind.kind != LossKind::Likelihood {
+                assert_eq!(lam[2], 0.0);
+            }
         }
+    }
+
+    #[test]
+    fn likelihood_is_a_divergence_with_a_floor() {
+        let loss = Loss { kind: LossKind::Likelihood, floor: 1e-10 };
+        let obs = [0.25, 0.75, 0.0];
+        // Zero (to the floor) at pred = obs, positive elsewhere; empty cells do not count.
+        assert!(loss_value(loss, &[0.25, 0.75, 0.4], &obs, 1.0).abs() < 1e-9);
+        let off = loss_value(loss, &[0.5, 0.5, 0.0], &obs, 1.0);
+        let exact = 0.25 * (0.25f64 / 0.5).ln() + 0.75 * (0.75f64 / 0.5).ln();
+        assert!((off - exact).abs() < 1e-9, "{off} vs {exact}");
+        // A cell predicted empty (or negative) costs −ln(floor) per unit of observed mass.
+        let empty = loss_value(loss, &[-0.1, 1.0, 0.0], &obs, 1.0);
+        assert!((empty - (0.25 * (0.25f64.ln() - 1e-10f64.ln()) + 0.75 * 0.75f64.ln())).abs() < 1e-6, "{empty}");
     }
 }

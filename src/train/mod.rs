@@ -87,12 +87,13 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: Option<&Path>, stop_after: O
         None => TrainState::new(setup.model.init_params(cfg.train.seed), n_stages, cfg.train.seed),
     };
     tracing::info!(
-        "model {} ({} parameters), scheme {}, {} training run(s), {} validation run(s), {} rank(s) × {} thread(s)",
+        "model {} ({} parameters), scheme {}, {} training run(s), {} validation run(s), {} track run(s), {} rank(s) × {} thread(s)",
         setup.model.kind(),
         setup.model.n_params(),
         setup.scheme.name(),
         setup.n_train_runs,
-        setup.runs.len() - setup.n_train_runs,
+        setup.n_histogram_runs - setup.n_train_runs,
+        setup.runs.len() - setup.n_histogram_runs,
         comm.size(),
         rayon::current_num_threads()
     );

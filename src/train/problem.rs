@@ -54,7 +54,9 @@
 
 use crate::config::{LossKind, LossMode};
 use crate::data::windows::{block_bounds, shard_blocks};
+use crate::data::transitions::TransitionData;
 use crate::data::{DataError, Sample, ShardData, SnapshotReader, Spacing, Walk};
+use crate::train::loss::Loss;
 use crate::dist::{Comm, ExactSum};
 use crate::operator::{Fields, NodeWeight, OperatorModel};
 use crate::solver::checkpoint::{bundle_capacity, Schedule};
@@ -116,7 +118,7 @@ pub fn bundles(block: &[Sample], cap: impl Fn(&Sample) -> usize) -> impl Iterato
     std::iter::from_fn(move || {
         let first = *rest.first()?;
         let cap = cap(&first).max(1);
-        let len = rest.iter().take(cap).take_while(|s| s.run == first.run && s.intervals == first.intervals).count();
+        let len = rest.iter().take(cap).take_while(|s| s.run == first.run && s.intervals == first.intervals && (s.channel > 0) == (first.channel > 0)).count();
         let (bundle, tail) = rest.split_at(len);
         rest = tail;
         Some(bundle)
@@ -149,6 +151,22 @@ pub struct RunContext {
     pub held_rows: Range<usize>,
     /// Distinct window lengths (intervals) of this rank's samples of the run.
     pub intervals: Vec<usize>,
+    /// Loss of the run's samples and the factor on their weights (its source's share).
+    pub loss: Loss,
+    pub weight: f64,
+}
+
+/// What a stage needs to know about one run.
+#[derive(Clone, Debug)]
+pub struct RunInput {
+    /// Conditioning context (index into [`StageInputs::cond`]).
+    pub ctx: usize,
+    pub spacing: Spacing,
+    /// Time since the run's first snapshot at the middle of each interval row.
+    pub t_mid: Vec<f64>,
+    /// Loss of the run's samples, and the factor on their loss weights.
+    pub loss: Loss,
+    pub weight: f64,
 }
 
 /// The loss settings of a stage.
@@ -255,6 +273,8 @@ struct Shared<'a> {
     cond: Vec<Vec<f64>>,
     runs: Vec<RunContext>,
     data: ShardData,
+    /// States of the transition windows this rank uses.
+    transitions: TransitionData,
     theta_level: bool,
     /// Per epoch: node fields `[ctx · n_nodes + node]`, prepared coefficients per run, the θ they
     /// were computed from, and the checkpoint schedules by step count.
@@ -294,9 +314,8 @@ pub struct StageInputs<'a> {
     pub memory_budget_mb: f64,
     /// Normalised conditioner vector of each context (one empty vector if unconditioned).
     pub cond: Vec<Vec<f64>>,
-    /// Per run (training runs then validation runs): context, spacing, time since its first
-    /// snapshot at the middle of each interval row.
-    pub runs: Vec<(usize, Spacing, Vec<f64>)>,
+    /// Per run (training runs, validation runs, track runs).
+    pub runs: Vec<RunInput>,
     pub train: Vec<Sample>,
     pub valid: Vec<Sample>,
     /// Whether batches are mini-batches (every rank then holds every training sample).
@@ -304,12 +323,12 @@ pub struct StageInputs<'a> {
 }
 
 impl<'a> StageProblem<'a> {
-    /// Plan the stage: shard the samples, read this rank's snapshots through `load`, size every
-    /// buffer.
+    /// Plan the stage: shard the samples, read this rank's snapshots and transition windows
+    /// through `load`, size every buffer.
     pub fn new(
         inp: StageInputs<'a>,
         comm: &dyn Comm,
-        load: impl FnOnce(&[Sample]) -> anyhow::Result<ShardData>,
+        load: impl FnOnce(&[Sample]) -> anyhow::Result<(ShardData, TransitionData)>,
     ) -> anyhow::Result<Self> {
         let model = inp.model;
         let n_ctx = inp.cond.len();
@@ -328,7 +347,7 @@ impl<'a> StageProblem<'a> {
             (0..full.n_blocks()).flat_map(|b| full.block(b).iter().copied()).collect()
         };
         held.extend_from_slice(&inp.valid[valid_mine.clone()]);
-        let data = load(&held)?;
+        let (data, transitions) = load(&held)?;
         tracing::info!("this rank holds {} training and {} validation windows", held.len() - valid_mine.len(), valid_mine.len());
         let rows = crate::data::windows::snapshot_ranges(&held);
         let nn = model.n_time_nodes();
@@ -336,11 +355,13 @@ impl<'a> StageProblem<'a> {
             .runs
             .iter()
             .enumerate()
-            .map(|(r, (ctx, spacing, t_mid))| RunContext {
-                ctx: *ctx,
-                spacing: spacing.clone(),
-                n_rows: t_mid.len(),
-                weights: if nn > 1 { t_mid.iter().map(|&t| model.time_weights(t)).collect() } else { Vec::new() },
+            .map(|(r, run)| RunContext {
+                ctx: run.ctx,
+                spacing: run.spacing.clone(),
+                n_rows: run.t_mid.len(),
+                weights: if nn > 1 { run.t_mid.iter().map(|&t| model.time_weights(t)).collect() } else { Vec::new() },
+                loss: run.loss,
+                weight: run.weight,
                 held_rows: rows.get(&r).map_or(0..0, |rg| rg.start..rg.end - 1),
                 intervals: {
                     let mut k: Vec<usize> = held.iter().filter(|s| s.run == r).map(|s| s.intervals).collect();
@@ -381,6 +402,7 @@ impl<'a> StageProblem<'a> {
             coeffs: vec![RunCoefficients::default(); runs.len()],
             runs,
             data,
+            transitions,
             theta_level,
             coeff_theta: None,
             schedules: BTreeMap::new(),
@@ -423,7 +445,15 @@ impl<'a> StageProblem<'a> {
     /// Bytes of snapshot data this rank holds: the shard, or when it is streamed, the workers'
     /// buffers (their capacities, i.e. the most they have held).
     pub fn data_bytes(&self) -> usize {
-        self.shared.data.bytes() + self.tasks.iter().map(|t| t.reader.bytes()).sum::<usize>()
+        self.shared.data.bytes() + self.tasks.iter().map(|t| t.reader.bytes()).sum::<usize>() + self.shared.transitions.bytes()
+    }
+
+    /// Transition windows this rank holds, and their bytes.
+    pub fn transition_windows(&self) -> usize {
+        self.shared.transitions.len()
+    }
+    pub fn transition_bytes(&self) -> usize {
+        self.shared.transitions.bytes()
     }
 
     /// Snapshot chunks the workers have read from the run files (streamed shards): on their own
@@ -648,6 +678,15 @@ impl Shared<'_> {
     /// Copy the initial states of `bundle` one after the other into `f0`, and have `reader`
     /// start on the targets of its last interval (the adjoint walks them down from there).
     fn bundle_initial(&self, reader: &mut SnapshotReader, bundle: &[Sample], f0: &mut Vec<f64>) -> Result<(), DataError> {
+        if bundle[0].channel > 0 {
+            // Transition windows: their states are held (a bundle is of one run and channel
+            // kind, see `bundles`).
+            f0.clear();
+            for s in bundle {
+                f0.extend_from_slice(self.transitions.state(s, 0).expect("a rank holds the transition windows of its samples"));
+            }
+            return Ok(());
+        }
         let (first, span) = bundle_span(bundle);
         // The last initial state first: walking down from it reads them all in one chunk if
         // they fit.
@@ -661,14 +700,34 @@ impl Shared<'_> {
         Ok(())
     }
 
-    /// Weight of snapshot `k` (1-based) of a sample with `k_max` intervals in a batch of `batch`.
-    fn snapshot_weight(&self, k: usize, k_max: usize, batch: usize) -> f64 {
-        let n = self.model.grid().n_cells() as f64;
-        match self.loss.mode {
+    /// Weight of snapshot `k` (1-based) of sample `s` with `k_max` intervals in a batch of
+    /// `batch`: the mean over samples, cells and snapshots, times the sample's source and window
+    /// factors (1 for a histogram-only training). The likelihood of a transition window is not
+    /// divided by the cell count: its terms are per particle, not per cell.
+    fn snapshot_weight(&self, s: &Sample, k: usize, k_max: usize, batch: usize) -> f64 {
+        let run = &self.runs[s.run];
+        let n = if run.loss.kind == crate::config::LossKind::Likelihood { 1.0 } else { self.model.grid().n_cells() as f64 };
+        let w = match self.loss.mode {
             LossMode::Accumulated => 1.0 / (batch as f64 * n * k_max as f64),
             LossMode::Last if k == k_max => 1.0 / (batch as f64 * n),
             LossMode::Last => 0.0,
+        };
+        let factor = run.weight * if s.channel > 0 { self.transitions.weight(s) } else { 1.0 };
+        if factor == 1.0 {
+            w
+        } else {
+            w * factor
         }
+    }
+
+    /// Target `k` (1-based) of sample `s`: a held transition state, or a snapshot the reader
+    /// fetches (rows `span`, walked `walk`).
+    fn target<'s>(&'s self, reader: &'s mut SnapshotReader, s: &Sample, k: usize, span: Range<usize>, walk: Walk) -> Result<&'s [f64], DataError> {
+        if s.channel > 0 {
+            return Ok(self.transitions.state(s, k).expect("a rank holds the transition windows of its samples"));
+        }
+        reader.fetch(s.run, s.start + k, span, walk)?;
+        Ok(self.snapshot(reader, s.run, s.start + k))
     }
 
     /// Snapshot `row` of run `run`, held by the shard or fetched by `reader`.
@@ -702,23 +761,29 @@ impl Shared<'_> {
             }
             task.bundle_loss.clear();
             task.bundle_loss.resize(bundle.len(), 0.0);
-            let kind = self.loss.kind;
+            let loss_of = self.runs[s.run].loss;
             let (_, span) = bundle_span(bundle);
             let Task { prep, prep_keys, slot_of, ws, bundle_f0, bundle_loss, reader, error, .. } = &mut *task;
             // Each sample's loss terms are summed on their own (k = K down to 1), as a sample
             // rolled out alone would sum them.
             let loss_fn = |k: usize, states: &[f64], lams: &mut [f64]| -> f64 {
-                let w = self.snapshot_weight(k, s.intervals, batch);
-                if w != 0.0 && error.is_none() {
-                    // Samples last to first (each one's terms are its own), so that a streamed
-                    // reader walks the rows down.
-                    let parts = states.chunks_exact(n_cells).zip(lams.chunks_exact_mut(n_cells));
-                    for ((b, (state, lam)), q) in parts.enumerate().zip(bundle).rev() {
-                        if let Err(e) = reader.fetch(q.run, q.start + k, span.clone(), Walk::Down) {
+                if error.is_some() {
+                    return 0.0;
+                }
+                // Samples last to first (each one's terms are its own), so that a streamed
+                // reader walks the rows down.
+                let parts = states.chunks_exact(n_cells).zip(lams.chunks_exact_mut(n_cells));
+                for ((b, (state, lam)), q) in parts.enumerate().zip(bundle).rev() {
+                    let w = self.snapshot_weight(q, k, s.intervals, batch);
+                    if w == 0.0 {
+                        continue;
+                    }
+                    match self.target(reader, q, k, span.clone(), Walk::Down) {
+                        Ok(obs) => bundle_loss[b] += crate::train::loss::add_loss(loss_of, state, obs, w, lam),
+                        Err(e) => {
                             *error = Some(e);
                             return 0.0;
                         }
-                        bundle_loss[b] += crate::train::loss::add_loss(kind, state, self.snapshot(reader, q.run, q.start + k), w, lam);
                     }
                 }
                 0.0
@@ -784,22 +849,27 @@ impl Shared<'_> {
         let c = &self.coeffs[s.run];
         let span = s.snapshots();
         let Task { ws, reader, error, bundle_f0, .. } = task;
-        if let Err(e) = reader.fetch(s.run, s.start, span.clone(), Walk::Up) {
-            error.get_or_insert(e);
-            return 0.0;
-        }
         // The initial state is copied: the reader's buffer moves on as the walk goes up.
-        bundle_f0.clear();
-        bundle_f0.extend_from_slice(self.snapshot(reader, s.run, s.start));
+        if s.channel > 0 {
+            bundle_f0.clear();
+            bundle_f0.extend_from_slice(self.transitions.state(&s, 0).expect("a rank holds the transition windows of its samples"));
+        } else {
+            if let Err(e) = reader.fetch(s.run, s.start, span.clone(), Walk::Up) {
+                error.get_or_insert(e);
+                return 0.0;
+            }
+            bundle_f0.clear();
+            bundle_f0.extend_from_slice(self.snapshot(reader, s.run, s.start));
+        }
+        let loss = self.runs[s.run].loss;
         let mut total = 0.0;
         rollout::forward_by(self.scheme, s.intervals, |k| c.prepared(s.start + k), c.substeps, bundle_f0, ws, |k, state| {
-            let w = self.snapshot_weight(k, s.intervals, batch);
+            let w = self.snapshot_weight(&s, k, s.intervals, batch);
             if w != 0.0 && error.is_none() {
-                if let Err(e) = reader.fetch(s.run, s.start + k, span.clone(), Walk::Up) {
-                    *error = Some(e);
-                    return;
+                match self.target(reader, &s, k, span.clone(), Walk::Up) {
+                    Ok(obs) => total += crate::train::loss::loss_value(loss, state, obs, w),
+                    Err(e) => *error = Some(e),
                 }
-                total += crate::train::loss::loss_value(self.loss.kind, state, self.snapshot(reader, s.run, s.start + k), w);
             }
         });
         total
@@ -811,7 +881,7 @@ mod tests {
     use super::*;
 
     fn sample(run: usize, start: usize, intervals: usize) -> Sample {
-        Sample { run, start, intervals }
+        Sample { run, start, intervals, channel: 0 }
     }
 
     #[test]
