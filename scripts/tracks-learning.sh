@@ -47,7 +47,7 @@ with open(out, "a") as f:
     f.write(f"{name} {wall:.2f} {rss}\n")
 PY
 }
-: >"$OUT/resources.txt"
+touch "$OUT/resources.txt"   # kept across reruns: trainings already done are not rerun
 
 # train_variant DIR NAME RUN DELAY LOSS STAGES: a copy of configs/study/train-tracks.yaml.
 train_variant() {

@@ -309,3 +309,58 @@ train: { seed: 1, stages: [ { unroll: all, epochs: 300, lr: 1.0e-2 }, { unroll: 
     }
     assert!(errors.iter().all(|(_, e)| *e < 0.05), "relative L2 over 0.3–3 v_th: {errors:?}");
 }
+
+#[test]
+fn three_component_tracks_give_3d_transition_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = VelocityGrid::cube(9, 3.0).unwrap();
+    let (n, dumps) = (4000, 8);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(12);
+    let mut tracks = Array3::zeros((dumps, n, 3));
+    let mut f = Array3::zeros((dumps, 9, 81));
+    let decay = (-GAMMA).exp();
+    let kick = (1.0 - decay * decay).sqrt();
+    for p in 0..n {
+        let mut v: [f64; 3] = std::array::from_fn(|_| StandardNormal.sample(&mut rng));
+        for k in 0..dumps {
+            if k > 0 {
+                for x in &mut v {
+                    let xi: f64 = StandardNormal.sample(&mut rng);
+                    *x = *x * decay + kick * xi;
+                }
+            }
+            for a in 0..3 {
+                tracks[[k, p, a]] = v[a];
+            }
+            if let Some(c) = grid.flat_cell(&v) {
+                f[[k, c / 81, c % 81]] += 1.0;
+            }
+        }
+    }
+    let run = RunData {
+        grid,
+        n_particles: n as f64,
+        t: (0..dumps).map(|k| k as f64).collect(),
+        f,
+        dt: 1.0,
+        params: BTreeMap::new(),
+        labels: BTreeMap::new(),
+        tracks: Some(tracks),
+        diagnostics: BTreeMap::new(),
+    };
+    write_run(&dir.path().join("ou3.h5"), &run).unwrap();
+    let cfg = tracks_config(
+        dir.path(),
+        "{ kind: par-perp }",
+        "{ runs: [ou3.h5], lags: 3, delay: 1, starts: { every: 2 }, min_particles: 30 }",
+        "{ scheme: central, substeps: auto }",
+        "[ { unroll: all, epochs: 15, lr: 1.0e-2 } ]",
+    );
+    let setup = Setup::new(&cfg).unwrap();
+    let index = &setup.tracks[0].index;
+    assert!(!index.windows.is_empty() && index.windows.iter().all(|w| w.bin < 9 * 9 * 9));
+    let out = dir.path().join("run3");
+    let outcome = colop::train::train(&cfg, &out, None, None, &SingleProcess).unwrap();
+    let first: f64 = serde_json::from_str::<serde_json::Value>(std::fs::read_to_string(out.join("metrics.jsonl")).unwrap().lines().next().unwrap()).unwrap()["train_loss"].as_f64().unwrap();
+    assert!(outcome.best_loss < first, "3-D windows: loss {} did not fall below {first}", outcome.best_loss);
+}

@@ -37,7 +37,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     if args.target.extension().is_some_and(|e| e == "csv") {
         let text = std::fs::read_to_string(&args.target).with_context(|| args.target.display().to_string())?;
         let png = args.out.clone().unwrap_or_else(|| args.target.with_extension("png"));
-        if text.lines().next().is_some_and(|h| h.trim() == figures::PIC_THEORY_HEADER) {
+        if text.lines().next().is_some_and(|h| h.trim() == figures::PIC_THEORY_HEADER || h.trim() == format!("{},{}", figures::PIC_THEORY_HEADER, figures::PIC_THEORY_LEARNED)) {
             figures::pic_theory_study(&png, &text)?;
         } else {
             figures::scaling(&png, &text)?;

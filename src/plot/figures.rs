@@ -323,34 +323,43 @@ pub fn scaling(path: &Path, csv: &str) -> Result<(), PlotError> {
     grid_of_lines(path, "scaling", &plots, 3, (520, 420))
 }
 
-/// Header of the CSV of `scripts/pic-theory-study.sh` that [`pic_theory_study`] draws.
+/// Header of the CSV of `scripts/pic-theory-study.sh` that [`pic_theory_study`] draws (its first
+/// six columns; the two optional ones after them are [`PIC_THEORY_LEARNED`]).
 pub const PIC_THEORY_HEADER: &str = "dx_over_lambda_d,shape_order,quantity,measured_over_continuum,pic_over_continuum,measured_over_pic";
+/// The optional columns of the operator learned from the same tracks.
+pub const PIC_THEORY_LEARNED: &str = "learned_over_continuum,learned_over_pic";
+
+/// One row of the study: Δx, order, quantity, measured/continuum, PIC/continuum, learned/continuum.
+type StudyRow = (f64, i64, String, f64, f64, Option<f64>);
 
 /// PIC-aware kinetic theory study: per coefficient (A_∥, D_∥, D_⊥), the track-measured and the
 /// PIC-aware theory's values over the continuum theory against Δx/λ_D, one pair of curves per
-/// shape order (measured: markers; theory: dashed).
+/// shape order (measured: markers; theory: dashed), and the learned operator's where the CSV
+/// has it (markers, lighter).
 pub fn pic_theory_study(path: &Path, csv: &str) -> Result<(), PlotError> {
-    let mut rows: Vec<(f64, i64, String, f64, f64)> = Vec::new();
+    let mut rows: Vec<StudyRow> = Vec::new();
     for (i, line) in csv.lines().enumerate().skip(1) {
         let c: Vec<&str> = line.split(',').map(str::trim).collect();
         if line.trim().is_empty() {
             continue;
         }
-        let bad = || PlotError::data(path, format!("line {}: expected {PIC_THEORY_HEADER}", i + 1));
-        if c.len() != 6 {
+        let bad = || PlotError::data(path, format!("line {}: expected {PIC_THEORY_HEADER}[,{PIC_THEORY_LEARNED}]", i + 1));
+        if c.len() != 6 && c.len() != 8 {
             return Err(bad());
         }
         let num = |s: &str| s.parse::<f64>().map_err(|_| bad());
-        rows.push((num(c[0])?, num(c[1])? as i64, c[2].to_string(), num(c[3])?, num(c[4])?));
+        let learned = if c.len() == 8 { Some(num(c[6])?) } else { None };
+        rows.push((num(c[0])?, num(c[1])? as i64, c[2].to_string(), num(c[3])?, num(c[4])?, learned));
     }
     let mut orders: Vec<i64> = rows.iter().map(|r| r.1).collect();
     orders.sort_unstable();
     orders.dedup();
     let colours = [(0, 114, 178), (213, 94, 0), (0, 158, 115), (204, 121, 167)];
+    let lighter = |(r, g, b): (u8, u8, u8)| (r / 2 + 120, g / 2 + 120, b / 2 + 120);
     let series = |q: &str| -> Vec<Series> {
         let mut out = Vec::new();
         for (n, &o) in orders.iter().enumerate() {
-            let mut pts: Vec<&(f64, i64, String, f64, f64)> = rows.iter().filter(|r| r.1 == o && r.2 == q).collect();
+            let mut pts: Vec<&StudyRow> = rows.iter().filter(|r| r.1 == o && r.2 == q).collect();
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
             let name = match o {
                 1 => "linear".to_string(),
@@ -359,7 +368,10 @@ pub fn pic_theory_study(path: &Path, csv: &str) -> Result<(), PlotError> {
             };
             let x: Vec<f64> = pts.iter().map(|r| r.0).collect();
             let colour = colours[n % colours.len()];
-            out.push(Series::new(format!("{name}: measured"), x.clone(), pts.iter().map(|r| r.3).collect()).markers().color(colour));
+            out.push(Series::new(format!("{name}: measured (tracks)"), x.clone(), pts.iter().map(|r| r.3).collect()).markers().color(colour));
+            if pts.iter().all(|r| r.5.is_some()) && !pts.is_empty() {
+                out.push(Series::new(format!("{name}: learned"), x.clone(), pts.iter().map(|r| r.5.unwrap_or(f64::NAN)).collect()).markers().color(lighter(colour)));
+            }
             out.push(Series::new(format!("{name}: PIC-aware theory"), x, pts.iter().map(|r| r.4).collect()).dashed().color(colour));
         }
         out.push(Series::new("continuum theory", vec![rows.iter().map(|r| r.0).fold(f64::INFINITY, f64::min), rows.iter().map(|r| r.0).fold(0.0, f64::max)], vec![1.0, 1.0]).color((110, 110, 110)));
@@ -369,4 +381,37 @@ pub fn pic_theory_study(path: &Path, csv: &str) -> Result<(), PlotError> {
     let plot = |title: &str, s| LinePlot { title: title.into(), x_label: "Δx/λ_D".into(), y_label: "over the continuum theory".into(), series: s, log_y: false };
     let plots = [plot("drag A_∥", &a), plot("diffusion D_∥", &dp), plot("diffusion D_⊥", &dq)];
     grid_of_lines(path, "PIC plasma: measured and PIC-aware theory over the continuum theory", &plots, 3, (520, 420))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn study_csv(learned: bool) -> String {
+        let mut text = PIC_THEORY_HEADER.to_string();
+        if learned {
+            text += &format!(",{PIC_THEORY_LEARNED}");
+        }
+        text.push('\n');
+        for (dx, order) in [(0.5, 1), (1.0, 1), (0.5, 2), (1.0, 2)] {
+            for q in ["A_par", "D_par", "D_perp"] {
+                text += &format!("{dx},{order},{q},1.05,1.02,1.03{}\n", if learned { ",1.04,1.02" } else { "" });
+            }
+        }
+        text
+    }
+
+    #[test]
+    fn the_pic_theory_study_figure_takes_the_learned_columns_when_present() {
+        let dir = tempfile::tempdir().unwrap();
+        for learned in [false, true] {
+            let png = dir.path().join(format!("study-{learned}.png"));
+            pic_theory_study(&png, &study_csv(learned)).unwrap();
+            assert!(std::fs::metadata(&png).unwrap().len() > 1000);
+        }
+        // A row with 7 columns is an error naming the line and the expected columns.
+        let bad = study_csv(false).replacen("1.03\n", "1.03,9\n", 1);
+        let e = pic_theory_study(&dir.path().join("bad.png"), &bad).unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains(PIC_THEORY_LEARNED), "{e}");
+    }
 }
