@@ -11,7 +11,7 @@
 #    run; reference: the run's /truth. Learned with both losses (delay 5); Kramers–Moyal at lags
 #    1, 5 and 20.
 # Each row: relative L2 deviation of A_∥, D_∥, D_⊥ over 0.3 ≤ |v| ≤ 3 v_th (the nodes of the
-# operator's radial profile), the worst of the three, and for learned rows the wall time per
+# operator's radial profile), the worst of the three and their rms, and for learned rows the wall time per
 # epoch and the training's peak memory (max RSS). Writes OUT_DIR/tracks-learning.md and .csv.
 # About 15 min on 2 cores. COLOP selects the binary (default: target/release/colop, built if
 # missing). Needs python3 (h5py and numpy are installed into OUT_DIR/venv).
@@ -135,7 +135,7 @@ def add(case, label, model, ref, run_dir=None, name=None):
     d = deviation(model, ref)
     t = epoch_s(run_dir) if run_dir else None
     mem = res[name][1] / 1024 if name in res else None
-    rows.append((case, label, *d, max(d), t, mem))
+    rows.append((case, label, *d, max(d), float(np.sqrt(np.mean(np.square(d)))), t, mem))
 
 pic = os.path.join(out, "pic")
 theory = profile_csv(os.path.join(pic, "theory", "coefficients.csv"))
@@ -156,12 +156,12 @@ for loss in ("likelihood", "mse"):
 pct = lambda x: f"{100 * x:.2f}%"
 md = ["# Learning from particle tracks", "",
       f"Relative L2 deviation over {V[0]} ≤ |v| ≤ {V[1]} v_th from the reference: `colop theory --pic` (PIC), the known operator (synthetic).", "",
-      "| data | operator | A_∥ | D_∥ | D_⊥ | worst | s/epoch | peak memory (MiB) |", "|---|---|---|---|---|---|---|---|"]
+      "| data | operator | A_∥ | D_∥ | D_⊥ | worst | rms of the three | s/epoch | peak memory (MiB) |", "|---|---|---|---|---|---|---|---|---|"]
 with open(os.path.join(out, "tracks-learning.csv"), "w") as csv:
-    csv.write("data,operator,A_par,D_par,D_perp,worst,epoch_s,peak_mib\n")
-    for case, label, a, dp, dq, worst, t, mem in rows:
-        md.append(f"| {case} | {label} | {pct(a)} | {pct(dp)} | {pct(dq)} | {pct(worst)} | {'' if t is None else f'{t:.3f}'} | {'' if mem is None else f'{mem:.0f}'} |")
-        csv.write(f"{case},\"{label}\",{a},{dp},{dq},{worst},{'' if t is None else t},{'' if mem is None else mem}\n")
+    csv.write("data,operator,A_par,D_par,D_perp,worst,rms,epoch_s,peak_mib\n")
+    for case, label, a, dp, dq, worst, rms, t, mem in rows:
+        md.append(f"| {case} | {label} | {pct(a)} | {pct(dp)} | {pct(dq)} | {pct(worst)} | {pct(rms)} | {'' if t is None else f'{t:.3f}'} | {'' if mem is None else f'{mem:.0f}'} |")
+        csv.write(f"{case},\"{label}\",{a},{dp},{dq},{worst},{rms},{'' if t is None else t},{'' if mem is None else mem}\n")
 text = "\n".join(md) + "\n"
 open(os.path.join(out, "tracks-learning.md"), "w").write(text)
 print(text)

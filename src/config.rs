@@ -105,7 +105,7 @@ pub struct TracksSpec {
     /// Loss of these windows: likelihood (default), mae or mse.
     #[serde(default = "likelihood")]
     pub loss: LossKind,
-    /// Probability floor of the likelihood loss: −log max(p, 0) + floor per particle.
+    /// Floor added to every predicted cell before the likelihood normalises the prediction.
     #[serde(default = "default_floor")]
     pub floor: f64,
     /// Weight of this source's loss (histogram windows: `data.histogram_weight`).
@@ -149,9 +149,9 @@ pub enum LossKind {
     Mae,
     /// Mean squared error.
     Mse,
-    /// Negative log-likelihood of the observed particles under the predicted probabilities,
-    /// as the Kullback–Leibler divergence Σ obs·ln(obs/p), p = max(pred, 0) + floor (for
-    /// states that are probabilities per cell: transition windows).
+    /// Negative log-likelihood of the observed particles' cells under the predicted
+    /// distribution, as the Kullback–Leibler divergence Σ obs·ln((obs/Σobs)/p) with
+    /// p = q/Σq, q = max(pred, 0) + floor (see `train::loss`; for transition windows).
     Likelihood,
 }
 

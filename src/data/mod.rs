@@ -1,5 +1,6 @@
 //! Phase-space datasets: one HDF5 file per PIC run (read, validate, write atomically), importers
-//! from other layouts, and the (run, window) samples that training shards across ranks.
+//! from other layouts, and the (run, window) samples that training shards across ranks —
+//! histogram windows ([`windows`]) and transition windows of tracked particles ([`transitions`]).
 //!
 //! # File schema (h5py-readable)
 //!
