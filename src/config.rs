@@ -71,8 +71,11 @@ fn default_delay() -> usize {
 fn default_min_particles() -> usize {
     100
 }
+/// Default probability floor of the likelihood loss (`data.tracks[].floor`).
+pub const DEFAULT_LIKELIHOOD_FLOOR: f64 = 1e-10;
+
 fn default_floor() -> f64 {
-    1e-10
+    DEFAULT_LIKELIHOOD_FLOOR
 }
 fn yes() -> bool {
     true
@@ -390,6 +393,13 @@ train:
   stages: [ {unroll: 1, epochs: 10, lr: 1.0e-3}, {unroll: 10, epochs: 5}, {unroll: all, epochs: 2, lr: 1.0e-4} ]
 ";
 
+    /// `text` parses but fails validation with an error naming `key`.
+    fn assert_rejected(text: &str, key: &str) {
+        let cfg: TrainConfig = parse_yaml(text, Path::new("c.yaml")).unwrap();
+        let e = cfg.validate(Path::new("c.yaml")).unwrap_err().to_string();
+        assert!(e.contains(key), "{e} should name {key}");
+    }
+
     #[test]
     fn parses_and_inherits_lr() {
         let cfg: TrainConfig = parse_yaml(GOOD, Path::new("c.yaml")).unwrap();
@@ -442,9 +452,7 @@ train:
             ("runs: [t.h5]", "runs: []", "data.tracks[0].runs"),
             ("seed: 42", "seed: 42\n  loss: likelihood", "train.loss"),
         ] {
-            let cfg: TrainConfig = parse_yaml(&text.replace(from, to), Path::new("c.yaml")).unwrap();
-            let e = cfg.validate(Path::new("c.yaml")).unwrap_err().to_string();
-            assert!(e.contains(key), "{e} should name {key}");
+            assert_rejected(&text.replace(from, to), key);
         }
     }
 
@@ -459,9 +467,7 @@ train:
             ("valid_fraction: 0.05", "cache_mb: -2.5, valid_fraction: 0.05", "data.cache_mb"),
             ("valid_fraction: 0.05", "cache_mb: .nan, valid_fraction: 0.05", "data.cache_mb"),
         ] {
-            let cfg: TrainConfig = parse_yaml(&GOOD.replace(from, to), Path::new("c.yaml")).unwrap();
-            let e = cfg.validate(Path::new("c.yaml")).unwrap_err().to_string();
-            assert!(e.contains(key), "{e} should name {key}");
+            assert_rejected(&GOOD.replace(from, to), key);
         }
     }
 }

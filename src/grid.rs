@@ -255,13 +255,8 @@ impl VelocityGrid {
     }
     /// The v_z cell of a 3D grid holding `vz`, if any (`None` outside, or on a 2D grid).
     pub fn z_cell_of(&self, vz: f64) -> Option<usize> {
-        let z = self.z?;
-        let f = (vz - z.range[0]) / ((z.range[1] - z.range[0]) / z.nz as f64);
-        if !(f >= 0.0) {
-            return None;
-        }
-        let k = f as usize;
-        (k < z.nz).then_some(k)
+        self.z?;
+        self.axis_cell(2, vz)
     }
     /// The cell along axis `a` holding the velocity component `v`, if any (`None` outside the
     /// grid or for a non-finite `v`).
@@ -285,13 +280,7 @@ impl VelocityGrid {
     }
     /// Index of the cell containing `(vx, vy)`, or `None` outside the grid.
     pub fn cell_of(&self, vx: f64, vy: f64) -> Option<(usize, usize)> {
-        let fx = (vx - self.v_range[0]) / self.dvx();
-        let fy = (vy - self.v_range[2]) / self.dvy();
-        if !(fx >= 0.0 && fy >= 0.0) {
-            return None;
-        }
-        let (i, j) = (fx as usize, fy as usize);
-        (i < self.nx && j < self.ny).then_some((i, j))
+        Some((self.axis_cell(0, vx)?, self.axis_cell(1, vy)?))
     }
 }
 

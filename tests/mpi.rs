@@ -63,8 +63,7 @@ fn model_values(run: &Path) -> Vec<f64> {
 }
 
 fn setup(d: &Path) {
-    std::fs::write(d.join("synth.yaml"), SYNTH).unwrap();
-    ok(&colop(&["synth", d.join("synth.yaml").to_str().unwrap(), "--out", d.join("data").to_str().unwrap()]));
+    common::synth_from(d, SYNTH);
 }
 
 #[test]
@@ -298,8 +297,8 @@ train: {{ seed: 2, stages: [ {{unroll: 1, epochs: 3, lr: 1.0e-2}}, {{unroll: 3, 
 fn learning_from_tracks_is_bitwise_the_same_on_1_2_and_3_ranks() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(
-        d.join("synth.yaml"),
+    common::synth_from(
+        d,
         "grid: { n: 15, v_max: 4.0 }
 operator: { kind: lenard-bernstein, nu: 0.05, v_th: 1.0 }
 snapshots: 10
@@ -310,9 +309,7 @@ runs:
   - { name: a, initial: [ { kind: maxwellian, v_th: 1.0 } ] }
   - { name: b, initial: [ { kind: ring, radius: 1.5, width: 0.3 } ] }
 ",
-    )
-    .unwrap();
-    ok(&colop(&["synth", d.join("synth.yaml").to_str().unwrap(), "--out", d.join("data").to_str().unwrap()]));
+    );
     for (model, extra) in [("par-perp", ""), ("tensor", "  train: [data/b.h5]\n  histogram_weight: 0.5\n")] {
         let cfg = d.join(format!("{model}.yaml"));
         std::fs::write(

@@ -14,20 +14,22 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use std::collections::BTreeMap;
 use std::path::Path;
+mod common;
 
 const GAMMA: f64 = 0.05;
 
-/// An OU run: `n` tracked particles from a unit Maxwellian, `dumps` snapshots 1/ω_p apart, on an
-/// 21×21 grid over [−4, 4]², with `/f` the binned tracks and `/params` `{p: param}`.
-fn ou_run(path: &Path, n: usize, dumps: usize, seed: u64, param: f64) {
-    let grid = VelocityGrid::square(21, 4.0).unwrap();
+/// An OU process on `grid` (2 or 3 axes): `n` tracked particles from a unit Maxwellian, `dumps`
+/// snapshots 1/ω_p apart, `/f` the binned tracks, with `params`.
+fn ou_tracks(grid: VelocityGrid, n: usize, dumps: usize, seed: u64, params: BTreeMap<String, f64>) -> RunData {
+    let dim = grid.dim();
+    let plane = grid.ny * grid.nz();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let mut tracks = Array3::zeros((dumps, n, 2));
-    let mut f = Array3::zeros((dumps, grid.nx, grid.ny));
+    let mut tracks = Array3::zeros((dumps, n, dim));
+    let mut f = Array3::zeros((dumps, grid.nx, plane));
     let decay = (-GAMMA).exp();
     let kick = (1.0 - decay * decay).sqrt();
     for p in 0..n {
-        let mut v: [f64; 2] = [StandardNormal.sample(&mut rng), StandardNormal.sample(&mut rng)];
+        let mut v: Vec<f64> = (0..dim).map(|_| StandardNormal.sample(&mut rng)).collect();
         for k in 0..dumps {
             if k > 0 {
                 for x in &mut v {
@@ -35,25 +37,37 @@ fn ou_run(path: &Path, n: usize, dumps: usize, seed: u64, param: f64) {
                     *x = *x * decay + kick * xi;
                 }
             }
-            tracks[[k, p, 0]] = v[0];
-            tracks[[k, p, 1]] = v[1];
-            if let Some((i, j)) = grid.cell_of(v[0], v[1]) {
-                f[[k, i, j]] += 1.0;
+            for (a, &x) in v.iter().enumerate() {
+                tracks[[k, p, a]] = x;
+            }
+            if let Some(c) = grid.flat_cell(&v) {
+                f[[k, c / plane, c % plane]] += 1.0;
             }
         }
     }
-    let run = RunData {
+    RunData {
         grid,
         n_particles: n as f64,
         t: (0..dumps).map(|k| k as f64).collect(),
         f,
         dt: 1.0,
-        params: BTreeMap::from([("p".to_string(), param)]),
+        params,
         labels: BTreeMap::new(),
         tracks: Some(tracks),
         diagnostics: BTreeMap::new(),
-    };
-    write_run(path, &run).unwrap();
+    }
+}
+
+/// A 2-D OU run on a 21×21 grid over [−4, 4]² with `/params` `{p: param}`, written to `path`.
+fn ou_run(path: &Path, n: usize, dumps: usize, seed: u64, param: f64) {
+    let grid = VelocityGrid::square(21, 4.0).unwrap();
+    write_run(path, &ou_tracks(grid, n, dumps, seed, BTreeMap::from([("p".to_string(), param)]))).unwrap();
+}
+
+/// Training losses of a run directory, epoch by epoch.
+fn losses(run: &Path) -> Vec<f64> {
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    metrics.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["train_loss"].as_f64().unwrap()).collect()
 }
 
 fn write_config(dir: &Path, name: &str, text: &str) -> TrainConfig {
@@ -176,9 +190,8 @@ fn every_2d_model_kind_learns_from_transition_windows() {
         );
         let out = dir.path().join(format!("run-{}", model.len()));
         let outcome = colop::train::train(&cfg, &out, None, None, &SingleProcess).unwrap_or_else(|e| panic!("{model}: {e:#}"));
-        let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
-        let losses: Vec<f64> = metrics.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["train_loss"].as_f64()).collect();
-        assert!(losses.len() >= 2, "{model}: {metrics}");
+        let losses = losses(&out);
+        assert!(losses.len() >= 2, "{model}: {losses:?}");
         assert!(outcome.best_loss < losses[0], "{model}: loss {} did not fall below the first epoch's {}", outcome.best_loss, losses[0]);
     }
 }
@@ -253,13 +266,13 @@ train: { seed: 9, batch_size: 16, stages: [ { unroll: 3, epochs: 4, lr: 1.0e-3 }
 
 /// Tracks drawn by `colop synth` from a known isotropic operator (the stationary drag of a
 /// thermal plasma's D_∥, D_⊥): learning from their transition windows recovers it. A CI-sized
-/// version of `scripts/tracks-learning.sh`'s synthetic case (3·10⁴ instead of 10⁵ particles).
+/// version of `scripts/tracks-learning.sh`'s synthetic case (81 snapshots instead of 101).
 #[test]
 fn a_synthetic_operator_is_recovered_from_its_tracks() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(
-        d.join("synth.yaml"),
+    common::synth_from(
+        d,
         "grid: { n: 51, v_max: 5.0 }
 operator: { kind: radial, d_par: \"0.016 * (1 + v^2/4)^(-1.5)\", d_perp: \"0.016 * (1 + v^2/4)^(-0.5)\", a_par: stationary }
 snapshots: 81
@@ -269,13 +282,7 @@ tracks: { n: 100000, substeps: 10, seed: 8 }
 runs:
   - { name: thermal, initial: [ { kind: maxwellian, v_th: 1.0 } ] }
 ",
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_colop"))
-        .args(["-q", "synth", d.join("synth.yaml").to_str().unwrap(), "--out", d.join("data").to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    );
     let cfg = write_config(
         d,
         "train.yaml",
@@ -313,41 +320,7 @@ train: { seed: 1, stages: [ { unroll: all, epochs: 300, lr: 1.0e-2 }, { unroll: 
 #[test]
 fn three_component_tracks_give_3d_transition_windows() {
     let dir = tempfile::tempdir().unwrap();
-    let grid = VelocityGrid::cube(9, 3.0).unwrap();
-    let (n, dumps) = (4000, 8);
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(12);
-    let mut tracks = Array3::zeros((dumps, n, 3));
-    let mut f = Array3::zeros((dumps, 9, 81));
-    let decay = (-GAMMA).exp();
-    let kick = (1.0 - decay * decay).sqrt();
-    for p in 0..n {
-        let mut v: [f64; 3] = std::array::from_fn(|_| StandardNormal.sample(&mut rng));
-        for k in 0..dumps {
-            if k > 0 {
-                for x in &mut v {
-                    let xi: f64 = StandardNormal.sample(&mut rng);
-                    *x = *x * decay + kick * xi;
-                }
-            }
-            for a in 0..3 {
-                tracks[[k, p, a]] = v[a];
-            }
-            if let Some(c) = grid.flat_cell(&v) {
-                f[[k, c / 81, c % 81]] += 1.0;
-            }
-        }
-    }
-    let run = RunData {
-        grid,
-        n_particles: n as f64,
-        t: (0..dumps).map(|k| k as f64).collect(),
-        f,
-        dt: 1.0,
-        params: BTreeMap::new(),
-        labels: BTreeMap::new(),
-        tracks: Some(tracks),
-        diagnostics: BTreeMap::new(),
-    };
+    let run = ou_tracks(VelocityGrid::cube(9, 3.0).unwrap(), 4000, 8, 12, BTreeMap::new());
     write_run(&dir.path().join("ou3.h5"), &run).unwrap();
     let cfg = tracks_config(
         dir.path(),
@@ -361,6 +334,6 @@ fn three_component_tracks_give_3d_transition_windows() {
     assert!(!index.windows.is_empty() && index.windows.iter().all(|w| w.bin < 9 * 9 * 9));
     let out = dir.path().join("run3");
     let outcome = colop::train::train(&cfg, &out, None, None, &SingleProcess).unwrap();
-    let first: f64 = serde_json::from_str::<serde_json::Value>(std::fs::read_to_string(out.join("metrics.jsonl")).unwrap().lines().next().unwrap()).unwrap()["train_loss"].as_f64().unwrap();
+    let first = losses(&out)[0];
     assert!(outcome.best_loss < first, "3-D windows: loss {} did not fall below {first}", outcome.best_loss);
 }

@@ -37,6 +37,12 @@ impl Sample {
     pub fn snapshots(&self) -> Range<usize> {
         self.start..self.start + self.intervals + 1
     }
+
+    /// Whether this is a transition window of the run's tracks (channel ≥ 1) rather than a
+    /// window of its histograms.
+    pub fn is_transition(&self) -> bool {
+        self.channel > 0
+    }
 }
 
 /// How many snapshot intervals each window rolls: a number K ≥ 1, or `all` (one window per run

@@ -12,7 +12,7 @@ pub struct Loss {
 
 impl From<LossKind> for Loss {
     fn from(kind: LossKind) -> Self {
-        Self { kind, floor: 1e-10 }
+        Self { kind, floor: crate::config::DEFAULT_LIKELIHOOD_FLOOR }
     }
 }
 

@@ -118,7 +118,7 @@ pub fn bundles(block: &[Sample], cap: impl Fn(&Sample) -> usize) -> impl Iterato
     std::iter::from_fn(move || {
         let first = *rest.first()?;
         let cap = cap(&first).max(1);
-        let len = rest.iter().take(cap).take_while(|s| s.run == first.run && s.intervals == first.intervals && (s.channel > 0) == (first.channel > 0)).count();
+        let len = rest.iter().take(cap).take_while(|s| s.run == first.run && s.intervals == first.intervals && s.is_transition() == first.is_transition()).count();
         let (bundle, tail) = rest.split_at(len);
         rest = tail;
         Some(bundle)
@@ -677,26 +677,23 @@ impl Shared<'_> {
 
     /// Copy the initial states of `bundle` one after the other into `f0`, and have `reader`
     /// start on the targets of its last interval (the adjoint walks them down from there).
+    /// (Transition windows' states are held: the reader is not involved; a bundle is of one
+    /// kind, see [`bundles`].)
     fn bundle_initial(&self, reader: &mut SnapshotReader, bundle: &[Sample], f0: &mut Vec<f64>) -> Result<(), DataError> {
-        if bundle[0].channel > 0 {
-            // Transition windows: their states are held (a bundle is of one run and channel
-            // kind, see `bundles`).
-            f0.clear();
-            for s in bundle {
-                f0.extend_from_slice(self.transitions.state(s, 0).expect("a rank holds the transition windows of its samples"));
-            }
-            return Ok(());
-        }
         let (first, span) = bundle_span(bundle);
-        // The last initial state first: walking down from it reads them all in one chunk if
-        // they fit.
-        reader.fetch(first.run, span.end - 1 - first.intervals, span.clone(), Walk::Down)?;
+        let read = !first.is_transition();
+        if read {
+            // The last initial state first: walking down from it reads them all in one chunk
+            // if they fit.
+            reader.fetch(first.run, span.end - 1 - first.intervals, span.clone(), Walk::Down)?;
+        }
         f0.clear();
         for s in bundle {
-            reader.fetch(s.run, s.start, span.clone(), Walk::Down)?;
-            f0.extend_from_slice(self.snapshot(reader, s.run, s.start));
+            f0.extend_from_slice(self.state(reader, s, 0, span.clone(), Walk::Down)?);
         }
-        reader.prefetch(first.run, span.end - 1, span, Walk::Down);
+        if read {
+            reader.prefetch(first.run, span.end - 1, span, Walk::Down);
+        }
         Ok(())
     }
 
@@ -712,18 +709,14 @@ impl Shared<'_> {
             LossMode::Last if k == k_max => 1.0 / (batch as f64 * n),
             LossMode::Last => 0.0,
         };
-        let factor = run.weight * if s.channel > 0 { self.transitions.weight(s) } else { 1.0 };
-        if factor == 1.0 {
-            w
-        } else {
-            w * factor
-        }
+        // Both factors are 1 in a histogram-only training, and w·1 is w exactly.
+        w * (run.weight * self.transitions.weight(s))
     }
 
-    /// Target `k` (1-based) of sample `s`: a held transition state, or a snapshot the reader
-    /// fetches (rows `span`, walked `walk`).
-    fn target<'s>(&'s self, reader: &'s mut SnapshotReader, s: &Sample, k: usize, span: Range<usize>, walk: Walk) -> Result<&'s [f64], DataError> {
-        if s.channel > 0 {
+    /// State `k` of sample `s` (0: its initial state, then its targets): a held transition
+    /// state, or a snapshot the reader fetches (rows `span`, walked `walk`).
+    fn state<'s>(&'s self, reader: &'s mut SnapshotReader, s: &Sample, k: usize, span: Range<usize>, walk: Walk) -> Result<&'s [f64], DataError> {
+        if s.is_transition() {
             return Ok(self.transitions.state(s, k).expect("a rank holds the transition windows of its samples"));
         }
         reader.fetch(s.run, s.start + k, span, walk)?;
@@ -778,7 +771,7 @@ impl Shared<'_> {
                     if w == 0.0 {
                         continue;
                     }
-                    match self.target(reader, q, k, span.clone(), Walk::Down) {
+                    match self.state(reader, q, k, span.clone(), Walk::Down) {
                         Ok(obs) => bundle_loss[b] += crate::train::loss::add_loss(loss_of, state, obs, w, lam),
                         Err(e) => {
                             *error = Some(e);
@@ -850,23 +843,20 @@ impl Shared<'_> {
         let span = s.snapshots();
         let Task { ws, reader, error, bundle_f0, .. } = task;
         // The initial state is copied: the reader's buffer moves on as the walk goes up.
-        if s.channel > 0 {
-            bundle_f0.clear();
-            bundle_f0.extend_from_slice(self.transitions.state(&s, 0).expect("a rank holds the transition windows of its samples"));
-        } else {
-            if let Err(e) = reader.fetch(s.run, s.start, span.clone(), Walk::Up) {
+        bundle_f0.clear();
+        match self.state(reader, &s, 0, span.clone(), Walk::Up) {
+            Ok(f0) => bundle_f0.extend_from_slice(f0),
+            Err(e) => {
                 error.get_or_insert(e);
                 return 0.0;
             }
-            bundle_f0.clear();
-            bundle_f0.extend_from_slice(self.snapshot(reader, s.run, s.start));
         }
         let loss = self.runs[s.run].loss;
         let mut total = 0.0;
         rollout::forward_by(self.scheme, s.intervals, |k| c.prepared(s.start + k), c.substeps, bundle_f0, ws, |k, state| {
             let w = self.snapshot_weight(&s, k, s.intervals, batch);
             if w != 0.0 && error.is_none() {
-                match self.target(reader, &s, k, span.clone(), Walk::Up) {
+                match self.state(reader, &s, k, span.clone(), Walk::Up) {
                     Ok(obs) => total += crate::train::loss::loss_value(loss, state, obs, w),
                     Err(e) => *error = Some(e),
                 }

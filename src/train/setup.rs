@@ -65,11 +65,13 @@ impl Setup {
         let n_train_runs = cfg.data.train.len();
         let n_histogram_runs = n_train_runs + cfg.data.valid.len();
         let (train_runs, valid_runs) = runs[..n_histogram_runs].split_at(n_train_runs);
+        let track_runs = &runs[n_histogram_runs..];
         let mut cond_ranges = Vec::new();
         for name in &cfg.model.conditioners {
             let mut lo = f64::INFINITY;
             let mut hi = f64::NEG_INFINITY;
-            for r in train_runs {
+            // Track runs are training data too: the ranges span them.
+            for r in train_runs.iter().chain(track_runs) {
                 let v = *r.params().get(name).with_context(|| format!("{}: /params has no `{name}` (model.conditioners)", r.path().display()))?;
                 lo = lo.min(v);
                 hi = hi.max(v);
@@ -78,20 +80,6 @@ impl Setup {
                 anyhow::ensure!(r.params().contains_key(name), "{}: /params has no `{name}` (model.conditioners)", r.path().display());
             }
             cond_ranges.push((name.clone(), lo, hi));
-        }
-        let track_runs = &runs[n_histogram_runs..];
-        for r in track_runs {
-            for name in &cfg.model.conditioners {
-                anyhow::ensure!(r.params().contains_key(name), "{}: /params has no `{name}` (model.conditioners)", r.path().display());
-            }
-        }
-        // Conditioner ranges span the track runs too: they are training data.
-        for (name, lo, hi) in cond_ranges.iter_mut() {
-            for r in track_runs {
-                let v = r.params()[name.as_str()];
-                *lo = lo.min(v);
-                *hi = hi.max(v);
-            }
         }
         let t_span = train_runs.iter().chain(track_runs).map(|r| r.t()[r.rows() - 1] - r.t()[0]).fold(0.0, f64::max);
         let grid = runs[0].grid().clone();
@@ -278,21 +266,18 @@ impl Setup {
     /// of weight 1 gets exactly 1.
     fn source_weights(&self, cfg: &TrainConfig, train: &[Sample]) -> Vec<f64> {
         let source_of = |run: usize| -> Option<usize> { self.tracks.iter().find(|t| t.run == run).map(|t| t.source) };
-        let n_sources = cfg.data.tracks.len() + 1;
-        let mut counts = vec![0usize; n_sources];
+        let mut counts = vec![0usize; cfg.data.tracks.len() + 1];
         for s in train {
             counts[source_of(s.run).map_or(0, |i| i + 1)] += 1;
         }
-        let used = counts.iter().filter(|&&c| c > 0).count();
+        // With one source N / N_source is exactly 1, so a lone source of weight 1 weighs 1.
         (0..self.runs.len())
             .map(|r| {
                 let (src, w) = match source_of(r) {
                     Some(i) => (i + 1, cfg.data.tracks[i].weight),
                     None => (0, cfg.data.histogram_weight),
                 };
-                if used == 1 && w == 1.0 {
-                    1.0
-                } else if counts[src] == 0 {
+                if counts[src] == 0 {
                     w
                 } else {
                     w * train.len() as f64 / counts[src] as f64
@@ -304,11 +289,11 @@ impl Setup {
     /// The data of `held` samples: the histogram windows' snapshots (held or streamed within
     /// `budget`) and the transition windows' states, binned from their runs' tracks.
     fn load(&self, held: &[Sample], budget: Option<usize>, cfg: &TrainConfig) -> anyhow::Result<(ShardData, TransitionData)> {
-        let histogram: Vec<Sample> = held.iter().copied().filter(|s| s.channel == 0).collect();
+        let histogram: Vec<Sample> = held.iter().copied().filter(|s| !s.is_transition()).collect();
         let snapshots = ShardData::load_runs_within(&self.runs, &histogram, budget)?;
         let mut states = TransitionData::default();
         for t in &self.tracks {
-            let mine: Vec<Sample> = held.iter().copied().filter(|s| s.channel > 0 && s.run == t.run).collect();
+            let mine: Vec<Sample> = held.iter().copied().filter(|s| s.is_transition() && s.run == t.run).collect();
             if mine.is_empty() {
                 continue;
             }

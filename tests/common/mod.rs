@@ -1,5 +1,5 @@
-//! Helpers shared by test files: a tiny time-dependent synthetic run and a training config over
-//! it, and a run file from given snapshots.
+//! Helpers shared by test files: `colop synth` of a config (and a tiny time-dependent synthetic
+//! run), a training config over it, and a run file from given snapshots.
 #![allow(dead_code)] // each test file uses its own subset
 
 use colop::config::TrainConfig;
@@ -22,6 +22,11 @@ runs:
   - {{ name: blob, initial: [ {{ kind: normal, centre: [-1.0, 0.5], sigma: 0.6 }} ] }}
 "
     );
+    synth_from(dir, &yaml);
+}
+
+/// `colop synth` of the config `yaml` (written to `dir/synth.yaml`) into `dir/data`.
+pub fn synth_from(dir: &Path, yaml: &str) {
     std::fs::write(dir.join("synth.yaml"), yaml).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_colop"))
         .args(["synth", dir.join("synth.yaml").to_str().unwrap(), "--out", dir.join("data").to_str().unwrap()])
