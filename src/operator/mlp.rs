@@ -35,6 +35,7 @@
 //! With `nonnegative_d` the diagonal diffusion (D_xx and D_yy, or D_∥ and D_⊥) is
 //! `OUTPUT_SCALE · softplus(raw)` instead of `OUTPUT_SCALE · raw`.
 
+use crate::alloc::Pool;
 use super::angular::{self, Polar};
 use super::nn::{centred_coordinate, softplus, Mlp};
 use super::spec::{ModelKind, Symmetry};
@@ -76,6 +77,18 @@ pub struct MlpModel {
     polar: Polar,
     /// `symmetry: isotropic`: the cells grouped by speed; the network runs once per group.
     speeds: Option<SpeedGroups>,
+    /// Network inputs and outputs of [`OperatorModel::node_fields`] and its VJP, kept between
+    /// calls (a training epoch then allocates nothing here).
+    buffers: Pool<Buffers>,
+}
+
+/// The network inputs for the conditioners `cond`, and raw outputs and their gradient.
+#[derive(Default)]
+struct Buffers {
+    cond: Option<Vec<f64>>,
+    x: Vec<f64>,
+    raw: Vec<f64>,
+    d_raw: Vec<f64>,
 }
 
 /// Cells of equal speed, for isotropic networks: the network is evaluated once per distinct |v|
@@ -183,6 +196,7 @@ impl MlpModel {
             net,
             polar,
             speeds,
+            buffers: Pool::default(),
         })
     }
 
@@ -210,6 +224,24 @@ impl MlpModel {
     }
 
     /// Rows the network is evaluated on.
+    /// `work(buffers)` with the network inputs for `cond` in place (kept from an earlier call
+    /// with the same conditioners when the pool has one) and outputs of the right length.
+    fn with_buffers<R>(&self, cond: &[f64], work: impl FnOnce(&mut Buffers) -> R) -> R {
+        self.buffers.with(
+            |b| b.cond.as_deref() == Some(cond),
+            |b| {
+                if b.cond.as_deref() != Some(cond) {
+                    b.x = self.inputs(cond);
+                    b.cond = Some(cond.to_vec());
+                }
+                let n = self.n_rows() * self.net.n_out();
+                b.raw.resize(n, 0.0);
+                b.d_raw.resize(n, 0.0);
+                work(b)
+            },
+        )
+    }
+
     fn n_rows(&self) -> usize {
         self.speeds.as_ref().map_or(self.grid.n_cells(), |g| g.speeds.len())
     }
@@ -457,23 +489,22 @@ impl OperatorModel for MlpModel {
     }
 
     fn node_fields(&self, theta: &[f64], cond: &[f64], _node: usize, out: &mut Fields) {
-        let x = self.inputs(cond);
-        let mut raw = vec![0.0; self.n_rows() * self.net.n_out()];
-        self.net.forward(theta, &x, &mut raw);
-        self.outputs_to_fields(&raw, out.as_slice_mut().expect("fields in standard layout"));
+        self.with_buffers(cond, |b| {
+            self.net.forward(theta, &b.x, &mut b.raw);
+            self.outputs_to_fields(&b.raw, out.as_slice_mut().expect("fields in standard layout"));
+        })
     }
 
     fn node_fields_vjp(&self, theta: &[f64], cond: &[f64], _node: usize, d_fields: &Fields, d_theta: &mut [f64]) {
-        let x = self.inputs(cond);
-        let mut raw = vec![0.0; self.n_rows() * self.net.n_out()];
-        if self.nonnegative_d {
-            // Only the softplus derivative depends on the raw outputs.
-            self.net.forward(theta, &x, &mut raw);
-        }
-        let mut d_raw = vec![0.0; raw.len()];
-        let d_fields = d_fields.as_standard_layout();
-        self.fields_to_outputs_vjp(&raw, d_fields.as_slice().expect("standard layout"), &mut d_raw);
-        self.net.vjp(theta, &x, &d_raw, d_theta);
+        self.with_buffers(cond, |b| {
+            if self.nonnegative_d {
+                // Only the softplus derivative depends on the raw outputs.
+                self.net.forward(theta, &b.x, &mut b.raw);
+            }
+            let d_fields = d_fields.as_standard_layout();
+            self.fields_to_outputs_vjp(&b.raw, d_fields.as_slice().expect("standard layout"), &mut b.d_raw);
+            self.net.vjp(theta, &b.x, &b.d_raw, d_theta);
+        })
     }
 
     /// Isotropic models: radial profiles `v_radial`, `A_par`, `D_par`, `D_perp` on

@@ -16,7 +16,9 @@ use crate::operator::spec::Activation;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
+use crate::alloc::Pool;
 use rayon::prelude::*;
+use std::sync::{Mutex, MutexGuard};
 
 /// Rows per inner block (activations of one block stay in L1/L2).
 pub const BLOCK_ROWS: usize = 32;
@@ -56,6 +58,34 @@ pub struct Mlp {
     activation: Activation,
     layers: Vec<Layer>,
     n_params: usize,
+    /// Buffers of [`Mlp::forward`] and [`Mlp::vjp`], kept between calls.
+    pool: Pool<NetWorkspace>,
+}
+
+/// What a forward or VJP call needs besides its arguments: a [`Scratch`] per worker thread, and
+/// per task its partial weight gradient and the block outputs the VJP recomputes, and the
+/// transposed weights.
+#[derive(Default)]
+struct NetWorkspace {
+    scratch: Vec<Mutex<Scratch>>,
+    partials: Vec<Vec<f64>>,
+    outputs: Vec<Vec<f64>>,
+    wt: Vec<f64>,
+}
+
+impl NetWorkspace {
+    /// One scratch per thread of the current pool.
+    fn ensure_scratch(&mut self, net: &Mlp) {
+        while self.scratch.len() < rayon::current_num_threads().max(1) {
+            self.scratch.push(Mutex::new(net.scratch()));
+        }
+    }
+}
+
+/// The calling worker thread's scratch (uncontended: one per thread).
+fn worker_scratch(scratch: &[Mutex<Scratch>]) -> MutexGuard<'_, Scratch> {
+    let i = rayon::current_thread_index().unwrap_or(0) % scratch.len();
+    scratch[i].lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Per-task scratch: activations and activation derivatives of every hidden layer for one block,
@@ -80,7 +110,7 @@ impl Mlp {
             layers.push(layer);
             fan_in = n_out_l;
         }
-        Self { n_in, width, n_out, activation, layers, n_params: offset }
+        Self { n_in, width, n_out, activation, layers, n_params: offset, pool: Pool::default() }
     }
 
     pub fn n_in(&self) -> usize {
@@ -142,17 +172,19 @@ impl Mlp {
     /// `outputs [rows, n_out] = net(inputs [rows, n_in])`, both row-major.
     pub fn forward(&self, params: &[f64], inputs: &[f64], outputs: &mut [f64]) {
         self.check(params, inputs, outputs.len());
-        inputs
-            .par_chunks(TASK_ROWS * self.n_in)
-            .zip(outputs.par_chunks_mut(TASK_ROWS * self.n_out))
-            .for_each_init(
-                || self.scratch(),
-                |s, (x, y)| {
+        self.pool.with(
+            |_| true,
+            |ws| {
+                ws.ensure_scratch(self);
+                let scratch = &ws.scratch;
+                inputs.par_chunks(TASK_ROWS * self.n_in).zip(outputs.par_chunks_mut(TASK_ROWS * self.n_out)).for_each(|(x, y)| {
+                    let s = &mut *worker_scratch(scratch);
                     for (xb, yb) in x.chunks(BLOCK_ROWS * self.n_in).zip(y.chunks_mut(BLOCK_ROWS * self.n_out)) {
                         crate::simd_dispatch!(forward_block_k(self, params, xb, yb, s));
                     }
-                },
-            );
+                });
+            },
+        )
     }
 
     /// `d_params += (∂outputs/∂params)ᵀ d_outputs` at `inputs` (rows as in [`Mlp::forward`]).
@@ -160,28 +192,41 @@ impl Mlp {
     pub fn vjp(&self, params: &[f64], inputs: &[f64], d_outputs: &[f64], d_params: &mut [f64]) {
         self.check(params, inputs, d_outputs.len());
         assert_eq!(d_params.len(), self.n_params, "mlp: gradient length");
-        let wt = self.transposed_weights(params);
-        let partials: Vec<Vec<f64>> = inputs
-            .par_chunks(TASK_ROWS * self.n_in)
-            .zip(d_outputs.par_chunks(TASK_ROWS * self.n_out))
-            .map_init(
-                || self.scratch(),
-                |s, (x, dy)| {
-                    let mut g = vec![0.0; self.n_params];
-                    let mut y = vec![0.0; BLOCK_ROWS * self.n_out];
-                    for (xb, dyb) in x.chunks(BLOCK_ROWS * self.n_in).zip(dy.chunks(BLOCK_ROWS * self.n_out)) {
-                        crate::simd_dispatch!(forward_block_k(self, params, xb, &mut y[..dyb.len()], s));
-                        crate::simd_dispatch!(backward_block_k(self, &wt, xb, dyb, &mut g, s));
+        let rows = inputs.len() / self.n_in;
+        self.pool.with(
+            |_| true,
+            |ws| {
+                ws.ensure_scratch(self);
+                self.transposed_weights_into(params, &mut ws.wt);
+                let n_tasks = rows.div_ceil(TASK_ROWS);
+                ws.partials.resize_with(n_tasks, Vec::new);
+                ws.outputs.resize_with(n_tasks, Vec::new);
+                for (g, y) in ws.partials.iter_mut().zip(&mut ws.outputs) {
+                    g.clear();
+                    g.resize(self.n_params, 0.0);
+                    y.resize(BLOCK_ROWS * self.n_out, 0.0);
+                }
+                let NetWorkspace { scratch, partials, outputs, wt } = ws;
+                let (scratch, wt) = (&*scratch, &*wt);
+                inputs
+                    .par_chunks(TASK_ROWS * self.n_in)
+                    .zip(d_outputs.par_chunks(TASK_ROWS * self.n_out))
+                    .zip(partials.par_iter_mut())
+                    .zip(outputs.par_iter_mut())
+                    .for_each(|(((x, dy), g), y)| {
+                        let s = &mut *worker_scratch(scratch);
+                        for (xb, dyb) in x.chunks(BLOCK_ROWS * self.n_in).zip(dy.chunks(BLOCK_ROWS * self.n_out)) {
+                            crate::simd_dispatch!(forward_block_k(self, params, xb, &mut y[..dyb.len()], s));
+                            crate::simd_dispatch!(backward_block_k(self, wt, xb, dyb, g, s));
+                        }
+                    });
+                for g in &partials[..n_tasks] {
+                    for (d, v) in d_params.iter_mut().zip(g) {
+                        *d += v;
                     }
-                    g
-                },
-            )
-            .collect();
-        for g in &partials {
-            for (d, v) in d_params.iter_mut().zip(g) {
-                *d += v;
-            }
-        }
+                }
+            },
+        )
     }
 
     /// Tangent pass: `outputs = net(inputs)` and `d_outputs = (∂outputs/∂params) d_params`.
@@ -247,7 +292,7 @@ impl Mlp {
     }
 
     /// Backward pass of one block after [`Mlp::forward_block`]: accumulate weight gradients into
-    /// `g`; `wt` holds every layer's transposed weights (see [`Mlp::transposed_weights`]).
+    /// `g`; `wt` holds every layer's transposed weights (see [`Mlp::transposed_weights_into`]).
     #[inline(always)]
     fn backward_block(&self, wt: &[f64], x: &[f64], dy: &[f64], g: &mut [f64], s: &mut Scratch) {
         let rows = x.len() / self.n_in;
@@ -284,8 +329,8 @@ impl Mlp {
 
     /// Every layer's weights transposed to `[n_out, n_in]`, at the layer's offset (biases unused):
     /// the backward pass then streams contiguous rows as the forward pass does.
-    fn transposed_weights(&self, p: &[f64]) -> Vec<f64> {
-        let mut wt = vec![0.0; self.n_params];
+    fn transposed_weights_into(&self, p: &[f64], wt: &mut Vec<f64>) {
+        wt.resize(self.n_params, 0.0);
         for layer in &self.layers {
             let w = layer.weights(p);
             let t = &mut wt[layer.offset..layer.offset + layer.n_in * layer.n_out];
@@ -295,7 +340,6 @@ impl Mlp {
                 }
             }
         }
-        wt
     }
 }
 

@@ -29,6 +29,7 @@
 //! like `exp(t·max(Σ|Â_i| + Σ|D̂_ij|))` whatever `h`. `auto` takes, with a factor-2 margin, the
 //! smallest n with `h·max_cells Σ_k |ĉ_k| ≤ ½` over every grid-unit coefficient ĉ_k.
 
+use super::clamp::{apply_mask, clamp_mask, clamp_nonnegative, clamp_recording};
 use super::stencil::{grid_unit_scales, pairs, substeps_for, Table1D};
 use super::{Boundary, Scheme, StepWorkspace, Substeps};
 use crate::grid::VelocityGrid;
@@ -721,42 +722,6 @@ fn forward_lines(t: &Tables, p: &[f64], n: usize, f: &[f64], out: &mut [f64], li
 crate::simd_kernel!(adjoint_k, adjoint, (
     t: &Tables, p: &[f64], n: usize, f: &[f64], lam: &[f64], lam_in: &mut [f64], d: &mut [f64], lines: &mut [f64]
 ));
-
-/// `f ← max(f, 0)`.
-pub(crate) fn clamp_nonnegative(f: &mut [f64]) {
-    for v in f.iter_mut() {
-        *v = v.max(0.0);
-    }
-}
-
-/// `f ← max(f, 0)`, recording in `mask` (bit `c % 64` of word `c / 64`) where `f ≥ 0` held:
-/// where the clamp passes its adjoint through.
-pub(crate) fn clamp_recording(f: &mut [f64], mask: &mut [u64]) {
-    for (chunk, word) in f.chunks_mut(64).zip(mask.iter_mut()) {
-        let mut bits = 0u64;
-        for (i, v) in chunk.iter_mut().enumerate() {
-            bits |= ((*v >= 0.0) as u64) << i;
-            *v = v.max(0.0);
-        }
-        *word = bits;
-    }
-}
-
-/// `lam_masked = lam` where the recorded bit is set, else 0 (see [`clamp_recording`]).
-pub(crate) fn apply_mask(mask: &[u64], lam: &[f64], lam_masked: &mut [f64]) {
-    for ((out, l), &word) in lam_masked.chunks_mut(64).zip(lam.chunks(64)).zip(mask) {
-        for (i, (o, &v)) in out.iter_mut().zip(l).enumerate() {
-            *o = if (word >> i) & 1 == 1 { v } else { 0.0 };
-        }
-    }
-}
-
-/// `lam_masked = lam` where `pre ≥ 0` (the clamp passes), else 0 (as PyTorch's clamp).
-pub(crate) fn clamp_mask(pre: &[f64], lam: &[f64], lam_masked: &mut [f64]) {
-    for ((m, &l), &p) in lam_masked.iter_mut().zip(lam).zip(pre) {
-        *m = if p >= 0.0 { l } else { 0.0 };
-    }
-}
 
 impl Scheme for Central {
     fn name(&self) -> &'static str {

@@ -542,7 +542,7 @@ impl Scheme for Conservative {
         let r = prepared.as_slice().expect("prepared rates are contiguous");
         crate::simd_dispatch!(forward_k(&self.layout, r, f, out, q, acc));
         if self.clamp {
-            super::central::clamp_nonnegative(out);
+            super::clamp::clamp_nonnegative(out);
         }
     }
     fn step_vjp(
@@ -559,7 +559,7 @@ impl Scheme for Conservative {
         let lam: &[f64] = if self.clamp {
             // The pre-clamp state goes to lam_in (overwritten below) to find the active set.
             crate::simd_dispatch!(forward_k(&self.layout, r, f, lam_in, q, acc));
-            super::central::clamp_mask(lam_in, lam_out, lam_m);
+            super::clamp::clamp_mask(lam_in, lam_out, lam_m);
             lam_m
         } else {
             lam_out

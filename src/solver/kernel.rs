@@ -248,9 +248,7 @@ impl Scheme for KernelScheme {
         let [jx, jy, _, zeros] = ws.bufs.as_mut_slice() else { panic!("kernel workspace needs 4 buffers") };
         self.unclamped(slice(prepared), f, out, jx, jy, zeros);
         if self.clamp {
-            for v in out.iter_mut() {
-                *v = v.max(0.0);
-            }
+            super::clamp::clamp_nonnegative(out);
         }
     }
 

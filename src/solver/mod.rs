@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 pub mod bench;
 pub mod central;
 pub mod checkpoint;
+mod clamp;
 pub mod coefficients;
 pub mod conservative;
 pub mod kernel;

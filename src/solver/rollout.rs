@@ -232,6 +232,9 @@ pub fn gradient_by<'p>(
     let mut current = Current::Input;
     let mut live = 0usize;
     let interval = |i: usize| i / substeps;
+    // A slot that stores the initial state holds nothing: `f0` outlives the rollout, so the
+    // slot stands for it (restoring it makes the input current again) and no copy is made.
+    let mut input_slot: Option<usize> = None;
 
     for action in schedule.actions() {
         match *action {
@@ -248,6 +251,10 @@ pub fn gradient_by<'p>(
                 live += 1;
                 stats.peak_live_states = stats.peak_live_states.max(live);
                 match current {
+                    Current::Input if input_slot.is_none() => {
+                        input_slot = Some(slot);
+                        continue;
+                    }
                     Current::Input => {
                         let buf = &mut slots[slot];
                         buf.clear();
@@ -269,11 +276,14 @@ pub fn gradient_by<'p>(
             }
             Action::Restore { slot, .. } => {
                 debug_assert!(occupied[slot], "restore from a free slot");
-                current = Current::Slot(slot);
+                current = if input_slot == Some(slot) { Current::Input } else { Current::Slot(slot) };
             }
             Action::Free { slot } => {
                 occupied[slot] = false;
                 live -= 1;
+                if input_slot == Some(slot) {
+                    input_slot = None;
+                }
             }
             Action::Adjoint { step } => {
                 let k = interval(step);

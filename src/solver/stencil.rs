@@ -181,16 +181,19 @@ macro_rules! simd_dispatch {
 #[doc(hidden)]
 macro_rules! simd_kernel {
     ($name:ident, $kernel:path, ($($arg:ident : $ty:ty),* $(,)?)) => {
+        $crate::simd_kernel!($name, $kernel, ($($arg: $ty),*) -> ());
+    };
+    ($name:ident, $kernel:path, ($($arg:ident : $ty:ty),* $(,)?) -> $ret:ty) => {
         #[allow(clippy::too_many_arguments)]
         mod $name {
             #[allow(unused_imports)]
             use super::*;
-            pub fn plain($($arg: $ty),*) {
+            pub fn plain($($arg: $ty),*) -> $ret {
                 $kernel($($arg),*)
             }
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2")]
-            pub unsafe fn avx2($($arg: $ty),*) {
+            pub unsafe fn avx2($($arg: $ty),*) -> $ret {
                 $kernel($($arg),*)
             }
         }

@@ -1,4 +1,5 @@
-//! Losses between predicted and observed snapshots, with their gradients.
+//! Losses between predicted and observed snapshots, with their gradients (compiled plain and for
+//! AVX2, picked at run time, with the same bits).
 
 use crate::config::LossKind;
 
@@ -65,10 +66,16 @@ const LANES: usize = 8;
 /// same bits as [`loss_value`].
 pub fn add_loss(loss: Loss, pred: &[f64], obs: &[f64], w: f64, lam: &mut [f64]) -> f64 {
     assert!(pred.len() == obs.len() && lam.len() == pred.len(), "loss: length mismatch");
+    crate::simd_dispatch!(add_loss_k(loss, pred, obs, w, lam))
+}
+
+#[inline(always)]
+fn add_loss_kernel(loss: Loss, pred: &[f64], obs: &[f64], w: f64, lam: &mut [f64]) -> f64 {
     match loss.kind {
         LossKind::Likelihood => likelihood(pred, obs, w, loss.floor, Some(lam)),
-        // Branch-free sign (0 at d = 0): data-dependent branches mispredict badly here.
-        LossKind::Mae => lanes(pred, obs, lam, |d| (d.abs(), w * (f64::from(u8::from(d > 0.0)) - f64::from(u8::from(d < 0.0))))) * w,
+        // w·sign(d), 0 at d = 0, as a select (data-dependent branches mispredict badly here):
+        // ±w carry w's bits, and the zero is w·0 = +0 as before.
+        LossKind::Mae => lanes(pred, obs, lam, |d| (d.abs(), if d != 0.0 { w.copysign(d) } else { 0.0 })) * w,
         LossKind::Mse => lanes(pred, obs, lam, |d| (d * d, w * 2.0 * d)) * w,
     }
 }
@@ -93,8 +100,17 @@ fn lanes(pred: &[f64], obs: &[f64], lam: &mut [f64], term: impl Fn(f64) -> (f64,
     acc.iter().sum()
 }
 
+crate::simd_kernel!(add_loss_k, add_loss_kernel, (loss: Loss, pred: &[f64], obs: &[f64], w: f64, lam: &mut [f64]) -> f64);
+crate::simd_kernel!(loss_value_k, loss_value_kernel, (loss: Loss, pred: &[f64], obs: &[f64], w: f64) -> f64);
+
 /// The loss alone (the same bits as [`add_loss`]).
 pub fn loss_value(loss: Loss, pred: &[f64], obs: &[f64], w: f64) -> f64 {
+    assert_eq!(pred.len(), obs.len(), "loss: length mismatch");
+    crate::simd_dispatch!(loss_value_k(loss, pred, obs, w))
+}
+
+#[inline(always)]
+fn loss_value_kernel(loss: Loss, pred: &[f64], obs: &[f64], w: f64) -> f64 {
     let sum = |f: fn(f64) -> f64| {
         let mut acc = [0.0f64; LANES];
         let n = pred.len() / LANES * LANES;
