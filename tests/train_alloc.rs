@@ -37,7 +37,8 @@ fn allocations_per_epoch(cfg: &TrainConfig) -> (f64, usize) {
 fn a_steady_state_epoch_allocates_nothing_per_sample() {
     let dir = tempfile::tempdir().unwrap();
     synth(dir.path(), 60);
-    for model in ["{ kind: par-perp }", "{ kind: tensor }", "{ kind: par-perp-time, n_t: 3 }"] {
+    let models = ["{ kind: par-perp }", "{ kind: tensor }", "{ kind: par-perp-time, n_t: 3 }", "{ kind: mlp, symmetry: isotropic, width: 16, depth: 2 }", "{ kind: mlp, width: 8, depth: 1 }"];
+    for model in models {
         let few = config(dir.path(), model, "{ unroll: 45, epochs: 1 }", "{ substeps: 1 }");
         let many = config(dir.path(), model, "{ unroll: 2, epochs: 1 }", "{ substeps: 1 }");
         let (a_few, n_few) = allocations_per_epoch(&few);

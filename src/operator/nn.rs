@@ -5,10 +5,14 @@
 //! (input-major, so the forward pass is a contiguous axpy per input) followed by the bias
 //! `b [n_out]`. Hidden layers apply the activation; the last layer is linear.
 //!
-//! Rows are processed in blocks of [`BLOCK_ROWS`] (weights reused across the block, scratch
-//! allocated once per rayon task, never per row), tasks of [`TASK_ROWS`] rows run in parallel and
-//! their weight gradients are summed in task order, so every result is bitwise independent of the
-//! thread count. Every layer is one register-tiled matrix product (`gemm_acc`: each output sums
+//! Rows are processed in blocks of [`BLOCK_ROWS`] (weights reused across the block), tasks of
+//! [`TASK_ROWS`] rows run in parallel and their weight gradients are summed in task order, so
+//! every result is bitwise independent of the thread count. Scratch, partial gradients and
+//! transposed weights live in a pool of workspaces kept between calls (steady-state training
+//! allocates nothing here). When a forward pass's activations fit in [`KEEP_BYTES`] (the
+//! isotropic 51×51 network's 351 rows take 1 MB) they are kept, and a VJP at bit-identical
+//! parameters and inputs — training's VJP follows the forward pass of the same epoch — skips the
+//! recomputation; otherwise each block is recomputed just before its backward pass. Every layer is one register-tiled matrix product (`gemm_acc`: each output sums
 //! its terms in the naive loop's order) compiled plain and for AVX2 with the same bits; `tanh` is
 //! a branch-free version that vectorises (the C library's is a scalar call that dominated).
 
@@ -62,33 +66,67 @@ pub struct Mlp {
     pool: Pool<NetWorkspace>,
 }
 
-/// What a forward or VJP call needs besides its arguments: a [`Scratch`] per worker thread, and
-/// per task its partial weight gradient and the block outputs the VJP recomputes, and the
-/// transposed weights.
+/// Most bytes of activations a workspace keeps from a forward pass for the VJP at the same
+/// parameters and inputs (beyond it, the VJP recomputes them block by block).
+const KEEP_BYTES: usize = 16 << 20;
+
+/// What a forward or VJP call needs besides its arguments: scratch (one per worker thread, or
+/// one per block of rows when the activations are kept), per task its partial weight gradient
+/// and the block outputs a recomputing VJP needs, and the transposed weights.
 #[derive(Default)]
 struct NetWorkspace {
-    scratch: Vec<Mutex<Scratch>>,
+    per_thread: Vec<Mutex<Scratch>>,
+    per_block: Vec<Mutex<Scratch>>,
+    /// The parameters and inputs whose activations `per_block` holds, if it holds any.
+    kept_params: Vec<f64>,
+    kept_inputs: Vec<f64>,
+    kept: bool,
     partials: Vec<Vec<f64>>,
     outputs: Vec<Vec<f64>>,
     wt: Vec<f64>,
 }
 
 impl NetWorkspace {
-    /// One scratch per thread of the current pool.
-    fn ensure_scratch(&mut self, net: &Mlp) {
-        while self.scratch.len() < rayon::current_num_threads().max(1) {
-            self.scratch.push(Mutex::new(net.scratch()));
+    /// Size the scratch for `rows` rows: one per block if `keep`, else one per thread.
+    fn prepare(&mut self, net: &Mlp, rows: usize, keep: bool) {
+        let (buffers, n) = if keep {
+            (&mut self.per_block, rows.div_ceil(BLOCK_ROWS))
+        } else {
+            (&mut self.per_thread, rayon::current_num_threads().max(1))
+        };
+        while buffers.len() < n {
+            buffers.push(Mutex::new(net.scratch()));
         }
+    }
+
+    /// Whether `per_block` holds the activations of exactly these parameters and inputs (bit
+    /// for bit).
+    fn holds(&self, params: &[f64], inputs: &[f64]) -> bool {
+        let same = |a: &[f64], b: &[f64]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+        self.kept && same(&self.kept_params, params) && same(&self.kept_inputs, inputs)
+    }
+
+    fn remember(&mut self, params: &[f64], inputs: &[f64]) {
+        self.kept_params.clear();
+        self.kept_params.extend_from_slice(params);
+        self.kept_inputs.clear();
+        self.kept_inputs.extend_from_slice(inputs);
+        self.kept = true;
+    }
+
+    /// The scratch of global block `block`: its own when activations are kept, else the calling
+    /// worker thread's (uncontended: one per thread).
+    fn scratch(&self, keep: bool, block: usize) -> MutexGuard<'_, Scratch> {
+        let m = if keep {
+            &self.per_block[block]
+        } else {
+            &self.per_thread[rayon::current_thread_index().unwrap_or(0) % self.per_thread.len()]
+        };
+        m.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// The calling worker thread's scratch (uncontended: one per thread).
-fn worker_scratch(scratch: &[Mutex<Scratch>]) -> MutexGuard<'_, Scratch> {
-    let i = rayon::current_thread_index().unwrap_or(0) % scratch.len();
-    scratch[i].lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Per-task scratch: activations and activation derivatives of every hidden layer for one block,
+/// Scratch of one block of rows: activations and activation derivatives of every hidden layer for one block,
 /// and two back-propagation buffers.
 struct Scratch {
     deriv: Vec<f64>,
@@ -150,6 +188,12 @@ impl Mlp {
         p
     }
 
+    /// Bytes of one [`Scratch`].
+    fn scratch_bytes(&self) -> usize {
+        let widest = self.width.max(self.n_out).max(self.n_in);
+        (2 * self.depth() * BLOCK_ROWS * self.width + 2 * BLOCK_ROWS * widest) * std::mem::size_of::<f64>()
+    }
+
     fn scratch(&self) -> Scratch {
         let hidden = self.depth() * BLOCK_ROWS * self.width;
         let widest = self.width.max(self.n_out).max(self.n_in);
@@ -171,20 +215,32 @@ impl Mlp {
 
     /// `outputs [rows, n_out] = net(inputs [rows, n_in])`, both row-major.
     pub fn forward(&self, params: &[f64], inputs: &[f64], outputs: &mut [f64]) {
-        self.check(params, inputs, outputs.len());
+        let rows = self.check(params, inputs, outputs.len());
+        let keep = self.keeps(rows);
         self.pool.with(
             |_| true,
             |ws| {
-                ws.ensure_scratch(self);
-                let scratch = &ws.scratch;
-                inputs.par_chunks(TASK_ROWS * self.n_in).zip(outputs.par_chunks_mut(TASK_ROWS * self.n_out)).for_each(|(x, y)| {
-                    let s = &mut *worker_scratch(scratch);
-                    for (xb, yb) in x.chunks(BLOCK_ROWS * self.n_in).zip(y.chunks_mut(BLOCK_ROWS * self.n_out)) {
+                ws.prepare(self, rows, keep);
+                ws.kept = false;
+                let ws_ref = &*ws;
+                let per_task = TASK_ROWS / BLOCK_ROWS;
+                inputs.par_chunks(TASK_ROWS * self.n_in).zip(outputs.par_chunks_mut(TASK_ROWS * self.n_out)).enumerate().for_each(|(t, (x, y))| {
+                    let blocks = x.chunks(BLOCK_ROWS * self.n_in).zip(y.chunks_mut(BLOCK_ROWS * self.n_out));
+                    for (b, (xb, yb)) in blocks.enumerate() {
+                        let s = &mut *ws_ref.scratch(keep, t * per_task + b);
                         crate::simd_dispatch!(forward_block_k(self, params, xb, yb, s));
                     }
                 });
+                if keep {
+                    ws.remember(params, inputs);
+                }
             },
         )
+    }
+
+    /// Whether a forward pass over `rows` rows keeps its activations for the VJP.
+    fn keeps(&self, rows: usize) -> bool {
+        rows.div_ceil(BLOCK_ROWS) * self.scratch_bytes() <= KEEP_BYTES
     }
 
     /// `d_params += (∂outputs/∂params)ᵀ d_outputs` at `inputs` (rows as in [`Mlp::forward`]).
@@ -193,10 +249,14 @@ impl Mlp {
         self.check(params, inputs, d_outputs.len());
         assert_eq!(d_params.len(), self.n_params, "mlp: gradient length");
         let rows = inputs.len() / self.n_in;
+        let keep = self.keeps(rows);
         self.pool.with(
-            |_| true,
+            |ws| ws.holds(params, inputs),
             |ws| {
-                ws.ensure_scratch(self);
+                // Activations kept from the forward pass at these parameters and inputs are
+                // used as they are (the same bits a recomputation gives).
+                let fresh = keep && ws.holds(params, inputs);
+                ws.prepare(self, rows, keep);
                 self.transposed_weights_into(params, &mut ws.wt);
                 let n_tasks = rows.div_ceil(TASK_ROWS);
                 ws.partials.resize_with(n_tasks, Vec::new);
@@ -206,24 +266,34 @@ impl Mlp {
                     g.resize(self.n_params, 0.0);
                     y.resize(BLOCK_ROWS * self.n_out, 0.0);
                 }
-                let NetWorkspace { scratch, partials, outputs, wt } = ws;
-                let (scratch, wt) = (&*scratch, &*wt);
+                let mut partials = std::mem::take(&mut ws.partials);
+                let mut outputs = std::mem::take(&mut ws.outputs);
+                let ws_ref = &*ws;
+                let per_task = TASK_ROWS / BLOCK_ROWS;
                 inputs
                     .par_chunks(TASK_ROWS * self.n_in)
                     .zip(d_outputs.par_chunks(TASK_ROWS * self.n_out))
                     .zip(partials.par_iter_mut())
                     .zip(outputs.par_iter_mut())
-                    .for_each(|(((x, dy), g), y)| {
-                        let s = &mut *worker_scratch(scratch);
-                        for (xb, dyb) in x.chunks(BLOCK_ROWS * self.n_in).zip(dy.chunks(BLOCK_ROWS * self.n_out)) {
-                            crate::simd_dispatch!(forward_block_k(self, params, xb, &mut y[..dyb.len()], s));
-                            crate::simd_dispatch!(backward_block_k(self, wt, xb, dyb, g, s));
+                    .enumerate()
+                    .for_each(|(t, (((x, dy), g), y))| {
+                        let blocks = x.chunks(BLOCK_ROWS * self.n_in).zip(dy.chunks(BLOCK_ROWS * self.n_out));
+                        for (b, (xb, dyb)) in blocks.enumerate() {
+                            let s = &mut *ws_ref.scratch(keep, t * per_task + b);
+                            if !fresh {
+                                crate::simd_dispatch!(forward_block_k(self, params, xb, &mut y[..dyb.len()], s));
+                            }
+                            crate::simd_dispatch!(backward_block_k(self, &ws_ref.wt, xb, dyb, g, s));
                         }
                     });
                 for g in &partials[..n_tasks] {
                     for (d, v) in d_params.iter_mut().zip(g) {
                         *d += v;
                     }
+                }
+                (ws.partials, ws.outputs) = (partials, outputs);
+                if keep && !fresh {
+                    ws.remember(params, inputs);
                 }
             },
         )
@@ -404,14 +474,22 @@ fn gemm_row_tiles<const R: usize>(i0: usize, k: usize, n: usize, a: &[f64], s: (
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn gemm_tile<const R: usize, const W: usize>(i0: usize, j0: usize, k: usize, n: usize, a: &[f64], (s0, s1): (usize, usize), b: &[f64], c: &mut [f64]) {
+    if k == 0 {
+        return;
+    }
     let mut acc = [[0.0; W]; R];
     for (r, row) in acc.iter_mut().enumerate() {
         row.copy_from_slice(&c[(i0 + r) * n + j0..(i0 + r) * n + j0 + W]);
     }
+    // Every index the loop reads, checked once here instead of per element (the checks and
+    // their address arithmetic otherwise cost more than the multiply–adds).
+    assert!((i0 + R - 1) * s0 + (k - 1) * s1 < a.len(), "gemm: a too short");
+    assert!((k - 1) * n + j0 + W <= b.len(), "gemm: b too short");
     for p in 0..k {
-        let bp: &[f64; W] = b[p * n + j0..p * n + j0 + W].try_into().expect("tile width");
+        // SAFETY: p < k and r < R, so both indices are within the bounds asserted above.
+        let bp: &[f64; W] = unsafe { &*b.as_ptr().add(p * n + j0).cast::<[f64; W]>() };
         for (r, row) in acc.iter_mut().enumerate() {
-            let ar = a[(i0 + r) * s0 + p * s1];
+            let ar = unsafe { *a.get_unchecked((i0 + r) * s0 + p * s1) };
             for q in 0..W {
                 row[q] += ar * bp[q];
             }
@@ -423,7 +501,7 @@ fn gemm_tile<const R: usize, const W: usize>(i0: usize, j0: usize, k: usize, n: 
 }
 
 /// Activation value and derivative at `z`.
-#[inline]
+#[inline(always)]
 pub fn activate(kind: Activation, z: f64) -> (f64, f64) {
     match kind {
         Activation::Relu => {
@@ -458,7 +536,20 @@ pub fn activate_slice(kind: Activation, z: &mut [f64], deriv: &mut [f64]) {
     let pairs = z.iter_mut().zip(deriv.iter_mut());
     match kind {
         Activation::Tanh => {
-            for (a, d) in pairs {
+            // Groups of TANH_LANES values, each operation applied across the group: the
+            // series is a long chain of dependent steps, and independent vectors in flight
+            // hide its latency (per value, the same operations in the same order as `tanh`).
+            let mut zc = z.chunks_exact_mut(TANH_LANES);
+            let mut dc = deriv.chunks_exact_mut(TANH_LANES);
+            for (zs, ds) in (&mut zc).zip(&mut dc) {
+                let zs: &mut [f64; TANH_LANES] = zs.try_into().expect("chunk of TANH_LANES");
+                let t = tanh_lanes::<TANH_LANES>(zs);
+                for l in 0..TANH_LANES {
+                    zs[l] = t[l];
+                    ds[l] = 1.0 - t[l] * t[l];
+                }
+            }
+            for (a, d) in zc.into_remainder().iter_mut().zip(dc.into_remainder()) {
                 let t = tanh(*a);
                 *a = t;
                 *d = 1.0 - t * t;
@@ -481,24 +572,43 @@ pub fn activate_slice(kind: Activation, z: &mut [f64], deriv: &mut [f64]) {
 /// relative). Below y = −40, tanh|z| rounds to 1 anyway, so y is clamped there.
 #[inline(always)]
 pub fn tanh(z: f64) -> f64 {
+    tanh_lanes(&[z])[0]
+}
+
+/// Values per group of [`tanh_lanes`] (four AVX2 vectors).
+const TANH_LANES: usize = 16;
+
+/// [`tanh`] of each of `z`, every step done across the group before the next (with N > 1 the
+/// vectors of a group are independent chains in flight; per value the operations are the same).
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+fn tanh_lanes<const N: usize>(z: &[f64; N]) -> [f64; N] {
     const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
     const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     const SHIFTER: f64 = 6_755_399_441_055_744.0; // 1.5·2⁵²: adding it rounds to an integer
-    let y = -2.0 * z.abs();
-    let y = if y < -40.0 { -40.0 } else { y }; // NaN passes through
-    let t = y * std::f64::consts::LOG2_E + SHIFTER;
-    let n = t - SHIFTER;
-    // 2ⁿ from the integer in the low mantissa bits of `t` (n ∈ [−58, 0]).
-    let two_n = f64::from_bits(t.to_bits().wrapping_add(1023) << 52);
-    let r = (y - n * LN2_HI) - n * LN2_LO;
-    let mut p = 1.0 / 87_178_291_200.0; // 1/14!
-    for k in (2..=13).rev() {
-        p = p * r + INV_FACTORIAL[k];
+    let (mut r, mut two_n, mut p) = ([0.0; N], [0.0; N], [0.0; N]);
+    for l in 0..N {
+        let y = -2.0 * z[l].abs();
+        let y = if y < -40.0 { -40.0 } else { y }; // NaN passes through
+        let t = y * std::f64::consts::LOG2_E + SHIFTER;
+        let n = t - SHIFTER;
+        // 2ⁿ from the integer in the low mantissa bits of `t` (n ∈ [−58, 0]).
+        two_n[l] = f64::from_bits(t.to_bits().wrapping_add(1023) << 52);
+        r[l] = (y - n * LN2_HI) - n * LN2_LO;
+        p[l] = 1.0 / 87_178_291_200.0; // 1/14!
     }
-    let expm1_r = (p * r + 1.0) * r;
-    let m = two_n * expm1_r + (two_n - 1.0);
-    let t = -m / (2.0 + m);
-    t.copysign(z)
+    for k in (2..=13).rev() {
+        for l in 0..N {
+            p[l] = p[l] * r[l] + INV_FACTORIAL[k];
+        }
+    }
+    let mut out = [0.0; N];
+    for l in 0..N {
+        let expm1_r = (p[l] * r[l] + 1.0) * r[l];
+        let m = two_n[l] * expm1_r + (two_n[l] - 1.0);
+        out[l] = (-m / (2.0 + m)).copysign(z[l]);
+    }
+    out
 }
 
 /// 1/k! for k = 0 … 13.
@@ -572,6 +682,33 @@ mod tests {
 
     /// The tiled product equals the naive loop bit for bit, for shapes with and without edges and
     /// a transposed `a`.
+    #[test]
+    fn kept_activations_give_the_recomputed_gradient() {
+        // 200 rows keep their activations, 9000 rows (beyond KEEP_BYTES at width 64) do not.
+        for rows in [200, 9000] {
+            let net = Mlp::new(2, 64, 2, 3, Activation::Tanh);
+            assert_eq!(net.keeps(rows), rows == 200);
+            let p = net.init(3, 0.5);
+            let q: Vec<f64> = p.iter().map(|v| v * 1.01).collect();
+            let x: Vec<f64> = (0..2 * rows).map(|i| ((i * 7919) % 1000) as f64 / 500.0 - 1.0).collect();
+            let dy: Vec<f64> = (0..3 * rows).map(|i| ((i * 104729) % 997) as f64 / 500.0 - 1.0).collect();
+            let gradient = |net: &Mlp, at: &[f64]| {
+                let mut g = vec![0.0; at.len()];
+                net.vjp(at, &x, &dy, &mut g);
+                g.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            };
+            let fresh = |at: &[f64]| gradient(&Mlp::new(2, 64, 2, 3, Activation::Tanh), at);
+            let mut y = vec![0.0; 3 * rows];
+            // After a forward pass at the same parameters (kept), at others (stale), and with
+            // another network's pass in between: always the recomputed bits.
+            net.forward(&p, &x, &mut y);
+            assert_eq!(gradient(&net, &p), fresh(&p), "{rows} rows, kept");
+            net.forward(&q, &x, &mut y);
+            assert_eq!(gradient(&net, &p), fresh(&p), "{rows} rows, stale");
+            assert_eq!(gradient(&net, &q), fresh(&q), "{rows} rows, after a VJP at other parameters");
+        }
+    }
+
     #[test]
     fn gemm_matches_naive_order() {
         for &(m, k, n) in &[(32, 64, 64), (7, 5, 3), (4, 1, 8), (13, 17, 19), (1, 64, 3)] {

@@ -21,10 +21,12 @@
 //! threads gives the same bits. The block count trades parallelism against the per-block cost
 //! of `prepare_vjp` plus the transpose (θ-level) or the exact addition (field-level): it is the
 //! largest "round" count (1, 2, 4, 6, 8, 12, 16, 24, …, so that 2, 3 or 4 workers share them
-//! evenly), at least 4, whose per-block costs stay under [`BLOCK_OVERHEAD`] of the rollouts' cost. For 90
-//! unroll-1 windows of 51×51 that is 4 blocks (`par-perp`, `tensor`); 90 unroll-10 windows get 32
-//! (`par-perp`) or 24 (`tensor`); long rollouts get one
-//! block per sample. Ranks beyond the block count idle.
+//! evenly), at least 4, whose per-block costs stay under [`BLOCK_OVERHEAD`] (5%) of the rollouts'
+//! cost. For 90 unroll-1 windows of 51×51 that is 4 blocks (`par-perp`, `tensor`); 90 unroll-10
+//! windows get 12 (`par-perp`) or 8 (`tensor`); long rollouts get one block per sample. Ranks
+//! beyond the block count idle. (At 15% the unroll-10 epochs had 32 and 24 blocks: the per-block
+//! work and the smaller bundles it forces — a bundle never spans blocks — made a `par-perp`
+//! epoch ~10% slower.)
 //!
 //! Workers pull blocks from a shared counter into their own exact accumulators, which are merged
 //! exactly; every buffer lives in the problem and is reused, so a steady-state epoch does not
@@ -70,7 +72,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// Largest share of a batch's rollout cost that per-block reduction work may take.
-pub const BLOCK_OVERHEAD: f64 = 0.15;
+pub const BLOCK_OVERHEAD: f64 = 0.05;
 
 /// Block counts that 1, 2, 3 or 4 workers share evenly (then doubling).
 fn round_count(limit: usize) -> usize {
