@@ -484,7 +484,6 @@ impl<'a> StageProblem<'a> {
                 &self.batch
             }
         };
-        self.acc.clear();
         let shared = &self.shared;
         let n_total = plan.n_total;
         let n_valid = self.valid.len();
@@ -514,6 +513,11 @@ impl<'a> StageProblem<'a> {
             if let Some(e) = task.error.take() {
                 return Err(e.into());
             }
+        }
+        // The first worker's sum becomes the step's (no copy; its accumulator is cleared at the
+        // next step), the others merge into it.
+        std::mem::swap(&mut self.acc, &mut self.tasks[0].acc);
+        for task in &self.tasks[1..workers] {
             self.acc.merge(&task.acc);
         }
         let compute_1 = t0.elapsed().as_secs_f64();
@@ -813,11 +817,17 @@ impl Shared<'_> {
             } else {
                 &nodes[0]
             };
+            if nn == 1 {
+                // One node: its field gradient takes ∂L/∂prepared mapped back directly
+                // (`prepare_vjp` adds; the same sums as through a zeroed buffer with weight 1,
+                // up to the sign of zeros, which the exact reduction does not keep).
+                let j = slot(&mut task.fgrad_keys, &mut task.fgrad, (rc.ctx, 0), shape);
+                self.scheme.prepare_vjp(fields.view(), c.h(row), task.prep[i].view(), task.fgrad[j].view_mut());
+                continue;
+            }
             task.dfields.fill(0.0);
             self.scheme.prepare_vjp(fields.view(), c.h(row), task.prep[i].view(), task.dfields.view_mut());
-            let one = [NodeWeight { node: 0, weight: 1.0 }];
-            let weights: &[NodeWeight] = if nn > 1 { &rc.weights[row] } else { &one };
-            for nw in weights {
+            for nw in &rc.weights[row] {
                 let j = slot(&mut task.fgrad_keys, &mut task.fgrad, (rc.ctx, nw.node), shape);
                 task.fgrad[j].scaled_add(nw.weight, &task.dfields);
             }
