@@ -61,6 +61,9 @@ const FRACTION: u64 = (1 << 52) - 1;
 const LOW32: u64 = 0xffff_ffff;
 /// Elements per chunk of a slice addition (scan, then deposit while the chunk is in L1).
 const CHUNK: usize = 64;
+/// Elements per parallel task of [`ExactSum::to_f64_into`] (longer vectors are converted by the
+/// rayon pool).
+const PARALLEL_CHUNK: usize = 4096;
 
 /// Accumulates f64 vectors so that the total does not depend on the order or grouping of the
 /// additions, nor on how they are split over ranks. See the module documentation for the
@@ -208,7 +211,20 @@ impl ExactSum {
     pub fn to_f64_into(&self, out: &mut [f64]) {
         assert_eq!(out.len(), self.len(), "output length");
         let [p0, p1, p2, p3] = self.planes();
-        if convert_kernel(&self.tops, p0, p1, p2, p3, out) {
+        // Element by element, so chunks convert in parallel with the same bits.
+        let convert = |r: std::ops::Range<usize>, out: &mut [f64]| {
+            convert_kernel(&self.tops[r.clone()], &p0[r.clone()], &p1[r.clone()], &p2[r.clone()], &p3[r], out)
+        };
+        let redo = if out.len() >= 2 * PARALLEL_CHUNK {
+            use rayon::prelude::*;
+            out.par_chunks_mut(PARALLEL_CHUNK)
+                .enumerate()
+                .map(|(c, o)| convert(c * PARALLEL_CHUNK..c * PARALLEL_CHUNK + o.len(), o))
+                .reduce(|| false, |a, b| a | b)
+        } else {
+            convert(0..out.len(), out)
+        };
+        if redo {
             self.convert_exactly(out);
         }
         if !self.flags.is_empty() {
