@@ -235,3 +235,40 @@ fn cancellation_to_tiny_result_is_exact() {
     }
     assert_eq!(acc.to_f64()[0], fsum(&xs));
 }
+
+#[test]
+fn long_vectors_convert_like_single_elements() {
+    // Long enough for the parallel conversion; pairs within 2³⁰ of each other (so the sum is
+    // exact in the window), cancelling pairs, and subnormals.
+    let mut rng = ChaCha8Rng::seed_from_u64(77);
+    let len = 3 * 4096 + 17;
+    let a: Vec<f64> = (0..len)
+        .map(|_| {
+            let scale = 10f64.powf(rng.gen_range(-300.0..300.0));
+            wild(&mut rng, scale, 1.0)
+        })
+        .collect();
+    let b: Vec<f64> = a
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| match i % 5 {
+            0 => -x,
+            1 => f64::MIN_POSITIVE * rng.gen_range(-1.0..1.0),
+            _ => x * 2f64.powi(rng.gen_range(-30..30)) * rng.gen_range(-1.0..1.0),
+        })
+        .collect();
+    let a: Vec<f64> = a.iter().enumerate().map(|(i, &x)| if i % 5 == 1 { f64::MIN_POSITIVE * 0.37 } else { x }).collect();
+    let mut acc = ExactSum::new(len);
+    acc.add(&a);
+    acc.add(&b);
+    let got = acc.to_f64();
+    for i in 0..len {
+        let mut one = ExactSum::new(1);
+        one.add(&[a[i]]);
+        one.add(&[b[i]]);
+        let single = one.to_f64()[0];
+        // Two addends: IEEE addition is correctly rounded too (a zero sum is +0 in both).
+        assert_eq!(got[i].to_bits(), single.to_bits(), "element {i}: {} + {}", a[i], b[i]);
+        assert_eq!(got[i].to_bits(), (a[i] + b[i]).to_bits(), "element {i}: {} + {}", a[i], b[i]);
+    }
+}
