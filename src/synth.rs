@@ -617,7 +617,7 @@ pub fn generate_run(cfg: &SynthConfig, run: &RunSpec, run_index: usize) -> anyho
     record(0, &f);
     // The truth rolls out through the solver's rollout code, with a prepared set per step for a
     // time factor (evaluated at each step's midpoint, all before the rollout).
-    let mut prepared = Fields::zeros(grid.fields_shape(scheme.n_prepared()));
+    let mut prepared = Fields::zeros(scheme.prepared_shape());
     let mut ws = crate::solver::rollout::RolloutWorkspace::new(scheme.as_ref());
     let intervals = cfg.snapshots - 1;
     match &time_factor {

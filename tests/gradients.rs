@@ -37,7 +37,7 @@ fn loss_and_grad(model: &dyn OperatorModel, scheme: &dyn solver::Scheme, theta: 
     let g = model.grid();
     let n = g.n_cells();
     let fields = model.fields_at(theta, &[], T);
-    let mut p = Fields::zeros((scheme.n_prepared(), g.nx, g.ny));
+    let mut p = Fields::zeros(scheme.prepared_shape());
     let h = 0.2;
     scheme.prepare(fields.view(), h, p.view_mut());
     let weights = |k: usize, c: usize| ((k * 31 + c * 17) % 13) as f64 / 13.0 - 0.4;
@@ -148,9 +148,8 @@ fn rollout_gradients_match_finite_differences_for_every_model_and_scheme() {
 /// Cells the clamp zeroes over a K-interval rollout from `f0`: each step is taken unclamped and
 /// clamped by hand (checked bitwise against the clamped scheme's own step).
 fn clamp_active_cells(model: &dyn OperatorModel, clamped: &dyn solver::Scheme, unclamped: &dyn solver::Scheme, theta: &[f64], f0: &[f64]) -> usize {
-    let g = model.grid();
     let fields = model.fields_at(theta, &[], T);
-    let mut p = Fields::zeros((clamped.n_prepared(), g.nx, g.ny));
+    let mut p = Fields::zeros(clamped.prepared_shape());
     clamped.prepare(fields.view(), 0.2, p.view_mut());
     let (mut ws_c, mut ws_u) = (clamped.workspace(), unclamped.workspace());
     let mut f = f0.to_vec();

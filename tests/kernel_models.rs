@@ -32,7 +32,7 @@ fn rel(a: f64, b: f64) -> f64 {
 }
 
 fn prepared(scheme: &KernelScheme, coeffs: &Fields, h: f64) -> Fields {
-    let mut p = Fields::zeros((scheme.n_prepared(), scheme.grid().nx, scheme.grid().ny));
+    let mut p = Fields::zeros(scheme.prepared_shape());
     scheme.prepare(coeffs.view(), h, p.view_mut());
     p
 }

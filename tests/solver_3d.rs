@@ -156,7 +156,7 @@ fn central_3d_step_matches_the_reference_formula() {
             let c = coeffs(&mut rng, &g);
             // A large step, so the clamp bites.
             let h = if clamp { 1.5 } else { 0.2 };
-            let mut p = Fields::zeros(g.fields_shape(s.n_prepared()));
+            let mut p = Fields::zeros(s.prepared_shape());
             s.prepare(c.view(), h, p.view_mut());
             let mut f = vec_uniform(&mut rng, n, 0.0, 1.0);
             let mut want = Array3::from_shape_vec((g.nx, g.ny, g.nz()), f.clone()).unwrap();
@@ -193,7 +193,7 @@ fn adjoints_3d_are_transposes() {
             let linear = scheme_on(&g, kind, boundary, false, Substeps::Fixed(1));
             let what = format!("{kind:?}/{boundary:?}/clamp={clamp}");
             let c = coeffs(&mut rng, &g);
-            let mut p = Fields::zeros(g.fields_shape(s.n_prepared()));
+            let mut p = Fields::zeros(s.prepared_shape());
             s.prepare(c.view(), 3.0, p.view_mut());
             let f = vec_uniform(&mut rng, n, 0.0, 1.0);
             let mut pre = vec![0.0; n];
@@ -222,7 +222,7 @@ fn adjoints_3d_are_transposes() {
         let h = 0.37;
         let c = uniform(&mut rng, g.fields_shape(9), -1.0, 1.0);
         let u = uniform(&mut rng, c.dim(), -1.0, 1.0);
-        let w = uniform(&mut rng, g.fields_shape(s.n_prepared()), -1.0, 1.0);
+        let w = uniform(&mut rng, s.prepared_shape(), -1.0, 1.0);
         let mut p = Fields::zeros(w.dim());
         s.prepare(c.view(), h, p.view_mut());
         let mut ju = Fields::zeros(w.dim());
@@ -330,8 +330,7 @@ fn conservative_3d_rates_have_the_right_moments() {
 /// ½‖f_T − target‖² after `steps` steps and its gradient wrt the physical coefficients through
 /// a checkpointed rollout with `slots` checkpoints (store-all if `None`).
 fn rollout(s: &dyn Scheme, c: &Fields, h: f64, f0: &[f64], target: &[f64], steps: usize, slots: Option<usize>) -> (f64, Fields, Vec<f64>) {
-    let g = s.grid();
-    let mut p = Fields::zeros(g.fields_shape(s.n_prepared()));
+    let mut p = Fields::zeros(s.prepared_shape());
     s.prepare(c.view(), h, p.view_mut());
     let mut dp = vec![Fields::zeros(p.raw_dim())];
     let schedule = match slots {
@@ -445,7 +444,7 @@ fn conservative_3d_conserves_mass_and_positivity() {
     let n_sub = s.substeps(c.view(), dt);
     assert!(n_sub > 1);
     let h = dt / n_sub as f64;
-    let mut p = Fields::zeros(g.fields_shape(s.n_prepared()));
+    let mut p = Fields::zeros(s.prepared_shape());
     s.prepare(c.view(), h, p.view_mut());
     let n = g.n_cells();
     let nj = s.n_prepared();

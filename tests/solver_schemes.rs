@@ -81,7 +81,7 @@ fn step_vjp_is_the_transpose() {
             let what = format!("{kind:?}/{boundary:?}/clamp={clamp}/{}x{}", g.nx, g.ny);
             let c = coeffs(&mut rng, &g);
             // A large step so that the clamp is active somewhere.
-            let mut p = Fields::zeros((s.n_prepared(), g.nx, g.ny));
+            let mut p = Fields::zeros(s.prepared_shape());
             s.prepare(c.view(), 3.0, p.view_mut());
             let f = vec_uniform(&mut rng, n, 0.0, 1.0);
             let mut ws = s.workspace();
@@ -170,7 +170,7 @@ fn prepare_vjp_is_the_transpose() {
         // Nasty coefficients: both signs of everything.
         let c = uniform(&mut rng, (5, g.nx, g.ny), -1.0, 1.0);
         let u = uniform(&mut rng, c.dim(), -1.0, 1.0);
-        let w = uniform(&mut rng, (s.n_prepared(), g.nx, g.ny), -1.0, 1.0);
+        let w = uniform(&mut rng, s.prepared_shape(), -1.0, 1.0);
         let mut p = Fields::zeros(w.dim());
         s.prepare(c.view(), h, p.view_mut());
         let ju = match kind {
@@ -218,8 +218,7 @@ fn rollout_loss(
     steps: usize,
     grad: Option<&mut Fields>,
 ) -> f64 {
-    let g = s.grid();
-    let mut p = Fields::zeros((s.n_prepared(), g.nx, g.ny));
+    let mut p = Fields::zeros(s.prepared_shape());
     s.prepare(c.view(), h, p.view_mut());
     let mut ws = s.workspace();
     let mut states = vec![f0.to_vec()];
@@ -377,7 +376,7 @@ fn central_step_matches_the_reference_formula() {
             if clamp {
                 want.iter_mut().flatten().for_each(|v| *v = v.max(0.0));
             }
-            let mut p = Fields::zeros((5, g.nx, g.ny));
+            let mut p = Fields::zeros(s.prepared_shape());
             s.prepare(c.view(), dt, p.view_mut());
             let flat: Vec<f64> = f.concat();
             let mut out = vec![0.0; g.n_cells()];
@@ -412,7 +411,7 @@ fn conservative_conserves_mass_and_positivity() {
     let n_sub = s.substeps(c.view(), dt);
     assert!(n_sub > 1);
     let h = dt / n_sub as f64;
-    let mut p = Fields::zeros((s.n_prepared(), g.nx, g.ny));
+    let mut p = Fields::zeros(s.prepared_shape());
     s.prepare(c.view(), h, p.view_mut());
     // The bound holds: every cell's total out-weight ≤ 1.
     let worst = (0..g.n_cells())

@@ -40,7 +40,7 @@ pub fn throughput(
     let g = scheme.grid().clone();
     let n = g.n_cells();
     let h = 1.0 / scheme.substeps(coeffs.view(), 1.0) as f64;
-    let mut prepared = Fields::zeros(g.fields_shape(scheme.n_prepared()));
+    let mut prepared = Fields::zeros(scheme.prepared_shape());
     scheme.prepare(coeffs.view(), h, prepared.view_mut());
     // A smooth positive bump, shifted per sample.
     let initial = |s: usize| -> Vec<f64> {

@@ -75,12 +75,12 @@ impl RunCoefficients {
         self.substeps = run_substeps(scheme, node_fields, spacing.longest());
         self.per_interval = node_fields.len() > 1 || !spacing.is_uniform();
         if !self.per_interval {
-            self.resize(scheme, 1, &node_fields[0]);
+            self.resize(scheme, 1);
             self.h[0] = spacing.longest() / self.substeps as f64;
             scheme.prepare(node_fields[0].view(), self.h[0], self.prepared[0].view_mut());
             return;
         }
-        self.resize(scheme, n_rows, &node_fields[0]);
+        self.resize(scheme, n_rows);
         for row in rows {
             let h = spacing.interval(row) / self.substeps as f64;
             self.h[row] = h;
@@ -95,8 +95,8 @@ impl RunCoefficients {
         }
     }
 
-    fn resize(&mut self, scheme: &dyn Scheme, n: usize, like: &Fields) {
-        let shape = (scheme.n_prepared(), like.shape()[1], like.shape()[2]);
+    fn resize(&mut self, scheme: &dyn Scheme, n: usize) {
+        let shape = scheme.prepared_shape();
         if self.prepared.len() != n || self.prepared.first().is_some_and(|p| p.dim() != shape) {
             self.prepared = vec![Fields::zeros(shape); n];
         }

@@ -209,7 +209,7 @@ fn case_json(run: &GradientRun, slots: usize, k: usize, n_samples: usize, forwar
 /// does not hide the peak of a small one. Gradients of both schedules are compared bit for bit.
 pub fn memory_benchmark(scheme: &dyn Scheme, coeffs: &Fields, options: &MemBenchOptions) -> Value {
     let g = scheme.grid();
-    let mut prepared = Fields::zeros((scheme.n_prepared(), g.nx, g.ny));
+    let mut prepared = Fields::zeros(scheme.prepared_shape());
     scheme.prepare(coeffs.view(), options.h, prepared.view_mut());
     let f0s = initial_states(scheme, options.n_samples);
     let baseline_rss = rss_mb();

@@ -68,8 +68,14 @@ pub trait Scheme: Send + Sync {
     /// Solver steps per snapshot interval `dt` for these coefficients: the configured count, or
     /// one chosen from the scheme's stability/positivity bound.
     fn substeps(&self, coeffs: ArrayView3<f64>, dt: f64) -> usize;
-    /// Physical coefficients → prepared form for steps of length `h` (`out` overwritten,
-    /// shape [`VelocityGrid::fields_shape`]`(n_prepared)`).
+    /// Shape of the prepared form (and of its gradient): [`VelocityGrid::fields_shape`]`(n_prepared)`
+    /// unless the scheme lays its fields out otherwise (the central scheme pads them apart on
+    /// grids whose state is a multiple of 4 KiB, see [`central::prepared_stride`]).
+    fn prepared_shape(&self) -> (usize, usize, usize) {
+        self.grid().fields_shape(self.n_prepared())
+    }
+    /// Physical coefficients → prepared form for steps of length `h` (`out` overwritten, shape
+    /// [`prepared_shape`](Self::prepared_shape)).
     fn prepare(&self, coeffs: ArrayView3<f64>, h: f64, out: ArrayViewMut3<f64>);
     /// `d_coeffs += (∂prepare/∂coeffs)ᵀ d_prepared` at the same `coeffs`, `h`.
     fn prepare_vjp(&self, coeffs: ArrayView3<f64>, h: f64, d_prepared: ArrayView3<f64>, d_coeffs: ArrayViewMut3<f64>);

@@ -107,7 +107,7 @@ fn state_len(scheme: &dyn Scheme, substeps: usize, f0: &[f64]) -> usize {
 
 fn check_shapes<'p>(scheme: &dyn Scheme, n_intervals: usize, prepared: &impl Fn(usize) -> &'p Fields, substeps: usize, f0: &[f64]) -> usize {
     let len = state_len(scheme, substeps, f0);
-    let (k, nx, rest) = scheme.grid().fields_shape(scheme.n_prepared());
+    let (k, nx, rest) = scheme.prepared_shape();
     let shape = [k, nx, rest];
     assert!((0..n_intervals).all(|k| prepared(k).shape() == shape), "prepared coefficients must have shape {shape:?}");
     len

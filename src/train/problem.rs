@@ -551,7 +551,7 @@ impl<'a> StageProblem<'a> {
         let plan = &self.full;
         let next = AtomicUsize::new(0);
         let workers = self.tasks.len().min(plan.n_blocks().max(1));
-        let pshape = (shared.scheme.n_prepared(), self.vjp_buf.shape()[1], self.vjp_buf.shape()[2]);
+        let pshape = shared.scheme.prepared_shape();
         self.tasks[..workers].par_iter_mut().for_each(|task| {
             if task.prep.is_empty() {
                 task.prep.push(Fields::zeros(pshape));
@@ -737,7 +737,7 @@ impl Shared<'_> {
     /// Gradient of one reduction block (samples in order) into `task.acc`.
     fn block_gradient(&self, task: &mut Task, theta: &[f64], block: &[Sample], batch: usize) {
         let shape = task.dfields.dim();
-        let pshape = (self.scheme.n_prepared(), shape.1, shape.2);
+        let pshape = self.scheme.prepared_shape();
         let nn = self.model.n_time_nodes();
         task.prep_keys.clear();
         task.fgrad_keys.clear();
