@@ -798,6 +798,10 @@ impl Scheme for Central {
         let n = self.grid.n_cells();
         for (k, (mut o, c)) in out.outer_iter_mut().zip(coeffs.outer_iter()).enumerate() {
             let s = h * self.scales[k];
+            if self.tables.pstride == n {
+                Zip::from(&mut o).and(&c).for_each(|o, &c| *o = s * c);
+                continue;
+            }
             let o = o.as_slice_mut().expect("prepared fields are contiguous");
             for (o, &c) in o[..n].iter_mut().zip(c.iter()) {
                 *o = s * c;
@@ -815,6 +819,10 @@ impl Scheme for Central {
         let n = self.grid.n_cells();
         for (k, (mut dc, dp)) in d_coeffs.outer_iter_mut().zip(d_prepared.outer_iter()).enumerate() {
             let s = h * self.scales[k];
+            if self.tables.pstride == n {
+                Zip::from(&mut dc).and(&dp).for_each(|dc, &dp| *dc += s * dp);
+                continue;
+            }
             let dp = dp.to_slice().expect("prepared gradients are contiguous");
             for (dc, &dp) in dc.iter_mut().zip(&dp[..n]) {
                 *dc += s * dp;
