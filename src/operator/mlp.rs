@@ -223,7 +223,6 @@ impl MlpModel {
         }
     }
 
-    /// Rows the network is evaluated on.
     /// `work(buffers)` with the network inputs for `cond` in place (kept from an earlier call
     /// with the same conditioners when the pool has one) and outputs of the right length.
     fn with_buffers<R>(&self, cond: &[f64], work: impl FnOnce(&mut Buffers) -> R) -> R {
@@ -242,6 +241,7 @@ impl MlpModel {
         )
     }
 
+    /// Rows the network is evaluated on.
     fn n_rows(&self) -> usize {
         self.speeds.as_ref().map_or(self.grid.n_cells(), |g| g.speeds.len())
     }

@@ -12,9 +12,11 @@
 //! allocates nothing here). When a forward pass's activations fit in [`KEEP_BYTES`] (the
 //! isotropic 51×51 network's 351 rows take 1 MB) they are kept, and a VJP at bit-identical
 //! parameters and inputs — training's VJP follows the forward pass of the same epoch — skips the
-//! recomputation; otherwise each block is recomputed just before its backward pass. Every layer is one register-tiled matrix product (`gemm_acc`: each output sums
-//! its terms in the naive loop's order) compiled plain and for AVX2 with the same bits; `tanh` is
-//! a branch-free version that vectorises (the C library's is a scalar call that dominated).
+//! recomputation; otherwise each block is recomputed just before its backward pass.
+//!
+//! Every layer is one register-tiled matrix product (`gemm_acc`: each output sums its terms in
+//! the naive loop's order) compiled plain and for AVX2 with the same bits; `tanh` is a
+//! branch-free version that vectorises (the C library's is a scalar call that dominated).
 
 use crate::operator::spec::Activation;
 use rand::SeedableRng;
@@ -126,7 +128,7 @@ impl NetWorkspace {
     }
 }
 
-/// Scratch of one block of rows: activations and activation derivatives of every hidden layer for one block,
+/// Scratch of one block of rows: activations and activation derivatives of every hidden layer,
 /// and two back-propagation buffers.
 struct Scratch {
     deriv: Vec<f64>,
@@ -188,21 +190,20 @@ impl Mlp {
         p
     }
 
+    /// Lengths of a [`Scratch`]'s hidden-layer buffers and of each back-propagation buffer.
+    fn scratch_lens(&self) -> (usize, usize) {
+        (self.depth() * BLOCK_ROWS * self.width, BLOCK_ROWS * self.width.max(self.n_out).max(self.n_in))
+    }
+
     /// Bytes of one [`Scratch`].
     fn scratch_bytes(&self) -> usize {
-        let widest = self.width.max(self.n_out).max(self.n_in);
-        (2 * self.depth() * BLOCK_ROWS * self.width + 2 * BLOCK_ROWS * widest) * std::mem::size_of::<f64>()
+        let (hidden, delta) = self.scratch_lens();
+        2 * (hidden + delta) * std::mem::size_of::<f64>()
     }
 
     fn scratch(&self) -> Scratch {
-        let hidden = self.depth() * BLOCK_ROWS * self.width;
-        let widest = self.width.max(self.n_out).max(self.n_in);
-        Scratch {
-            deriv: vec![0.0; hidden],
-            act: vec![0.0; hidden],
-            delta: vec![0.0; BLOCK_ROWS * widest],
-            delta_next: vec![0.0; BLOCK_ROWS * widest],
-        }
+        let (hidden, delta) = self.scratch_lens();
+        Scratch { deriv: vec![0.0; hidden], act: vec![0.0; hidden], delta: vec![0.0; delta], delta_next: vec![0.0; delta] }
     }
 
     fn check(&self, params: &[f64], inputs: &[f64], outputs_len: usize) -> usize {
@@ -246,9 +247,8 @@ impl Mlp {
     /// `d_params += (∂outputs/∂params)ᵀ d_outputs` at `inputs` (rows as in [`Mlp::forward`]).
     /// Deterministic: partial sums per task of [`TASK_ROWS`] rows, added in task order.
     pub fn vjp(&self, params: &[f64], inputs: &[f64], d_outputs: &[f64], d_params: &mut [f64]) {
-        self.check(params, inputs, d_outputs.len());
+        let rows = self.check(params, inputs, d_outputs.len());
         assert_eq!(d_params.len(), self.n_params, "mlp: gradient length");
-        let rows = inputs.len() / self.n_in;
         let keep = self.keeps(rows);
         self.pool.with(
             |ws| ws.holds(params, inputs),
@@ -536,20 +536,7 @@ pub fn activate_slice(kind: Activation, z: &mut [f64], deriv: &mut [f64]) {
     let pairs = z.iter_mut().zip(deriv.iter_mut());
     match kind {
         Activation::Tanh => {
-            // Groups of TANH_LANES values, each operation applied across the group: the
-            // series is a long chain of dependent steps, and independent vectors in flight
-            // hide its latency (per value, the same operations in the same order as `tanh`).
-            let mut zc = z.chunks_exact_mut(TANH_LANES);
-            let mut dc = deriv.chunks_exact_mut(TANH_LANES);
-            for (zs, ds) in (&mut zc).zip(&mut dc) {
-                let zs: &mut [f64; TANH_LANES] = zs.try_into().expect("chunk of TANH_LANES");
-                let t = tanh_lanes::<TANH_LANES>(zs);
-                for l in 0..TANH_LANES {
-                    zs[l] = t[l];
-                    ds[l] = 1.0 - t[l] * t[l];
-                }
-            }
-            for (a, d) in zc.into_remainder().iter_mut().zip(dc.into_remainder()) {
+            for (a, d) in pairs {
                 let t = tanh(*a);
                 *a = t;
                 *d = 1.0 - t * t;
@@ -572,43 +559,24 @@ pub fn activate_slice(kind: Activation, z: &mut [f64], deriv: &mut [f64]) {
 /// relative). Below y = −40, tanh|z| rounds to 1 anyway, so y is clamped there.
 #[inline(always)]
 pub fn tanh(z: f64) -> f64 {
-    tanh_lanes(&[z])[0]
-}
-
-/// Values per group of [`tanh_lanes`] (four AVX2 vectors).
-const TANH_LANES: usize = 16;
-
-/// [`tanh`] of each of `z`, every step done across the group before the next (with N > 1 the
-/// vectors of a group are independent chains in flight; per value the operations are the same).
-#[inline(always)]
-#[allow(clippy::needless_range_loop)]
-fn tanh_lanes<const N: usize>(z: &[f64; N]) -> [f64; N] {
     const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
     const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     const SHIFTER: f64 = 6_755_399_441_055_744.0; // 1.5·2⁵²: adding it rounds to an integer
-    let (mut r, mut two_n, mut p) = ([0.0; N], [0.0; N], [0.0; N]);
-    for l in 0..N {
-        let y = -2.0 * z[l].abs();
-        let y = if y < -40.0 { -40.0 } else { y }; // NaN passes through
-        let t = y * std::f64::consts::LOG2_E + SHIFTER;
-        let n = t - SHIFTER;
-        // 2ⁿ from the integer in the low mantissa bits of `t` (n ∈ [−58, 0]).
-        two_n[l] = f64::from_bits(t.to_bits().wrapping_add(1023) << 52);
-        r[l] = (y - n * LN2_HI) - n * LN2_LO;
-        p[l] = 1.0 / 87_178_291_200.0; // 1/14!
-    }
+    let y = -2.0 * z.abs();
+    let y = if y < -40.0 { -40.0 } else { y }; // NaN passes through
+    let t = y * std::f64::consts::LOG2_E + SHIFTER;
+    let n = t - SHIFTER;
+    // 2ⁿ from the integer in the low mantissa bits of `t` (n ∈ [−58, 0]).
+    let two_n = f64::from_bits(t.to_bits().wrapping_add(1023) << 52);
+    let r = (y - n * LN2_HI) - n * LN2_LO;
+    let mut p = 1.0 / 87_178_291_200.0; // 1/14!
     for k in (2..=13).rev() {
-        for l in 0..N {
-            p[l] = p[l] * r[l] + INV_FACTORIAL[k];
-        }
+        p = p * r + INV_FACTORIAL[k];
     }
-    let mut out = [0.0; N];
-    for l in 0..N {
-        let expm1_r = (p[l] * r[l] + 1.0) * r[l];
-        let m = two_n[l] * expm1_r + (two_n[l] - 1.0);
-        out[l] = (-m / (2.0 + m)).copysign(z[l]);
-    }
-    out
+    let expm1_r = (p * r + 1.0) * r;
+    let m = two_n * expm1_r + (two_n - 1.0);
+    let t = -m / (2.0 + m);
+    t.copysign(z)
 }
 
 /// 1/k! for k = 0 … 13.
@@ -680,8 +648,6 @@ mod tests {
         assert!(tanh(f64::NAN).is_nan());
     }
 
-    /// The tiled product equals the naive loop bit for bit, for shapes with and without edges and
-    /// a transposed `a`.
     #[test]
     fn kept_activations_give_the_recomputed_gradient() {
         // 200 rows keep their activations, 9000 rows (beyond KEEP_BYTES at width 64) do not.
@@ -709,6 +675,8 @@ mod tests {
         }
     }
 
+    /// The tiled product equals the naive loop bit for bit, for shapes with and without edges and
+    /// a transposed `a`.
     #[test]
     fn gemm_matches_naive_order() {
         for &(m, k, n) in &[(32, 64, 64), (7, 5, 3), (4, 1, 8), (13, 17, 19), (1, 64, 3)] {

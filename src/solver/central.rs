@@ -34,7 +34,7 @@ use super::stencil::{grid_unit_scales, pairs, substeps_for, Table1D};
 use super::{Boundary, Scheme, StepWorkspace, Substeps};
 use crate::grid::VelocityGrid;
 use crate::operator::{fp, Fields};
-use ndarray::{ArrayView3, ArrayViewMut3, Axis, Zip};
+use ndarray::{ArrayView3, ArrayViewMut3};
 
 /// The `auto` step bound: `h · max Σ_k |ĉ_k| ≤ AUTO_LIMIT`.
 pub const AUTO_LIMIT: f64 = 0.5;
@@ -172,15 +172,11 @@ impl Central {
     pub fn max_rate(&self, coeffs: ArrayView3<f64>) -> f64 {
         let units = &self.units;
         let fold = |m: f64, t: f64| if t > m || t.is_nan() { t } else { m };
-        let Some(c) = coeffs.as_slice() else {
-            let mut total = ndarray::Array2::<f64>::zeros((coeffs.shape()[1], coeffs.shape()[2]));
-            for (k, field) in coeffs.axis_iter(Axis(0)).enumerate().take(units.len()) {
-                Zip::from(&mut total).and(&field).for_each(|t, &c| *t += (c * units[k]).abs());
-            }
-            return total.iter().copied().fold(0.0, fold);
-        };
-        // Contiguous fields: the per-cell sums a block of cells at a time on the stack (once
-        // per epoch under `substeps: auto`, so no allocation), the same sums in the same order.
+        let coeffs = coeffs.as_standard_layout();
+        let c = coeffs.as_slice().expect("standard layout");
+        // The per-cell sums a block of cells at a time on the stack (once per epoch under
+        // `substeps: auto`, so no allocation for fields in standard layout), the same sums in the
+        // same order as one sum per cell.
         const BLOCK: usize = 256;
         let n = coeffs.shape()[1] * coeffs.shape()[2];
         let mut max = 0.0;
@@ -798,10 +794,6 @@ impl Scheme for Central {
         let n = self.grid.n_cells();
         for (k, (mut o, c)) in out.outer_iter_mut().zip(coeffs.outer_iter()).enumerate() {
             let s = h * self.scales[k];
-            if self.tables.pstride == n {
-                Zip::from(&mut o).and(&c).for_each(|o, &c| *o = s * c);
-                continue;
-            }
             let o = o.as_slice_mut().expect("prepared fields are contiguous");
             for (o, &c) in o[..n].iter_mut().zip(c.iter()) {
                 *o = s * c;
@@ -819,10 +811,6 @@ impl Scheme for Central {
         let n = self.grid.n_cells();
         for (k, (mut dc, dp)) in d_coeffs.outer_iter_mut().zip(d_prepared.outer_iter()).enumerate() {
             let s = h * self.scales[k];
-            if self.tables.pstride == n {
-                Zip::from(&mut dc).and(&dp).for_each(|dc, &dp| *dc += s * dp);
-                continue;
-            }
             let dp = dp.to_slice().expect("prepared gradients are contiguous");
             for (dc, &dp) in dc.iter_mut().zip(&dp[..n]) {
                 *dc += s * dp;
@@ -947,9 +935,6 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
-    /// A bundle's step and adjoint are bitwise those of its states one by one, and the adjoint
-    /// given the recorded clamp mask is bitwise the one that recomputes the step; in 2D and 3D,
-    /// with states whose clamp is active in many cells.
     #[test]
     fn prepared_fields_never_lie_a_multiple_of_4_kib_apart() {
         for n in (1..20_000).chain([51 * 51, 64 * 64, 128 * 128, 32 * 32 * 32, 48 * 48 * 48, 51 * 51 * 51, 64 * 64 * 64]) {
@@ -970,6 +955,9 @@ mod tests {
         assert_ne!(prepared_stride(4096), 4096);
     }
 
+    /// A bundle's step and adjoint are bitwise those of its states one by one, and the adjoint
+    /// given the recorded clamp mask is bitwise the one that recomputes the step; in 2D and 3D,
+    /// with states whose clamp is active in many cells.
     #[test]
     fn bundles_and_recorded_masks_are_bitwise_exact() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);

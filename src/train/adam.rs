@@ -23,10 +23,14 @@ impl Adam {
     pub fn update(&mut self, theta: &mut [f64], grad: &[f64], lr: f64) {
         assert!(grad.len() == theta.len() && self.m.len() == theta.len() && self.v.len() == theta.len(), "adam: length mismatch");
         self.step += 1;
-        let t = self.step as i32;
-        let (b1, b2) = (self.beta1, self.beta2);
-        let k = Constants { b1, b2, c1: 1.0 - b1.powi(t), c2: 1.0 - b2.powi(t), lr, eps: self.eps };
+        let k = self.constants(lr);
         crate::simd_dispatch!(update_k(k, theta, grad, &mut self.m, &mut self.v));
+    }
+
+    /// The constants of the update at the current step count.
+    fn constants(&self, lr: f64) -> Constants {
+        let (b1, b2, t) = (self.beta1, self.beta2, self.step as i32);
+        Constants { b1, b2, c1: 1.0 - b1.powi(t), c2: 1.0 - b2.powi(t), lr, eps: self.eps }
     }
 }
 
@@ -76,9 +80,7 @@ mod tests {
             a.update(&mut ta, &grad, 1e-2);
             // Reference: the plain element loop.
             b.step += 1;
-            let t = b.step as i32;
-            let k = Constants { b1: b.beta1, b2: b.beta2, c1: 1.0 - b.beta1.powi(t), c2: 1.0 - b.beta2.powi(t), lr: 1e-2, eps: b.eps };
-            update_k::plain(k, &mut tb, &grad, &mut b.m, &mut b.v);
+            update_k::plain(b.constants(1e-2), &mut tb, &grad, &mut b.m, &mut b.v);
         }
         let bits = |x: &[f64]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&ta), bits(&tb));
