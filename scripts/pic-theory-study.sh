@@ -7,12 +7,14 @@
 # and a 64 λ_D box (whole-plasma units) at every Δx, 262144 electrons of which half are tracked
 # self-consistent test particles, 400/ω_p (config units). --full doubles the box side and the
 # run length (4× the particles, 8× the cost).
-# Tracks: `colop tracks` at lags 10, 20, 40, 80, 160, 320/ω_p; per lag, the sum over the radial
-# nodes with 0.5 ≤ |v| ≤ 2.5 v_th (V_WINDOW) of A_∥, D_∥ and D_⊥ is fitted as X + c/τ + bτ
-# (quiver excess ∝ 1/τ, velocity relaxation during the lag ∝ τ) over the lags from 20/ω_p
-# (FIT_LAGS) and X is the long-lag measurement. At Δx = 4 λ_D the quiver excess is large
-# (c ≈ 5–8/ω_p relative to the coefficient, 1–3/ω_p at Δx ≤ 2 λ_D); a fit over 10–80/ω_p alone
-# cannot tell it from the relaxation term, so that fit is listed beside, for comparison.
+# Tracks: `colop tracks` at lags 10, 20, 40, 80, 160, 320/ω_p, of the run and of synthetic tracks
+# of the PIC-aware operator (`colop synth`: as many particles over the same dumps, from a unit
+# Maxwellian). Per lag, the sum over the radial nodes with 0.5 ≤ |v| ≤ 2.5 v_th (V_WINDOW) of
+# A_∥, D_∥ and D_⊥ of the run over that of the synthetic tracks: the velocity relaxation during
+# a lag is in both, so what is left is the quiver excess c/τ, fitted as X + c/τ over the lags
+# from 20/ω_p (FIT_LAGS); X is the measurement over the PIC-aware theory. At Δx = 4 λ_D the
+# quiver is large (c ≈ 5–8/ω_p, 1–3/ω_p at Δx ≤ 2 λ_D). For comparison the measurement alone is
+# also fitted as X + c/τ + bτ (relaxation as a fitted drift) over 20–320 and over 10–80/ω_p.
 # Learned: `colop train` of a par-perp operator from the same tracks' transition windows
 # (`data.tracks`, delay 10/ω_p, K = 40/ω_p), judged against the PIC-aware theory.
 # Theory: `colop theory --pic` (alias order converged to 1%, the modes of the run's box) and
@@ -100,6 +102,35 @@ YAML
     echo "== theory $name"
     "$COLOP" -q theory --pic "$dir/pic.yaml" --alias-tol 1e-2 --dv 0.1 --v-max 2.6 --out "$dir/theory"
   fi
+  if [ ! -f "$dir/synthetic/tracks/summary.json" ]; then
+    echo "== tracks of the PIC-aware operator $name"
+    # The theory at the measurement's own lags: as many particles, tracked over the same dumps,
+    # advanced by the PIC-aware operator (Euler–Maruyama) from a unit Maxwellian.
+    python3 - "$dir/pic.yaml" "$dir/theory/model.h5" >"$dir/synthetic.yaml" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+num = lambda key: float(re.search(rf"\b{key}: ([0-9.eE+-]+)", text).group(1))
+dt, steps, every, tracks = num("dt"), num("steps"), num("dump_every"), int(num("tracks"))
+print(f"""# Tracks of the PIC-aware operator over the PIC run's dumps (scripts/pic-theory-study.sh).
+grid: {{ n: 51, v_max: 5.0 }}
+operator: {{ kind: model, path: {sys.argv[2]} }}
+snapshots: {int(steps // every) + 1}
+dt: {dt * every!r}
+substeps: 50
+n_particles: 1.0e5
+tracks: {{ n: {tracks}, substeps: 50, seed: 5 }}
+runs:
+  - name: thermal
+    initial: [ {{ kind: maxwellian, v_th: 1.0 }} ]""")
+PY
+    "$COLOP" -q synth "$dir/synthetic.yaml" --out "$dir/synthetic/data" >/dev/null
+    # shellcheck disable=SC2086
+    "$COLOP" -q tracks "$dir/synthetic/data/thermal.h5" --lag $LAGS --out "$dir/synthetic/tracks"
+    rm -f "$dir/synthetic/data/thermal.h5"
+    for tau in $LAGS; do
+      "$COLOP" -q plot "$dir/synthetic/tracks/tau_$tau/model.h5" --out "$dir/synthetic/tracks/tau_$tau/plots" >/dev/null
+    done
+  fi
 done
 
 python3 - "$OUT" "$V_WINDOW" "$LAGS" "$CASES" "$FIT_LAGS" "$SHORT_LAGS" <<'PY'
@@ -133,12 +164,22 @@ def solve3(a, b):
                 m[r] = [x - f * y for x, y in zip(m[r], m[i])]
     return [m[i][3] / m[i][i] for i in range(3)]
 
-def fit(taus, ys):
-    # Least squares y = X + c/τ + bτ.
-    basis = [[1.0, 1.0 / t, t] for t in taus]
+def fit(taus, ys, drift=True):
+    # Least squares y = X + c/τ + bτ (without the bτ term if not `drift`).
+    basis = [[1.0, 1.0 / t, t if drift else 0.0] for t in taus]
     a = [[sum(r[i] * r[j] for r in basis) for j in range(3)] for i in range(3)]
+    if not drift:
+        a[2][2] = 1.0
     b = [sum(r[i] * y for r, y in zip(basis, ys)) for i in range(3)]
     return solve3(a, b)[0]
+
+COEFFS = ("A_par", "D_par", "D_perp")
+
+def profile(path):
+    # Radial nodes in the velocity window: {v: (A_∥, D_∥, D_⊥)}.
+    curve = json.load(open(path))["curves"][0]
+    vals = lambda i: tuple(curve[c][i] for c in COEFFS)
+    return {round(x, 9): vals(i) for i, x in enumerate(curve["v"]) if lo <= x <= hi and None not in vals(i)}
 
 rows, csv_rows = [], []
 for case in cases:
@@ -160,15 +201,28 @@ for case in cases:
             sums[c].append(sum(p[k + 1] for p in pts))
         per_lag[t] = {c: sums[c][-1] / sum(th_cont(c, x) for x in nodes) for c in sums}
     rec = {"dx": float(dx), "order": int(order), "aliases": meta["aliases"], "heating": meta["heating_rate_dlnT_dt"] - meta["continuum_heating_rate_dlnT_dt"]}
+    # Per lag, the measurement over the same estimate from the PIC-aware operator's own tracks:
+    # the velocity relaxation during the lag is in both, so the ratio is 1 + c/τ (the quiver)
+    # if the theory holds.
+    over_own = {c: {} for c in COEFFS}
+    for tau in lags:
+        m = profile(f"{out}/{name}/tracks/tau_{tau:g}/plots/profiles.json")
+        s = profile(f"{out}/{name}/synthetic/tracks/tau_{tau:g}/plots/profiles.json")
+        common = [x for x in m if x in s]
+        for k, c in enumerate(COEFFS):
+            over_own[c][tau] = sum(m[x][k] for x in common) / sum(s[x][k] for x in common)
+    rec["over_own"] = over_own
     for c in sums:
         at_lag = dict(zip(lags, sums[c]))
-        measured = fit(fit_lags, [at_lag[t] for t in fit_lags])
+        direct = fit(fit_lags, [at_lag[t] for t in fit_lags])
         short = fit(short_lags, [at_lag[t] for t in short_lags])
         cont = sum(th_cont(c, x) for x in nodes)
         pic = sum(th_pic(c, x) for x in nodes)
-        rec[c] = (measured / cont, pic / cont, measured / pic)
+        meas_pic = fit(fit_lags, [over_own[c][t] for t in fit_lags], drift=False)
+        rec[c] = (meas_pic * pic / cont, pic / cont, meas_pic)
+        rec["direct_" + c] = (direct / cont, direct / pic)
         rec["short_" + c] = (short / cont, short / pic)
-        csv_rows.append([dx, order, c, f"{measured / cont:.4f}", f"{pic / cont:.4f}", f"{measured / pic:.4f}"])
+        csv_rows.append([dx, order, c, f"{meas_pic * pic / cont:.4f}", f"{pic / cont:.4f}", f"{meas_pic:.4f}"])
     rec["per_lag"] = per_lag
     # The operator learned from the same tracks' transition windows, over the PIC-aware theory.
     curve = json.load(open(f"{out}/{name}/learned/plots/profiles.json"))["curves"][0]
@@ -181,8 +235,9 @@ for case in cases:
     rows.append(rec)
 
 md = [f"# PIC-aware kinetic theory vs long-lag track measurements ({lo} ≤ |v| ≤ {hi} v_th, nλ_D² = 64)", "",
-      "meas/cont: measured (fit X + c/τ + bτ over lags " + ", ".join(f"{t:g}" for t in fit_lags) + "/ω_p) over the continuum theory; "
-      "PIC/cont: PIC-aware theory over the continuum; meas/PIC: measured over the PIC-aware theory. M: converged alias order; "
+      "meas/PIC: the tracks' estimate over the same estimate from tracks of the PIC-aware operator (as many particles over the same dumps), "
+      "per lag, fitted as X + c/τ (the quiver) over lags " + ", ".join(f"{t:g}" for t in fit_lags) + "/ω_p; meas/cont = X·PIC/cont. "
+      "PIC/cont: PIC-aware theory over the continuum. M: converged alias order; "
       "heating: d ln T/dt of a Maxwellian under the PIC-aware minus under the continuum coefficients (both over 0 ≤ |v| ≤ 2.6; config ω_p).", "",
       "| Δx/λ_D | shape | M | A_∥ meas/cont | A_∥ PIC/cont | A_∥ meas/PIC | D_∥ meas/cont | D_∥ PIC/cont | D_∥ meas/PIC | D_⊥ meas/cont | D_⊥ PIC/cont | D_⊥ meas/PIC | heating |",
       "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -200,11 +255,19 @@ names = {"A_par": "A_∥", "D_par": "D_∥", "D_perp": "D_⊥"}
 label = lambda r, c: f"{r['dx']:g} λ_D {'linear' if r['order'] == 1 else 'quadratic'} {names[c]} ({r[c][0]:.3f} → {r[c][2]:.3f})"
 md += ["", f"Continuum off by more than 5% in {len(checks)} coefficients; the PIC-aware theory within 5% in {len(checks) - len(missed)} of them"
        + ("." if not missed else "; not in: " + ", ".join(label(r, c) for r, c in missed) + ".")]
-md += ["", "The same measurement fitted over lags " + ", ".join(f"{t:g}" for t in short_lags) + "/ω_p only, over the continuum → over the PIC-aware theory, A_∥ / D_∥ / D_⊥:", "",
-       "| Δx/λ_D | shape | short-lag fit |", "|---|---|---|"]
+md += ["", "Measured over the PIC-aware operator's own tracks at each lag (no fit), A_∥ / D_∥ / D_⊥:", "",
+       "| Δx/λ_D | shape | " + " | ".join(f"τ = {t:g}" for t in lags) + " |", "|---|---|" + "---|" * len(lags)]
+for r in rows:
+    md.append(f"| {r['dx']:g} | {'linear' if r['order'] == 1 else 'quadratic'} | " + " | ".join(
+        " / ".join(f"{r['over_own'][c][t]:.3f}" for c in COEFFS) for t in lags) + " |")
+md += ["", "For comparison, the measurement alone fitted as X + c/τ + bτ (the relaxation as a fitted drift) over lags "
+       + ", ".join(f"{t:g}" for t in fit_lags) + " and over " + ", ".join(f"{t:g}" for t in short_lags)
+       + "/ω_p, over the continuum → over the PIC-aware theory, A_∥ / D_∥ / D_⊥:", "",
+       "| Δx/λ_D | shape | long-lag fit | short-lag fit |", "|---|---|---|---|"]
 for r in rows:
     md.append(f"| {r['dx']:g} | {'linear' if r['order'] == 1 else 'quadratic'} | "
-              + " / ".join(f"{r['short_' + c][0]:.3f} → {r['short_' + c][1]:.3f}" for c in ("A_par", "D_par", "D_perp")) + " |")
+              + " / ".join(f"{r['direct_' + c][0]:.3f} → {r['direct_' + c][1]:.3f}" for c in COEFFS) + " | "
+              + " / ".join(f"{r['short_' + c][0]:.3f} → {r['short_' + c][1]:.3f}" for c in COEFFS) + " |")
 md += ["", "Learned from the tracks' transition windows (`data.tracks`: delay 10/ω_p, K = 40/ω_p, likelihood), over the continuum and over the PIC-aware theory, A_∥ / D_∥ / D_⊥:", "",
        "| Δx/λ_D | shape | learned/cont | learned/PIC |", "|---|---|---|---|"]
 for r in rows:
