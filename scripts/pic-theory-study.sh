@@ -31,6 +31,17 @@ V_WINDOW="${V_WINDOW:-0.5 2.5}"
 LAGS="10 20 40 80 160 320"
 FIT_LAGS="${FIT_LAGS:-20 40 80 160 320}"
 SHORT_LAGS="10 20 40 80"
+# The fit needs at least two of the measured lags (X and c); checked before any run.
+n_fit=0
+for t in $FIT_LAGS; do
+  case " $LAGS " in
+    *" $t "*) n_fit=$((n_fit + 1)) ;;
+    *) echo "pic-theory-study: FIT_LAGS: $t is not one of the measured lags ($LAGS)" >&2; exit 2 ;;
+  esac
+done
+if [ "$n_fit" -lt 2 ]; then
+  echo "pic-theory-study: FIT_LAGS needs at least two lags, got '$FIT_LAGS'" >&2; exit 2
+fi
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 if [ -z "${COLOP:-}" ]; then
@@ -62,6 +73,16 @@ print(text, end="")
 PY
 }
 
+# tracks_at_lags RUN OUT: `colop tracks` of RUN at every lag, each lag's estimate plotted (its
+# radial profiles are what the analysis reads).
+tracks_at_lags() {
+  # shellcheck disable=SC2086
+  "$COLOP" -q tracks "$1" --lag $LAGS --out "$2"
+  for tau in $LAGS; do
+    "$COLOP" -q plot "$2/tau_$tau/model.h5" --out "$2/tau_$tau/plots" >/dev/null
+  done
+}
+
 CASES="0.5:1 1:1 2:1 4:1 0.5:2 1:2 2:2 4:2"
 for case in $CASES; do
   dx="${case%%:*}"; order="${case##*:}"; name="dx${dx}-o${order}"
@@ -74,11 +95,7 @@ for case in $CASES; do
   fi
   if [ ! -f "$dir/tracks/summary.json" ]; then
     echo "== tracks $name"
-    # shellcheck disable=SC2086
-    "$COLOP" -q tracks "$dir/run.h5" --lag $LAGS --out "$dir/tracks"
-    for tau in $LAGS; do
-      "$COLOP" -q plot "$dir/tracks/tau_$tau/model.h5" --out "$dir/tracks/tau_$tau/plots" >/dev/null
-    done
+    tracks_at_lags "$dir/run.h5" "$dir/tracks"
   fi
   if [ ! -f "$dir/learned/model.h5" ]; then
     echo "== learn $name (transition windows of its tracks)"
@@ -126,12 +143,8 @@ runs:
     initial: [ {{ kind: maxwellian, v_th: 1.0 }} ]""")
 PY
     "$COLOP" -q synth "$dir/synthetic.yaml" --out "$dir/synthetic/data" >/dev/null
-    # shellcheck disable=SC2086
-    "$COLOP" -q tracks "$dir/synthetic/data/thermal.h5" --lag $LAGS --out "$dir/synthetic/tracks"
+    tracks_at_lags "$dir/synthetic/data/thermal.h5" "$dir/synthetic/tracks"
     rm -f "$dir/synthetic/data/thermal.h5"
-    for tau in $LAGS; do
-      "$COLOP" -q plot "$dir/synthetic/tracks/tau_$tau/model.h5" --out "$dir/synthetic/tracks/tau_$tau/plots" >/dev/null
-    done
   fi
 done
 
@@ -140,11 +153,12 @@ import csv, json, sys
 out, window, lags, cases = sys.argv[1], sys.argv[2], [float(t) for t in sys.argv[3].split()], sys.argv[4].split()
 fit_lags, short_lags = ([float(t) for t in a.split()] for a in sys.argv[5:7])
 lo, hi = map(float, window.split())
+COEFFS = ("A_par", "D_par", "D_perp")
 
 def read_theory(path):
     rows = list(csv.DictReader(open(path)))
     v = [float(r["v"]) for r in rows]
-    cols = {c: [float(r[c]) for r in rows] for c in ("A_par", "D_par", "D_perp")}
+    cols = {c: [float(r[c]) for r in rows] for c in COEFFS}
     def at(c, x):
         ys = cols[c]
         for i in range(1, len(v)):
@@ -175,13 +189,16 @@ def fit(taus, ys, drift=True):
     b = [sum(r[i] * y for r, y in zip(basis, ys)) for i in range(3)]
     return solve3(a, b)[0]
 
-COEFFS = ("A_par", "D_par", "D_perp")
 
 def profile(path):
-    # Radial nodes in the velocity window: {v: (A_∥, D_∥, D_⊥)}.
+    # Radial nodes in the velocity window with every coefficient: [(v, A_∥, D_∥, D_⊥)].
     curve = json.load(open(path))["curves"][0]
-    vals = lambda i: tuple(curve[c][i] for c in COEFFS)
-    return {round(x, 9): vals(i) for i, x in enumerate(curve["v"]) if lo <= x <= hi and None not in vals(i)}
+    pts = [(x, *(curve[c][i] for c in COEFFS)) for i, x in enumerate(curve["v"]) if lo <= x <= hi]
+    return [p for p in pts if None not in p]
+
+def case_cells(r):
+    # A table row's first two cells (and the separator after them).
+    return f"| {r['dx']:g} | {'linear' if r['order'] == 1 else 'quadratic'} | "
 
 rows, csv_rows = [], []
 for case in cases:
@@ -190,29 +207,24 @@ for case in cases:
     th_pic = read_theory(f"{out}/{name}/theory/coefficients.csv")
     th_cont = read_theory(f"{out}/{name}/theory/continuum.csv")
     meta = json.load(open(f"{out}/{name}/theory/theory.json"))["pic"]
-    sums = {c: [] for c in ("A_par", "D_par", "D_perp")}
+    sums = {c: [] for c in COEFFS}
     per_lag = {}
+    # Per lag, also the measurement over the same estimate from the PIC-aware operator's own
+    # tracks: the velocity relaxation during the lag is in both, so the ratio is 1 + c/τ (the
+    # quiver) if the theory holds.
+    over_own = {c: {} for c in COEFFS}
     nodes = None
     for tau in lags:
         t = f"{tau:g}"
-        curve = json.load(open(f"{out}/{name}/tracks/tau_{t}/plots/profiles.json"))["curves"][0]
-        pts = [(x, curve["A_par"][i], curve["D_par"][i], curve["D_perp"][i]) for i, x in enumerate(curve["v"]) if lo <= x <= hi]
-        pts = [p for p in pts if None not in p]
+        pts = profile(f"{out}/{name}/tracks/tau_{t}/plots/profiles.json")
+        own = {round(p[0], 9): p for p in profile(f"{out}/{name}/synthetic/tracks/tau_{t}/plots/profiles.json")}
+        common = [p for p in pts if round(p[0], 9) in own]
         nodes = [p[0] for p in pts]
-        for k, c in enumerate(("A_par", "D_par", "D_perp")):
+        for k, c in enumerate(COEFFS):
             sums[c].append(sum(p[k + 1] for p in pts))
+            over_own[c][tau] = sum(p[k + 1] for p in common) / sum(own[round(p[0], 9)][k + 1] for p in common)
         per_lag[t] = {c: sums[c][-1] / sum(th_cont(c, x) for x in nodes) for c in sums}
     rec = {"dx": float(dx), "order": int(order), "aliases": meta["aliases"], "heating": meta["heating_rate_dlnT_dt"] - meta["continuum_heating_rate_dlnT_dt"]}
-    # Per lag, the measurement over the same estimate from the PIC-aware operator's own tracks:
-    # the velocity relaxation during the lag is in both, so the ratio is 1 + c/τ (the quiver)
-    # if the theory holds.
-    over_own = {c: {} for c in COEFFS}
-    for tau in lags:
-        m = profile(f"{out}/{name}/tracks/tau_{tau:g}/plots/profiles.json")
-        s = profile(f"{out}/{name}/synthetic/tracks/tau_{tau:g}/plots/profiles.json")
-        common = [x for x in m if x in s]
-        for k, c in enumerate(COEFFS):
-            over_own[c][tau] = sum(m[x][k] for x in common) / sum(s[x][k] for x in common)
     rec["over_own"] = over_own
     for c in sums:
         at_lag = dict(zip(lags, sums[c]))
@@ -227,9 +239,8 @@ for case in cases:
         csv_rows.append([dx, order, c, f"{meas_pic * pic / cont:.4f}", f"{pic / cont:.4f}", f"{meas_pic:.4f}"])
     rec["per_lag"] = per_lag
     # The operator learned from the same tracks' transition windows, over the PIC-aware theory.
-    curve = json.load(open(f"{out}/{name}/learned/plots/profiles.json"))["curves"][0]
-    pts = [(x, curve["A_par"][i], curve["D_par"][i], curve["D_perp"][i]) for i, x in enumerate(curve["v"]) if lo <= x <= hi]
-    for k, c in enumerate(("A_par", "D_par", "D_perp")):
+    pts = profile(f"{out}/{name}/learned/plots/profiles.json")
+    for k, c in enumerate(COEFFS):
         learned = sum(p[k + 1] for p in pts) / sum(th_pic(c, p[0]) for p in pts)
         cont = sum(p[k + 1] for p in pts) / sum(th_cont(c, p[0]) for p in pts)
         rec["learned_" + c] = (cont, learned)
@@ -245,13 +256,13 @@ md = [f"# PIC-aware kinetic theory vs long-lag track measurements ({lo} ≤ |v| 
       "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 for r in rows:
     cells = [f"{r['dx']:g}", "linear" if r["order"] == 1 else "quadratic", str(r["aliases"])]
-    for c in ("A_par", "D_par", "D_perp"):
+    for c in COEFFS:
         cells += [f"{x:.3f}" for x in r[c]]
     cells.append(f"{r['heating']:.2e}")
     md.append("| " + " | ".join(cells) + " |")
 # The target: wherever the continuum theory is off the measurement by more than 5%, the
 # PIC-aware theory within 5% of it.
-checks = [(r, c) for r in rows for c in ("A_par", "D_par", "D_perp") if abs(r[c][0] - 1) > 0.05]
+checks = [(r, c) for r in rows for c in COEFFS if abs(r[c][0] - 1) > 0.05]
 missed = [(r, c) for r, c in checks if abs(r[c][2] - 1) > 0.05]
 names = {"A_par": "A_∥", "D_par": "D_∥", "D_perp": "D_⊥"}
 label = lambda r, c: f"{r['dx']:g} λ_D {'linear' if r['order'] == 1 else 'quadratic'} {names[c]} ({r[c][0]:.3f} → {r[c][2]:.3f})"
@@ -260,26 +271,26 @@ md += ["", f"Continuum off by more than 5% in {len(checks)} coefficients; the PI
 md += ["", "Measured over the PIC-aware operator's own tracks at each lag (no fit), A_∥ / D_∥ / D_⊥:", "",
        "| Δx/λ_D | shape | " + " | ".join(f"τ = {t:g}" for t in lags) + " |", "|---|---|" + "---|" * len(lags)]
 for r in rows:
-    md.append(f"| {r['dx']:g} | {'linear' if r['order'] == 1 else 'quadratic'} | " + " | ".join(
+    md.append(case_cells(r) + " | ".join(
         " / ".join(f"{r['over_own'][c][t]:.3f}" for c in COEFFS) for t in lags) + " |")
 md += ["", "For comparison, the measurement alone fitted as X + c/τ + bτ (the relaxation as a fitted drift) over lags "
        + ", ".join(f"{t:g}" for t in fit_lags) + " and over " + ", ".join(f"{t:g}" for t in short_lags)
        + "/ω_p, over the continuum → over the PIC-aware theory, A_∥ / D_∥ / D_⊥:", "",
        "| Δx/λ_D | shape | long-lag fit | short-lag fit |", "|---|---|---|---|"]
 for r in rows:
-    md.append(f"| {r['dx']:g} | {'linear' if r['order'] == 1 else 'quadratic'} | "
+    md.append(case_cells(r)
               + " / ".join(f"{r['direct_' + c][0]:.3f} → {r['direct_' + c][1]:.3f}" for c in COEFFS) + " | "
               + " / ".join(f"{r['short_' + c][0]:.3f} → {r['short_' + c][1]:.3f}" for c in COEFFS) + " |")
 md += ["", "Learned from the tracks' transition windows (`data.tracks`: delay 80/ω_p, K = 40/ω_p, likelihood), over the continuum and over the PIC-aware theory, A_∥ / D_∥ / D_⊥:", "",
        "| Δx/λ_D | shape | learned/cont | learned/PIC |", "|---|---|---|---|"]
 for r in rows:
-    md.append(f"| {r['dx']:g} | {'linear' if r['order'] == 1 else 'quadratic'} | " + " / ".join(f"{r['learned_' + c][0]:.3f}" for c in ("A_par", "D_par", "D_perp"))
-              + " | " + " / ".join(f"{r['learned_' + c][1]:.3f}" for c in ("A_par", "D_par", "D_perp")) + " |")
+    md.append(case_cells(r) + " / ".join(f"{r['learned_' + c][0]:.3f}" for c in COEFFS)
+              + " | " + " / ".join(f"{r['learned_' + c][1]:.3f}" for c in COEFFS) + " |")
 md += ["", "Measured over continuum at each lag (no fit), A_∥ / D_∥ / D_⊥:", "",
        "| Δx/λ_D | shape | " + " | ".join(f"τ = {t:g}" for t in lags) + " |", "|---|---|" + "---|" * len(lags)]
 for r in rows:
-    md.append(f"| {r['dx']:g} | {'linear' if r['order'] == 1 else 'quadratic'} | " + " | ".join(
-        " / ".join(f"{r['per_lag'][f'{t:g}'][c]:.3f}" for c in ("A_par", "D_par", "D_perp")) for t in lags) + " |")
+    md.append(case_cells(r) + " | ".join(
+        " / ".join(f"{r['per_lag'][f'{t:g}'][c]:.3f}" for c in COEFFS) for t in lags) + " |")
 open(f"{out}/pic-theory-study.md", "w").write("\n".join(md) + "\n")
 with open(f"{out}/pic-theory-study.csv", "w") as f:
     f.write("dx_over_lambda_d,shape_order,quantity,measured_over_continuum,pic_over_continuum,measured_over_pic,learned_over_continuum,learned_over_pic\n")
